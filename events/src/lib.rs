@@ -1,0 +1,16 @@
+//! The payledger event vocabulary: what can be said in the log, and how it is
+//! identified. Pure data: no I/O, no async runtime, no clock.
+
+mod envelope;
+mod ids;
+mod metadata;
+mod money;
+mod streams;
+mod vocabulary;
+
+pub use envelope::{Checkpoint, EventData, RecordedEvent};
+pub use ids::{deterministic_event_id, EVENT_ID_NAMESPACE};
+pub use metadata::{Actor, Metadata};
+pub use money::{Currency, CurrencyError};
+pub use streams::StreamId;
+pub use vocabulary::*;

@@ -1,0 +1,94 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// A stream id: `<category>-<key>`. Constructors are the only way the
+/// application names streams, so a typo cannot create a stray stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(String);
+
+impl StreamId {
+    pub fn checkout(checkout_id: Uuid) -> Self {
+        StreamId(format!("checkout-{checkout_id}"))
+    }
+    /// Keyed by the processor's payment id (payment intent, or charge when a
+    /// charge has no intent).
+    pub fn payment(payment_id: &str) -> Self {
+        StreamId(format!("payment-{payment_id}"))
+    }
+    /// Keyed by the processor's checkout session id, for session facts that
+    /// carry no payment (expired, payment failed).
+    pub fn processor_session(session_id: &str) -> Self {
+        StreamId(format!("session-{session_id}"))
+    }
+    /// Emails are case-insensitive in practice; one customer, one stream.
+    pub fn account(email: &str) -> Self {
+        StreamId(format!("account-{}", email.trim().to_lowercase()))
+    }
+    pub fn email(email_id: Uuid) -> Self {
+        StreamId(format!("email-{email_id}"))
+    }
+    pub fn discrepancy(discrepancy_id: &str) -> Self {
+        StreamId(format!("discrepancy-{discrepancy_id}"))
+    }
+    pub fn processor_event(processor_event_id: &str) -> Self {
+        StreamId(format!("processor-event-{processor_event_id}"))
+    }
+    pub fn reconciliation(run_id: Uuid) -> Self {
+        StreamId(format!("reconciliation-{run_id}"))
+    }
+    pub fn status_request(request_id: Uuid) -> Self {
+        StreamId(format!("status-request-{request_id}"))
+    }
+
+    /// For reading back what the store holds; the application names new
+    /// streams through the constructors above.
+    pub fn from_stored(raw: String) -> Self {
+        StreamId(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn category(&self) -> &str {
+        const CATEGORIES: [&str; 9] = [
+            "processor-event",
+            "status-request",
+            "reconciliation",
+            "discrepancy",
+            "checkout",
+            "payment",
+            "session",
+            "account",
+            "email",
+        ];
+        CATEGORIES
+            .iter()
+            .find(|c| {
+                self.0.len() > c.len() && self.0.starts_with(*c) && self.0.as_bytes()[c.len()] == b'-'
+            })
+            .copied()
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_carry_their_category() {
+        assert_eq!(StreamId::payment("pi_1").as_str(), "payment-pi_1");
+        assert_eq!(StreamId::payment("pi_1").category(), "payment");
+        assert_eq!(StreamId::processor_event("evt_1").category(), "processor-event");
+        assert_eq!(StreamId::account(" Ann@Example.com ").as_str(), "account-ann@example.com");
+    }
+}
