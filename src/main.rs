@@ -1,1 +1,144 @@
-fn main(){}
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use payledger::clock::SystemClock;
+use payledger::db::Database;
+use payledger::store::{seal_pending, verify_chain};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "payledger", version, about = "An event-sourced payment ledger: no paying customer is ever lost.")]
+struct Cli {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (running it twice is a no-op).
+    Migrate,
+    /// Run the background workers (today: the hash-chain sealer).
+    Work,
+    /// Auditor's commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Benchmarks against the local PostgreSQL.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 and name the first broken position.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Appends/s beside raw INSERTs at 1, 8 and 32 writers, and batched appends.
+    Append {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn database_url(cli: &Cli) -> anyhow::Result<String> {
+    cli.database_url.clone().context(
+        "DATABASE_URL is not set: point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger",
+    )
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Database> {
+    Ok(Database::connect(&database_url(cli)?, 8).await?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Migrate => {
+            let db = connect(&cli).await?;
+            let applied = db.migrate().await?;
+            if applied.is_empty() {
+                println!("{}: already up to date", db.shown_url());
+            } else {
+                println!("{}: applied {}", db.shown_url(), applied.join(", "));
+            }
+        }
+        Command::Work => {
+            let db = connect(&cli).await?;
+            let _clock = SystemClock;
+            tracing::info!(database = %db.shown_url(), "worker started");
+            loop {
+                match seal_pending(&db.pool, 1000).await {
+                    Ok(n) if n > 0 => tracing::debug!(sealed = n, "sealed events"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sealing failed; will retry"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { json } } => {
+            let db = connect(&cli).await?;
+            let report = verify_chain(&db.pool).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if let Some(b) = &report.first_break {
+                println!(
+                    "BROKEN at position {} (chain link {}): {}; {} links verified before it",
+                    b.position, b.seq, b.reason, report.verified
+                );
+            } else {
+                println!(
+                    "OK: {} events verified; {} not sealed yet (the sealer in `work` seals them)",
+                    report.verified, report.unsealed
+                );
+            }
+            if report.first_break.is_some() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Bench { command: BenchCommand::Append { seconds, json } } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let report = payledger::bench::run_append_bench(&url, *seconds).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                payledger::bench::print_append_report(&report);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("payledger: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `payledger bench append`: appends/s of the store beside a raw single-row
+//! INSERT of the same bytes, at the same concurrency, in the same run. The
+//! ratio is the figure; absolute numbers depend on the machine's fsync.
+
+use crate::clock::SystemClock;
+use crate::db::{create_database_if_missing, Database, DbError};
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
+use chrono::Utc;
+use payledger_events::{Actor, ChargeSource, ChargeSucceeded, Currency, DomainEvent, EventData, Metadata, StreamId};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct AppendBenchRow {
+    pub writers: usize,
+    pub raw_inserts_per_s: f64,
+    pub appends_per_s: f64,
+    pub ratio: f64,
+    pub appends_without_notify_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppendBenchReport {
+    pub seconds_per_run: f64,
+    pub single: Vec<AppendBenchRow>,
+    pub batch_size: usize,
+    pub batch_writers: usize,
+    pub batched_events_per_s: f64,
+}
+
+fn sample_event(n: u64) -> Result<EventData, serde_json::Error> {
+    let payment = format!("pi_bench_{}", Uuid::new_v4().simple());
+    let event: DomainEvent = ChargeSucceeded {
+        payment_id: payment.clone(),
+        charge_id: Some(format!("ch_bench_{n}")),
+        session_id: Some(format!("cs_bench_{n}")),
+        checkout_reference: Some(Uuid::new_v4().to_string()),
+        customer_email: Some(format!("customer{n}@example.com")),
+        amount: 24900,
+        currency: Currency::new("usd").unwrap_or_else(|_| unreachable!()),
+        paid_at: Utc::now(),
+        source: ChargeSource::Webhook,
+    }
+    .into();
+    EventData::for_processor_fact(&event, &payment, Metadata::new(Uuid::new_v4(), Actor::webhook(), "webhook"))
+}
+
+/// Runs `op` on `writers` tasks for `run_for`; returns operations per second.
+async fn measure<F, Fut>(writers: usize, run_for: Duration, op: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for w in 0..writers {
+        let (done, op) = (done.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while start.elapsed() < run_for {
+                done.fetch_add(op(w, i).await, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+pub async fn run_append_bench(database_url: &str, seconds: f64) -> anyhow::Result<AppendBenchReport> {
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    config.dbname("payledger_bench");
+    let url = format!(
+        "postgres://{}@{}:{}/payledger_bench",
+        config.get_user().unwrap_or("postgres"),
+        match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        },
+        config.get_ports().first().copied().unwrap_or(5432)
+    );
+    create_database_if_missing(&url).await?;
+    let db = Database::connect(&url, 40).await?;
+    db.migrate().await?;
+    let client = db.pool.get().await.map_err(|e| DbError::Unreachable { url: db.shown_url(), reason: e.to_string() })?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS bench_raw_insert (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                stream_id TEXT NOT NULL, event_id UUID NOT NULL, event_type TEXT NOT NULL,
+                payload JSONB NOT NULL, metadata JSONB NOT NULL, recorded_at TIMESTAMPTZ NOT NULL)",
+        )
+        .await?;
+    drop(client);
+
+    let run_for = Duration::from_secs_f64(seconds);
+    let with_notify = PgEventStore::new(db.pool.clone(), Arc::new(SystemClock));
+    let without_notify = PgEventStore::without_notifications(db.pool.clone(), Arc::new(SystemClock));
+    let mut single = vec![];
+    for writers in [1usize, 8, 32] {
+        let pool = db.pool.clone();
+        let raw = measure(writers, run_for, move |_, i| {
+            let pool = pool.clone();
+            async move {
+                let Ok(e) = sample_event(i) else { return 0 };
+                let Ok(metadata) = serde_json::to_value(&e.metadata) else { return 0 };
+                let Ok(c) = pool.get().await else { return 0 };
+                let Ok(st) = c
+                    .prepare_cached(
+                        "INSERT INTO bench_raw_insert (stream_id, event_id, event_type, payload, metadata, recorded_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .await
+                else {
+                    return 0;
+                };
+                let stream = format!("payment-{}", e.event_id);
+                c.execute(&st, &[&stream, &e.event_id, &e.event_type, &e.payload, &metadata, &Utc::now()])
+                    .await
+                    .map(|_| 1)
+                    .unwrap_or(0)
+            }
+        })
+        .await;
+        let appends = measure(writers, run_for, append_op(with_notify.clone(), 1)).await;
+        let quiet = measure(writers, run_for, append_op(without_notify.clone(), 1)).await;
+        single.push(AppendBenchRow {
+            writers,
+            raw_inserts_per_s: raw,
+            appends_per_s: appends,
+            ratio: appends / raw.max(1e-9),
+            appends_without_notify_per_s: quiet,
+        });
+    }
+    let (batch_size, batch_writers) = (50, 4);
+    let batched = measure(batch_writers, run_for, append_op(with_notify, batch_size)).await * batch_size as f64;
+    Ok(AppendBenchReport {
+        seconds_per_run: seconds,
+        single,
+        batch_size,
+        batch_writers,
+        batched_events_per_s: batched,
+    })
+}
+
+fn append_op(
+    store: PgEventStore,
+    events_per_append: usize,
+) -> impl Fn(usize, u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> + Clone + Send + Sync + 'static {
+    move |w, i| {
+        let store = store.clone();
+        Box::pin(async move {
+            let events: Result<Vec<_>, _> = (0..events_per_append as u64).map(|k| sample_event(i * 1000 + k)).collect();
+            let Ok(events) = events else { return 0 };
+            let stream = StreamId::payment(&format!("bench_{w}_{}", Uuid::new_v4().simple()));
+            match store.append(vec![StreamAppend::new(stream, ExpectedVersion::NoStream, events)]).await {
+                Ok(_) => 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bench append failed");
+                    0
+                }
+            }
+        })
+    }
+}
+
+pub fn print_append_report(r: &AppendBenchReport) {
+    println!("append benchmark ({}s per run, local PostgreSQL, synchronous_commit as configured)", r.seconds_per_run);
+    println!("{:>8} {:>16} {:>16} {:>8} {:>22}", "writers", "raw INSERT/s", "append/s", "ratio", "append/s (no NOTIFY)");
+    for row in &r.single {
+        println!(
+            "{:>8} {:>16.0} {:>16.0} {:>8.2} {:>22.0}",
+            row.writers, row.raw_inserts_per_s, row.appends_per_s, row.ratio, row.appends_without_notify_per_s
+        );
+    }
+    println!(
+        "batched: {} events per append, {} writers: {:.0} events/s",
+        r.batch_size, r.batch_writers, r.batched_events_per_s
+    );
+}

@@ -1,0 +1,177 @@
+//! Connecting to PostgreSQL and migrating it.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The local server of a fresh machine; used when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/payledger";
+
+/// Serialises concurrent `migrate` runs against one database.
+const MIGRATION_LOCK: i64 = 0x7061_796c_6564_6702;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL {url} is not a valid PostgreSQL connection string: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("migrating {url} failed: {reason}")]
+    Migration { url: String, reason: String },
+}
+
+/// A connection string with any password replaced by `***`, for messages
+/// and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        return parsed.to_string();
+    }
+    // key=value form: blank out the value of `password=`.
+    url.split_whitespace()
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A parsed `DATABASE_URL` and the pool built from it.
+#[derive(Clone)]
+pub struct Database {
+    pub url: String,
+    pub config: tokio_postgres::Config,
+    pub pool: Pool,
+}
+
+impl Database {
+    /// Parses the URL and checks the server answers, so a wrong URL fails at
+    /// start-up with a message that names it.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, DbError> {
+        let shown = redact_url(url);
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::InvalidUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| DbError::InvalidUrl {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let probe = pool.get().await.map_err(|e| DbError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        drop(probe);
+        Ok(Database { url: url.to_string(), config, pool })
+    }
+
+    pub fn shown_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Applies the embedded migrations; a second run applies nothing.
+    /// Returns the names of the migrations applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let fail = |reason: String| DbError::Migration {
+            url: self.shown_url(),
+            reason,
+        };
+        let mut client = self.pool.get().await.map_err(|e| fail(e.to_string()))?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let result = embedded::migrations::runner().run_async(&mut **client).await;
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        let report = result.map_err(|e| fail(e.to_string()))?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
+    }
+}
+
+/// Creates a database on the server of `url` (connecting to its
+/// `postgres` database) unless it exists. Returns whether it was created.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, DbError> {
+    let shown = redact_url(url);
+    let config = tokio_postgres::Config::from_str(url).map_err(|e| DbError::InvalidUrl {
+        url: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let name = config
+        .get_dbname()
+        .ok_or_else(|| DbError::InvalidUrl {
+            url: shown.clone(),
+            reason: "no database name".into(),
+        })?
+        .to_string();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let unreachable = |e: tokio_postgres::Error| DbError::Unreachable {
+        url: shown.clone(),
+        reason: e.to_string(),
+    };
+    let (client, connection) = admin.connect(NoTls).await.map_err(unreachable)?;
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(unreachable)?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    // Identifiers cannot be bound as parameters; quote it instead.
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(false),
+        Err(e) => Err(unreachable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/payledger"),
+            "postgres://app:***@db:5432/payledger"
+        );
+        assert_eq!(
+            redact_url("host=db user=app password=s3cret dbname=x"),
+            "host=db user=app password=*** dbname=x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,67 @@
+use super::ExpectedVersion;
+use payledger_events::StreamId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer got there first; re-read the stream and decide again.
+    #[error("version conflict on stream {stream}: expected {expected}, but the stream is at version {actual}")]
+    Conflict {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
+    /// A concurrent transaction stored the same event or stream version; the
+    /// transaction must be retried from the start. `append` retries by itself.
+    #[error("a concurrent append wrote the same event or stream version; retry the transaction")]
+    WriteRace,
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("event at position {position} is unreadable: {reason}")]
+    Corrupt { position: i64, reason: String },
+    #[error("could not encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("database error: {0}")]
+    Database(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if code == &SqlState::UNIQUE_VIOLATION {
+                return StoreError::WriteRace;
+            }
+            // The server is going away or refusing work: the caller should
+            // answer "try again later", not "your request was wrong".
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code)
+            {
+                return StoreError::Unavailable(e.to_string());
+            }
+            return StoreError::Database(e);
+        }
+        let io_failure = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        if e.is_closed() || io_failure {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::from(e),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+use super::{
+    AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend,
+};
+use crate::clock::Clock;
+use deadpool_postgres::{GenericClient, Pool};
+use payledger_events::{Checkpoint, Metadata, RecordedEvent, StreamId};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const APPEND_SQL: &str = include_str!("append.sql");
+const READ_ALL_SQL: &str = include_str!("read_all.sql");
+const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
+
+/// How often an append retries after losing a race on a unique index before
+/// giving up; only `Any` appends to one hot stream get near it.
+const MAX_RACE_RETRIES: usize = 50;
+
+/// The PostgreSQL event store.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    notifier: Option<AppendNotifier>,
+}
+
+impl PgEventStore {
+    /// A store that rings the coalescing notifier after each commit (needs a
+    /// tokio runtime).
+    pub fn new(pool: Pool, clock: Arc<dyn Clock>) -> Self {
+        let notifier = Some(AppendNotifier::spawn(pool.clone()));
+        PgEventStore { pool, clock, notifier }
+    }
+
+    /// A store that never sends `NOTIFY`; readers then find events by polling.
+    pub fn without_notifications(pool: Pool, clock: Arc<dyn Clock>) -> Self {
+        PgEventStore { pool, clock, notifier: None }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Appends inside a transaction the caller owns (and commits). A
+    /// `WriteRace` error means the caller's transaction is aborted and must be
+    /// retried from the start.
+    pub async fn append_in<C: GenericClient>(
+        &self,
+        client: &C,
+        batch: &[StreamAppend],
+    ) -> Result<AppendOutcome, StoreError> {
+        let recorded_at = self.clock.now();
+        let statement = client.prepare_cached(APPEND_SQL).await?;
+        let mut outcome = AppendOutcome::default();
+        let mut seen = HashSet::new();
+        for part in batch {
+            // The same id twice in one call is stored once, like any duplicate.
+            let (events, repeats): (Vec<_>, Vec<_>) =
+                part.events.iter().partition(|e| seen.insert(e.event_id));
+            if events.is_empty() {
+                outcome.events.extend(repeats.iter().map(|e| EventOutcome::Duplicate { event_id: e.event_id }));
+                continue;
+            }
+            let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+            let metadata = events
+                .iter()
+                .map(|e| serde_json::to_value(&e.metadata))
+                .collect::<Result<Vec<_>, _>>()?;
+            let required = part.expected.required();
+            let rows = client
+                .query(
+                    &statement,
+                    &[&part.stream.as_str(), &required, &ids, &types, &payloads, &metadata, &recorded_at],
+                )
+                .await?;
+            let head: i64 = rows.first().map(|r| r.get("head")).unwrap_or(0);
+            let fresh: i64 = rows.first().map(|r| r.get("fresh")).unwrap_or(0);
+            let mut stored = std::collections::HashMap::new();
+            for row in &rows {
+                if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
+                    stored.insert(id, (row.get::<_, i64>("position"), row.get::<_, i64>("stream_version")));
+                }
+            }
+            if fresh > 0 && stored.is_empty() {
+                return Err(StoreError::Conflict {
+                    stream: part.stream.clone(),
+                    expected: part.expected,
+                    actual: head,
+                });
+            }
+            for e in events.iter().chain(repeats.iter()) {
+                outcome.events.push(match stored.remove(&e.event_id) {
+                    Some((position, stream_version)) => EventOutcome::Stored {
+                        event_id: e.event_id,
+                        position,
+                        stream_version,
+                    },
+                    None => EventOutcome::Duplicate { event_id: e.event_id },
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn append_once(&self, batch: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        if batch.len() == 1 {
+            // One statement in autocommit: one round trip, no BEGIN/COMMIT.
+            return self.append_in(&client, batch).await;
+        }
+        let tx = client.transaction().await?;
+        let outcome = self.append_in(&tx, batch).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+impl EventStore for PgEventStore {
+    async fn append(&self, batch: Vec<StreamAppend>) -> Result<AppendOutcome, StoreError> {
+        if batch.iter().all(|s| s.events.is_empty()) {
+            return Err(StoreError::EmptyAppend);
+        }
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.append_once(&batch).await {
+                Err(StoreError::WriteRace) if attempt < MAX_RACE_RETRIES => {
+                    attempt += 1;
+                    // The retry re-reads: ids the winner stored become
+                    // duplicates, and an exact version becomes a conflict.
+                    tokio::task::yield_now().await;
+                }
+                other => break other?,
+            }
+        };
+        if outcome.stored() > 0 {
+            if let Some(n) = &self.notifier {
+                n.ring();
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(READ_STREAM_SQL).await?;
+        let rows = client
+            .query(&statement, &[&stream.as_str(), &after_version, &limit])
+            .await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        read_all_with(&client, after, limit).await
+    }
+}
+
+/// `read_all` on a connection the caller holds (a projection reads and
+/// applies inside its own transaction).
+pub async fn read_all_with<C: GenericClient>(
+    client: &C,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let statement = client.prepare_cached(READ_ALL_SQL).await?;
+    let rows = client
+        .query(&statement, &[&after.transaction_id, &after.position, &limit])
+        .await?;
+    rows.iter().map(recorded_event).collect()
+}
+
+fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get("position");
+    let metadata: Metadata = serde_json::from_value(row.get("metadata")).map_err(|e| StoreError::Corrupt {
+        position,
+        reason: format!("metadata: {e}"),
+    })?;
+    Ok(RecordedEvent {
+        position,
+        transaction_id: row.get("transaction_id"),
+        stream: StreamId::from_stored(row.get("stream_id")),
+        stream_version: row.get("stream_version"),
+        event_id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        payload: row.get("payload"),
+        metadata,
+        recorded_at: row.get("recorded_at"),
+    })
+}
