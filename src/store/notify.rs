@@ -138,6 +138,10 @@ impl Subscription {
 
     /// The next non-empty batch, waiting as long as it takes.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        // After a notification the event may still sit behind an older
+        // transaction that has not finished; re-read soon instead of waiting
+        // a whole poll interval.
+        let mut retry_after: Option<Duration> = None;
         loop {
             let client = self.pool.get().await?;
             let batch = read_all_with(&client, self.checkpoint, self.batch_size).await?;
@@ -146,7 +150,16 @@ impl Subscription {
                 self.checkpoint = last.checkpoint();
                 return Ok(batch);
             }
-            self.listener.wait(self.poll_interval).await;
+            match retry_after {
+                Some(delay) if delay < self.poll_interval => {
+                    tokio::time::sleep(delay).await;
+                    retry_after = Some(delay * 2);
+                }
+                _ => {
+                    let notified = self.listener.wait(self.poll_interval).await;
+                    retry_after = notified.then_some(Duration::from_millis(5));
+                }
+            }
         }
     }
 }

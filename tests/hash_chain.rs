@@ -1,0 +1,135 @@
+//! Guarantee 6: the hash chain verifies, and a tampered row is found.
+
+mod common;
+
+use common::{any_event, TestDb};
+use payledger::store::{seal_pending, verify_chain, EventStore, ExpectedVersion, PgEventStore, StreamAppend};
+use payledger_events::StreamId;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const EVENTS: usize = 10_000;
+
+async fn append_concurrently(store: &PgEventStore, writers: usize, events: usize) {
+    let mut tasks = vec![];
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut written = 0;
+            while written < events / writers {
+                let n = 5.min(events / writers - written);
+                let stream = StreamId::payment(&format!("chain_{w}_{}", Uuid::new_v4().simple()));
+                let batch = StreamAppend::new(stream, ExpectedVersion::NoStream, (0..n).map(|_| any_event()).collect());
+                store.append(vec![batch]).await.unwrap();
+                written += n;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Seals until the whole log is in the chain (other tests' transactions can
+/// hold the gap-safe horizon back for a moment).
+async fn seal_everything(t: &TestDb, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        seal_pending(&t.db.pool, 1_000).await.unwrap();
+        let report = verify_chain(&t.db.pool).await.unwrap();
+        if report.verified >= expected || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chain_over_ten_thousand_concurrent_appends_verifies_and_names_a_tampered_position() {
+    let t = TestDb::with_pool_size(12).await;
+    let store = t.store();
+
+    // The sealer runs while the writers write, as it does in `work`.
+    let sealer = {
+        let pool = t.db.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = seal_pending(&pool, 1_000).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    append_concurrently(&store, 8, EVENTS).await;
+    seal_everything(&t, EVENTS as u64).await;
+    sealer.abort();
+
+    let report = verify_chain(&t.db.pool).await.unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.verified, EVENTS as u64);
+    assert_eq!(report.unsealed, 0);
+
+    // A superuser edits one payload behind the trigger's back.
+    let c = t.client().await;
+    let victim: i64 = c
+        .query_one("SELECT position FROM event_chain WHERE seq = 4321", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!(
+        "ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete;
+         UPDATE events SET payload = jsonb_set(payload, '{{email}}', '\"mallory@example.com\"') WHERE position = {victim};
+         ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete;"
+    ))
+    .await
+    .unwrap();
+
+    let report = verify_chain(&t.db.pool).await.unwrap();
+    let broken = report.first_break.expect("the tampered row must be found");
+    assert_eq!(broken.position, victim);
+    assert_eq!(broken.seq, 4321);
+    assert_eq!(report.verified, 4320);
+
+    // The CLI says the same and exits 1.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &t.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("position {victim}")), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_deleted_event_breaks_the_chain_at_its_position() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append_concurrently(&store, 2, 20).await;
+    seal_everything(&t, 20).await;
+    let c = t.client().await;
+    let victim: i64 = c.query_one("SELECT position FROM event_chain WHERE seq = 7", &[]).await.unwrap().get(0);
+    c.batch_execute(&format!(
+        "ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete;
+         DELETE FROM events WHERE position = {victim};
+         ALTER TABLE events ENABLE TRIGGER events_refuse_update_delete;"
+    ))
+    .await
+    .unwrap();
+    let broken = verify_chain(&t.db.pool).await.unwrap().first_break.expect("break");
+    assert_eq!((broken.seq, broken.position), (7, victim));
+}
+
+#[tokio::test]
+async fn an_intact_chain_passes_the_cli_with_exit_zero() {
+    let t = TestDb::new().await;
+    append_concurrently(&t.store(), 2, 10).await;
+    seal_everything(&t, 10).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &t.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("OK: 10 events verified"), "{stdout}");
+}
