@@ -1,6 +1,6 @@
 -- The event log: append-only, gap-safe, idempotent by event id.
 CREATE TABLE events (
-    position        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    position        BIGINT GENERATED ALWAYS AS IDENTITY,
     -- The appending transaction's id. Readers follow (transaction_id, position)
     -- and only read below the oldest running transaction, so a transaction that
     -- commits a lower position late can never be skipped.
@@ -13,10 +13,11 @@ CREATE TABLE events (
     metadata        JSONB NOT NULL,
     recorded_at     TIMESTAMPTZ NOT NULL,
     CONSTRAINT events_event_id_unique UNIQUE (event_id),
-    CONSTRAINT events_stream_version_unique UNIQUE (stream_id, stream_version)
+    CONSTRAINT events_stream_version_unique UNIQUE (stream_id, stream_version),
+    -- The key is the global read order itself: one index fewer to maintain on
+    -- every append than a separate key on position.
+    CONSTRAINT events_pkey PRIMARY KEY (transaction_id, position)
 );
-
-CREATE INDEX events_global_order ON events (transaction_id, position);
 
 -- Immutability is the database's job, not only the code's.
 CREATE FUNCTION payledger_refuse_change() RETURNS trigger

@@ -2,11 +2,13 @@
 -- order a moment behind the writers, so appends never wait for a chain lock.
 CREATE TABLE event_chain (
     seq             BIGINT PRIMARY KEY CHECK (seq >= 1),
-    position        BIGINT NOT NULL UNIQUE,
+    position        BIGINT NOT NULL,
     transaction_id  BIGINT NOT NULL,
     -- SHA-256(previous hash || canonical bytes of the event); see src/store/chain.rs.
     hash            BYTEA NOT NULL CHECK (length(hash) = 32),
-    sealed_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+    sealed_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- The events table's key, so verification joins link to event directly.
+    UNIQUE (transaction_id, position)
 );
 
 CREATE TRIGGER event_chain_refuse_update_delete

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "payledger", version, about = "An event-sourced payment ledger: no paying customer is ever lost.")]
+#[command(
+    name = "payledger",
+    version,
+    about = "An event-sourced payment ledger: no paying customer is ever lost."
+)]
 struct Cli {
     /// PostgreSQL connection string.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -68,6 +72,10 @@ async fn connect(cli: &Cli) -> anyhow::Result<Database> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Migrate => {
+            let url = database_url(&cli)?;
+            if payledger::db::create_database_if_missing(&url).await? {
+                println!("{}: created the database", payledger::db::redact_url(&url));
+            }
             let db = connect(&cli).await?;
             let applied = db.migrate().await?;
             if applied.is_empty() {
@@ -89,7 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        Command::Audit { command: AuditCommand::Verify { json } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { json },
+        } => {
             let db = connect(&cli).await?;
             let report = verify_chain(&db.pool).await?;
             if *json {
@@ -109,7 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Bench { command: BenchCommand::Append { seconds, json } } => {
+        Command::Bench {
+            command: BenchCommand::Append { seconds, json },
+        } => {
             let url = cli
                 .database_url
                 .clone()

@@ -13,11 +13,24 @@ async fn appends_assign_stream_versions_and_read_back_in_order() {
     let t = TestDb::new().await;
     let store = t.store();
     let s = StreamId::payment("pi_order");
-    let out = store.append_to_stream(s.clone(), ExpectedVersion::NoStream, vec![any_event(), any_event()]).await.unwrap();
+    let out = store
+        .append_to_stream(
+            s.clone(),
+            ExpectedVersion::NoStream,
+            vec![any_event(), any_event()],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.stored(), 2);
-    store.append_to_stream(s.clone(), ExpectedVersion::Exact(2), vec![any_event()]).await.unwrap();
+    store
+        .append_to_stream(s.clone(), ExpectedVersion::Exact(2), vec![any_event()])
+        .await
+        .unwrap();
     let events = store.read_stream(&s, 0, 100).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let tail = store.read_stream(&s, 2, 100).await.unwrap();
     assert_eq!(tail.len(), 1);
 }
@@ -27,11 +40,24 @@ async fn expected_version_mismatch_is_a_typed_conflict_and_writes_nothing() {
     let t = TestDb::new().await;
     let store = t.store();
     let s = StreamId::payment("pi_conflict");
-    store.append_to_stream(s.clone(), ExpectedVersion::NoStream, vec![any_event()]).await.unwrap();
+    store
+        .append_to_stream(s.clone(), ExpectedVersion::NoStream, vec![any_event()])
+        .await
+        .unwrap();
 
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0), ExpectedVersion::Exact(5)] {
-        let err = store.append_to_stream(s.clone(), expected, vec![any_event()]).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { actual: 1, .. }), "{expected}: {err}");
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Exact(5),
+    ] {
+        let err = store
+            .append_to_stream(s.clone(), expected, vec![any_event()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { actual: 1, .. }),
+            "{expected}: {err}"
+        );
     }
     assert_eq!(store.read_stream(&s, 0, 100).await.unwrap().len(), 1);
 }
@@ -41,7 +67,10 @@ async fn sixteen_racers_for_the_next_version_one_wins() {
     let t = TestDb::new().await;
     let store = t.store();
     let s = StreamId::payment("pi_race");
-    store.append_to_stream(s.clone(), ExpectedVersion::NoStream, vec![any_event()]).await.unwrap();
+    store
+        .append_to_stream(s.clone(), ExpectedVersion::NoStream, vec![any_event()])
+        .await
+        .unwrap();
 
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
     let mut tasks = vec![];
@@ -49,7 +78,9 @@ async fn sixteen_racers_for_the_next_version_one_wins() {
         let (store, s, barrier) = (store.clone(), s.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.append_to_stream(s, ExpectedVersion::Exact(1), vec![any_event()]).await
+            store
+                .append_to_stream(s, ExpectedVersion::Exact(1), vec![any_event()])
+                .await
         }));
     }
     let (mut won, mut conflicts) = (0, 0);
@@ -78,10 +109,20 @@ async fn thirty_two_concurrent_appends_of_one_event_id_store_one_row() {
         let (store, barrier) = (store.clone(), barrier.clone());
         // Half append with Any, half claim the stream is new: a duplicate is
         // reported as such either way.
-        let expected = if i % 2 == 0 { ExpectedVersion::Any } else { ExpectedVersion::NoStream };
+        let expected = if i % 2 == 0 {
+            ExpectedVersion::Any
+        } else {
+            ExpectedVersion::NoStream
+        };
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.append_to_stream(StreamId::payment("pi_dup"), expected, vec![event_with_id(id)]).await
+            store
+                .append_to_stream(
+                    StreamId::payment("pi_dup"),
+                    expected,
+                    vec![event_with_id(id)],
+                )
+                .await
         }));
     }
     let (mut stored, mut duplicates) = (0, 0);
@@ -91,7 +132,13 @@ async fn thirty_two_concurrent_appends_of_one_event_id_store_one_row() {
         duplicates += out.duplicates();
     }
     assert_eq!((stored, duplicates), (1, 31));
-    let rows: i64 = t.client().await.query_one("SELECT count(*) FROM events WHERE event_id = $1", &[&id]).await.unwrap().get(0);
+    let rows: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM events WHERE event_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(rows, 1);
 }
 
@@ -101,7 +148,10 @@ async fn a_batch_across_streams_is_atomic() {
     let store = t.store();
     let a = StreamId::processor_event("evt_1");
     let b = StreamId::payment("pi_atomic");
-    store.append_to_stream(b.clone(), ExpectedVersion::NoStream, vec![any_event()]).await.unwrap();
+    store
+        .append_to_stream(b.clone(), ExpectedVersion::NoStream, vec![any_event()])
+        .await
+        .unwrap();
 
     // The second stream's expectation is wrong, so the first's event must not stay either.
     let err = store
@@ -129,20 +179,44 @@ async fn a_batch_stores_its_new_events_and_reports_the_known_ones_as_duplicates(
     let t = TestDb::new().await;
     let store = t.store();
     let known = event_with_id(Uuid::new_v4());
-    store.append_to_stream(StreamId::payment("pi_known"), ExpectedVersion::Any, vec![known.clone()]).await.unwrap();
+    store
+        .append_to_stream(
+            StreamId::payment("pi_known"),
+            ExpectedVersion::Any,
+            vec![known.clone()],
+        )
+        .await
+        .unwrap();
 
     let fresh = any_event();
     let out = store
         .append(vec![
-            StreamAppend::new(StreamId::processor_event("evt_2"), ExpectedVersion::Any, vec![fresh.clone()]),
-            StreamAppend::new(StreamId::payment("pi_known"), ExpectedVersion::Any, vec![known.clone(), known.clone()]),
+            StreamAppend::new(
+                StreamId::processor_event("evt_2"),
+                ExpectedVersion::Any,
+                vec![fresh.clone()],
+            ),
+            StreamAppend::new(
+                StreamId::payment("pi_known"),
+                ExpectedVersion::Any,
+                vec![known.clone(), known.clone()],
+            ),
         ])
         .await
         .unwrap();
     assert_eq!((out.stored(), out.duplicates()), (1, 2));
-    assert!(out.events.contains(&EventOutcome::Duplicate { event_id: known.event_id }));
+    assert!(out.events.contains(&EventOutcome::Duplicate {
+        event_id: known.event_id
+    }));
     // Retrying the same append changes nothing.
-    let again = store.append_to_stream(StreamId::processor_event("evt_2"), ExpectedVersion::NoStream, vec![fresh]).await.unwrap();
+    let again = store
+        .append_to_stream(
+            StreamId::processor_event("evt_2"),
+            ExpectedVersion::NoStream,
+            vec![fresh],
+        )
+        .await
+        .unwrap();
     assert_eq!(again.duplicates(), 1);
 }
 
@@ -151,13 +225,27 @@ async fn read_all_follows_the_global_order_from_a_checkpoint() {
     let t = TestDb::new().await;
     let store = t.store();
     for i in 0..5 {
-        store.append_to_stream(StreamId::payment(&format!("pi_{i}")), ExpectedVersion::Any, vec![any_event(), any_event()]).await.unwrap();
+        store
+            .append_to_stream(
+                StreamId::payment(&format!("pi_{i}")),
+                ExpectedVersion::Any,
+                vec![any_event(), any_event()],
+            )
+            .await
+            .unwrap();
     }
     let all = read_all_when_visible(&store, 10).await;
     assert_eq!(all.len(), 10);
     let first = store.read_all(Checkpoint::START, 4).await.unwrap();
-    let rest = store.read_all(first.last().unwrap().checkpoint(), 100).await.unwrap();
-    let ids: Vec<_> = first.iter().chain(rest.iter()).map(|e| e.event_id).collect();
+    let rest = store
+        .read_all(first.last().unwrap().checkpoint(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<_> = first
+        .iter()
+        .chain(rest.iter())
+        .map(|e| e.event_id)
+        .collect();
     assert_eq!(ids, all.iter().map(|e| e.event_id).collect::<Vec<_>>());
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 10);
 }
@@ -165,7 +253,11 @@ async fn read_all_follows_the_global_order_from_a_checkpoint() {
 #[tokio::test]
 async fn an_empty_append_is_refused() {
     let t = TestDb::new().await;
-    let err = t.store().append_to_stream(StreamId::payment("pi_e"), ExpectedVersion::Any, vec![]).await.unwrap_err();
+    let err = t
+        .store()
+        .append_to_stream(StreamId::payment("pi_e"), ExpectedVersion::Any, vec![])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::EmptyAppend));
 }
 
@@ -176,7 +268,10 @@ async fn an_unreachable_database_is_named_without_its_password() {
         .err()
         .expect("port 1 does not answer");
     let text = err.to_string();
-    assert!(text.contains("postgres://app:***@127.0.0.1:1/nowhere"), "{text}");
+    assert!(
+        text.contains("postgres://app:***@127.0.0.1:1/nowhere"),
+        "{text}"
+    );
     assert!(!text.contains("topsecret"), "{text}");
 }
 

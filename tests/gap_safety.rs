@@ -32,12 +32,20 @@ async fn a_concurrent_reader_sees_every_committed_event_exactly_once_in_order() 
                     let mut rng = rand::rng();
                     (rng.random_range(1..=8usize), rng.random_range(0..=50u64))
                 };
-                let events: Vec<_> = (0..k.min(EVENTS_PER_WRITER - committed.len())).map(|_| any_event()).collect();
+                let events: Vec<_> = (0..k.min(EVENTS_PER_WRITER - committed.len()))
+                    .map(|_| any_event())
+                    .collect();
                 let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
                 let stream = StreamId::payment(&format!("gap_{w}_{}", Uuid::new_v4().simple()));
                 let mut client = store.pool().get().await.unwrap();
                 let tx = client.transaction().await.unwrap();
-                store.append_in(&tx, &[StreamAppend::new(stream, ExpectedVersion::NoStream, events)]).await.unwrap();
+                store
+                    .append_in(
+                        &tx,
+                        &[StreamAppend::new(stream, ExpectedVersion::NoStream, events)],
+                    )
+                    .await
+                    .unwrap();
                 // Hold the transaction open so later transactions commit first.
                 tokio::time::sleep(Duration::from_millis(hold)).await;
                 tx.commit().await.unwrap();
@@ -66,7 +74,9 @@ async fn a_concurrent_reader_sees_every_committed_event_exactly_once_in_order() 
                         // Other tests' transactions may hold the horizon back
                         // for a moment; give them time before concluding.
                         let since = *quiet_since.get_or_insert_with(Instant::now);
-                        if seen.len() >= WRITERS * EVENTS_PER_WRITER || since.elapsed() > Duration::from_secs(5) {
+                        if seen.len() >= WRITERS * EVENTS_PER_WRITER
+                            || since.elapsed() > Duration::from_secs(5)
+                        {
                             return (seen, order_ok);
                         }
                     }

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{any_event, TestDb};
-use payledger::store::{seal_pending, verify_chain, EventStore, ExpectedVersion, PgEventStore, StreamAppend};
+use payledger::store::{
+    seal_pending, verify_chain, EventStore, ExpectedVersion, PgEventStore, StreamAppend,
+};
 use payledger_events::StreamId;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -19,7 +21,11 @@ async fn append_concurrently(store: &PgEventStore, writers: usize, events: usize
             while written < events / writers {
                 let n = 5.min(events / writers - written);
                 let stream = StreamId::payment(&format!("chain_{w}_{}", Uuid::new_v4().simple()));
-                let batch = StreamAppend::new(stream, ExpectedVersion::NoStream, (0..n).map(|_| any_event()).collect());
+                let batch = StreamAppend::new(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    (0..n).map(|_| any_event()).collect(),
+                );
                 store.append(vec![batch]).await.unwrap();
                 written += n;
             }
@@ -107,7 +113,11 @@ async fn a_deleted_event_breaks_the_chain_at_its_position() {
     append_concurrently(&store, 2, 20).await;
     seal_everything(&t, 20).await;
     let c = t.client().await;
-    let victim: i64 = c.query_one("SELECT position FROM event_chain WHERE seq = 7", &[]).await.unwrap().get(0);
+    let victim: i64 = c
+        .query_one("SELECT position FROM event_chain WHERE seq = 7", &[])
+        .await
+        .unwrap()
+        .get(0);
     c.batch_execute(&format!(
         "ALTER TABLE events DISABLE TRIGGER events_refuse_update_delete;
          DELETE FROM events WHERE position = {victim};
@@ -115,7 +125,11 @@ async fn a_deleted_event_breaks_the_chain_at_its_position() {
     ))
     .await
     .unwrap();
-    let broken = verify_chain(&t.db.pool).await.unwrap().first_break.expect("break");
+    let broken = verify_chain(&t.db.pool)
+        .await
+        .unwrap()
+        .first_break
+        .expect("break");
     assert_eq!((broken.seq, broken.position), (7, victim));
 }
 

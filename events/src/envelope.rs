@@ -15,7 +15,11 @@ pub struct EventData {
 impl EventData {
     /// Stamps the payload's current schema version into the metadata, so a
     /// later reader knows which shape it holds.
-    pub fn new(event: &DomainEvent, event_id: Uuid, mut metadata: Metadata) -> Result<Self, serde_json::Error> {
+    pub fn new(
+        event: &DomainEvent,
+        event_id: Uuid,
+        mut metadata: Metadata,
+    ) -> Result<Self, serde_json::Error> {
         metadata.schema_version = crate::current_schema_version(event.event_type());
         Ok(EventData {
             event_id,
@@ -39,7 +43,9 @@ impl EventData {
 
 /// A position in the gap-safe global order: (transaction id, position).
 /// Readers resume strictly after a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Checkpoint {
     pub transaction_id: i64,
     pub position: i64,
@@ -76,6 +82,10 @@ impl RecordedEvent {
 
     /// The typed event, upcast from whatever schema version it was written in.
     pub fn decode(&self) -> Result<DomainEvent, DecodeError> {
-        DomainEvent::decode(&self.event_type, self.metadata.schema_version, self.payload.clone())
+        DomainEvent::decode(
+            &self.event_type,
+            self.metadata.schema_version,
+            self.payload.clone(),
+        )
     }
 }

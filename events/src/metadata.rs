@@ -43,9 +43,9 @@ impl From<Actor> for String {
 impl TryFrom<String> for Actor {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        let (kind, name) = s
-            .split_once(':')
-            .ok_or_else(|| format!("actor {s:?} has no kind (expected system:, support: or customer:)"))?;
+        let (kind, name) = s.split_once(':').ok_or_else(|| {
+            format!("actor {s:?} has no kind (expected system:, support: or customer:)")
+        })?;
         if name.is_empty() {
             return Err(format!("actor {s:?} has an empty name"));
         }
@@ -53,7 +53,9 @@ impl TryFrom<String> for Actor {
             "system" => Ok(Actor::System(name.into())),
             "support" => Ok(Actor::Support(name.into())),
             "customer" => Ok(Actor::Customer(name.into())),
-            _ => Err(format!("actor kind {kind:?} is not system, support or customer")),
+            _ => Err(format!(
+                "actor kind {kind:?} is not system, support or customer"
+            )),
         }
     }
 }
@@ -94,7 +96,11 @@ mod tests {
 
     #[test]
     fn actors_round_trip_through_their_text_form() {
-        for a in [Actor::webhook(), Actor::Support("alice".into()), Actor::Customer("a@b.c".into())] {
+        for a in [
+            Actor::webhook(),
+            Actor::Support("alice".into()),
+            Actor::Customer("a@b.c".into()),
+        ] {
             let json = serde_json::to_string(&a).unwrap();
             assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), a);
         }

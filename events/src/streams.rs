@@ -67,7 +67,9 @@ impl StreamId {
         CATEGORIES
             .iter()
             .find(|c| {
-                self.0.len() > c.len() && self.0.starts_with(*c) && self.0.as_bytes()[c.len()] == b'-'
+                self.0.len() > c.len()
+                    && self.0.starts_with(*c)
+                    && self.0.as_bytes()[c.len()] == b'-'
             })
             .copied()
             .unwrap_or("")
@@ -88,7 +90,13 @@ mod tests {
     fn stream_ids_carry_their_category() {
         assert_eq!(StreamId::payment("pi_1").as_str(), "payment-pi_1");
         assert_eq!(StreamId::payment("pi_1").category(), "payment");
-        assert_eq!(StreamId::processor_event("evt_1").category(), "processor-event");
-        assert_eq!(StreamId::account(" Ann@Example.com ").as_str(), "account-ann@example.com");
+        assert_eq!(
+            StreamId::processor_event("evt_1").category(),
+            "processor-event"
+        );
+        assert_eq!(
+            StreamId::account(" Ann@Example.com ").as_str(),
+            "account-ann@example.com"
+        );
     }
 }

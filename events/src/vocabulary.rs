@@ -292,7 +292,11 @@ pub fn current_schema_version(event_type: &str) -> u32 {
 impl DomainEvent {
     /// Decodes a stored payload, first upcasting older schema versions step by
     /// step to the current shape. Stored rows are never rewritten.
-    pub fn decode(event_type: &str, version: u32, mut payload: serde_json::Value) -> Result<Self, DecodeError> {
+    pub fn decode(
+        event_type: &str,
+        version: u32,
+        mut payload: serde_json::Value,
+    ) -> Result<Self, DecodeError> {
         let known = current_schema_version(event_type);
         if version > known {
             return Err(DecodeError::FutureSchema {
@@ -310,7 +314,11 @@ impl DomainEvent {
     }
 }
 
-fn upcast_one_step(event_type: &str, from: u32, mut payload: serde_json::Value) -> Result<serde_json::Value, DecodeError> {
+fn upcast_one_step(
+    event_type: &str,
+    from: u32,
+    mut payload: serde_json::Value,
+) -> Result<serde_json::Value, DecodeError> {
     let fail = |reason: &str| DecodeError::Upcast {
         event_type: event_type.to_string(),
         version: from,
@@ -318,7 +326,9 @@ fn upcast_one_step(event_type: &str, from: u32, mut payload: serde_json::Value) 
     };
     match (event_type, from) {
         ("CheckoutStarted", 1) => {
-            let obj = payload.as_object_mut().ok_or_else(|| fail("payload is not an object"))?;
+            let obj = payload
+                .as_object_mut()
+                .ok_or_else(|| fail("payload is not an object"))?;
             let cents = obj
                 .remove("amount_cents")
                 .ok_or_else(|| fail("missing amount_cents"))?;

@@ -12,30 +12,150 @@ fn one_of_each() -> Vec<DomainEvent> {
     let id = Uuid::from_u128(7);
     let alice = Actor::Support("alice".into());
     vec![
-        CheckoutStarted { checkout_id: id, email: "ann@example.com".into(), plan: "annual".into(), amount: 24900, currency: usd() }.into(),
-        ProcessorSessionOpened { checkout_id: id, session_id: "cs_1".into(), url: "http://sim/pay/cs_1".into() }.into(),
-        CheckoutReturned { checkout_id: id, session_id: "cs_1".into() }.into(),
-        CheckoutSessionExpired { session_id: "cs_1".into(), checkout_reference: Some(id.to_string()) }.into(),
-        CheckoutPaymentFailed { session_id: "cs_1".into(), checkout_reference: None, payment_id: Some("pi_1".into()) }.into(),
+        CheckoutStarted {
+            checkout_id: id,
+            email: "ann@example.com".into(),
+            plan: "annual".into(),
+            amount: 24900,
+            currency: usd(),
+        }
+        .into(),
+        ProcessorSessionOpened {
+            checkout_id: id,
+            session_id: "cs_1".into(),
+            url: "http://sim/pay/cs_1".into(),
+        }
+        .into(),
+        CheckoutReturned {
+            checkout_id: id,
+            session_id: "cs_1".into(),
+        }
+        .into(),
+        CheckoutSessionExpired {
+            session_id: "cs_1".into(),
+            checkout_reference: Some(id.to_string()),
+        }
+        .into(),
+        CheckoutPaymentFailed {
+            session_id: "cs_1".into(),
+            checkout_reference: None,
+            payment_id: Some("pi_1".into()),
+        }
+        .into(),
         ChargeSucceeded {
-            payment_id: "pi_1".into(), charge_id: Some("ch_1".into()), session_id: Some("cs_1".into()),
-            checkout_reference: Some(id.to_string()), customer_email: Some("ann@example.com".into()),
-            amount: 24900, currency: usd(), paid_at: at, source: ChargeSource::Webhook,
-        }.into(),
-        ChargeRefunded { payment_id: "pi_1".into(), refund_id: "re_1".into(), amount: 24900, currency: usd(), refunded_at: at, reason: Some("requested_by_customer".into()), source: ChargeSource::Support }.into(),
-        DisputeOpened { payment_id: "pi_1".into(), dispute_id: "dp_1".into(), amount: 24900, currency: usd(), reason: Some("fraudulent".into()), opened_at: at }.into(),
-        DisputeClosed { payment_id: "pi_1".into(), dispute_id: "dp_1".into(), status: "won".into(), closed_at: at }.into(),
-        ChargeMatched { payment_id: "pi_1".into(), email: "ann@example.com".into(), plan: "annual".into(), reason: "customer wrote in".into(), matched_by: alice.clone() }.into(),
-        SubscriptionGranted { email: "ann@example.com".into(), plan: "annual".into(), reason: "press".into(), granted_by: alice.clone() }.into(),
-        SubscriptionRevoked { email: "ann@example.com".into(), reason: "abuse".into(), revoked_by: alice.clone() }.into(),
-        EmailSent { email_key: "confirmation:pi_1".into(), message_id: "<confirmation.pi_1@payledger>".into(), attempt: 1 }.into(),
-        EmailFailed { email_key: "confirmation:pi_1".into(), attempt: 2, error: "550 no such user".into(), permanent: true }.into(),
-        EmailResendRequested { email_key: "confirmation:pi_1".into(), requested_by: alice.clone() }.into(),
-        DiscrepancyAcknowledged { discrepancy_id: "unmatched_charge:pi_1".into(), note: "looking".into(), acknowledged_by: alice.clone() }.into(),
-        DiscrepancyResolved { discrepancy_id: "unmatched_charge:pi_1".into(), resolution: "rescued".into(), note: "matched to ann".into(), resolved_by: alice }.into(),
-        ProcessorEventReceived { processor_event_id: "evt_1".into(), event_type: "charge.succeeded".into(), raw_body: "{}".into(), signature_verified: true, received_at: at, unparsed_reason: None }.into(),
-        StatusLinkRequested { request_id: id, email: "ann@example.com".into() }.into(),
-        ReconciliationCompleted { run_id: id, window_from: at, window_to: at, objects_seen: 3, missing_appended: 1, differences: 0, duration_ms: 12 }.into(),
+            payment_id: "pi_1".into(),
+            charge_id: Some("ch_1".into()),
+            session_id: Some("cs_1".into()),
+            checkout_reference: Some(id.to_string()),
+            customer_email: Some("ann@example.com".into()),
+            amount: 24900,
+            currency: usd(),
+            paid_at: at,
+            source: ChargeSource::Webhook,
+        }
+        .into(),
+        ChargeRefunded {
+            payment_id: "pi_1".into(),
+            refund_id: "re_1".into(),
+            amount: 24900,
+            currency: usd(),
+            refunded_at: at,
+            reason: Some("requested_by_customer".into()),
+            source: ChargeSource::Support,
+        }
+        .into(),
+        DisputeOpened {
+            payment_id: "pi_1".into(),
+            dispute_id: "dp_1".into(),
+            amount: 24900,
+            currency: usd(),
+            reason: Some("fraudulent".into()),
+            opened_at: at,
+        }
+        .into(),
+        DisputeClosed {
+            payment_id: "pi_1".into(),
+            dispute_id: "dp_1".into(),
+            status: "won".into(),
+            closed_at: at,
+        }
+        .into(),
+        ChargeMatched {
+            payment_id: "pi_1".into(),
+            email: "ann@example.com".into(),
+            plan: "annual".into(),
+            reason: "customer wrote in".into(),
+            matched_by: alice.clone(),
+        }
+        .into(),
+        SubscriptionGranted {
+            email: "ann@example.com".into(),
+            plan: "annual".into(),
+            reason: "press".into(),
+            granted_by: alice.clone(),
+        }
+        .into(),
+        SubscriptionRevoked {
+            email: "ann@example.com".into(),
+            reason: "abuse".into(),
+            revoked_by: alice.clone(),
+        }
+        .into(),
+        EmailSent {
+            email_key: "confirmation:pi_1".into(),
+            message_id: "<confirmation.pi_1@payledger>".into(),
+            attempt: 1,
+        }
+        .into(),
+        EmailFailed {
+            email_key: "confirmation:pi_1".into(),
+            attempt: 2,
+            error: "550 no such user".into(),
+            permanent: true,
+        }
+        .into(),
+        EmailResendRequested {
+            email_key: "confirmation:pi_1".into(),
+            requested_by: alice.clone(),
+        }
+        .into(),
+        DiscrepancyAcknowledged {
+            discrepancy_id: "unmatched_charge:pi_1".into(),
+            note: "looking".into(),
+            acknowledged_by: alice.clone(),
+        }
+        .into(),
+        DiscrepancyResolved {
+            discrepancy_id: "unmatched_charge:pi_1".into(),
+            resolution: "rescued".into(),
+            note: "matched to ann".into(),
+            resolved_by: alice,
+        }
+        .into(),
+        ProcessorEventReceived {
+            processor_event_id: "evt_1".into(),
+            event_type: "charge.succeeded".into(),
+            raw_body: "{}".into(),
+            signature_verified: true,
+            received_at: at,
+            unparsed_reason: None,
+        }
+        .into(),
+        StatusLinkRequested {
+            request_id: id,
+            email: "ann@example.com".into(),
+        }
+        .into(),
+        ReconciliationCompleted {
+            run_id: id,
+            window_from: at,
+            window_to: at,
+            objects_seen: 3,
+            missing_appended: 1,
+            differences: 0,
+            duration_ms: 12,
+        }
+        .into(),
     ]
 }
 
@@ -49,7 +169,12 @@ fn every_event_type_round_trips_through_serde() {
     for event in samples {
         let payload = event.to_payload().unwrap();
         let text = serde_json::to_string(&payload).unwrap();
-        let back = DomainEvent::decode(event.event_type(), current_schema_version(event.event_type()), serde_json::from_str(&text).unwrap()).unwrap();
+        let back = DomainEvent::decode(
+            event.event_type(),
+            current_schema_version(event.event_type()),
+            serde_json::from_str(&text).unwrap(),
+        )
+        .unwrap();
         assert_eq!(back, event);
     }
 }
@@ -62,7 +187,8 @@ fn checkout_started_v1_is_upcast_to_amount_and_currency() {
         "plan": "annual",
         "amount_cents": 24900
     });
-    let DomainEvent::CheckoutStarted(c) = DomainEvent::decode("CheckoutStarted", 1, v1).unwrap() else {
+    let DomainEvent::CheckoutStarted(c) = DomainEvent::decode("CheckoutStarted", 1, v1).unwrap()
+    else {
         panic!("wrong variant");
     };
     assert_eq!(c.amount, 24900);
@@ -72,19 +198,32 @@ fn checkout_started_v1_is_upcast_to_amount_and_currency() {
 #[test]
 fn a_payload_from_a_newer_schema_is_refused_not_guessed() {
     let err = DomainEvent::decode("ChargeSucceeded", 9, serde_json::json!({})).unwrap_err();
-    assert!(matches!(err, DecodeError::FutureSchema { version: 9, .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::FutureSchema { version: 9, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_types_and_bad_payloads_are_named_errors() {
-    assert!(matches!(DomainEvent::decode("Nope", 1, serde_json::json!({})), Err(DecodeError::UnknownType(t)) if t == "Nope"));
-    let err = DomainEvent::decode("ChargeSucceeded", 1, serde_json::json!({"amount": 1.5})).unwrap_err();
+    assert!(
+        matches!(DomainEvent::decode("Nope", 1, serde_json::json!({})), Err(DecodeError::UnknownType(t)) if t == "Nope")
+    );
+    let err =
+        DomainEvent::decode("ChargeSucceeded", 1, serde_json::json!({"amount": 1.5})).unwrap_err();
     assert!(err.to_string().contains("ChargeSucceeded"), "{err}");
 }
 
 #[test]
 fn event_data_stamps_the_schema_version_and_processor_facts_get_deterministic_ids() {
-    let event: DomainEvent = CheckoutStarted { checkout_id: Uuid::nil(), email: "a@b.c".into(), plan: "p".into(), amount: 1, currency: usd() }.into();
+    let event: DomainEvent = CheckoutStarted {
+        checkout_id: Uuid::nil(),
+        email: "a@b.c".into(),
+        plan: "p".into(),
+        amount: 1,
+        currency: usd(),
+    }
+    .into();
     let meta = Metadata::new(Uuid::nil(), Actor::Customer("a@b.c".into()), "checkout");
     let data = EventData::new(&event, Uuid::from_u128(1), meta.clone()).unwrap();
     assert_eq!(data.metadata.schema_version, 2);
@@ -92,5 +231,8 @@ fn event_data_stamps_the_schema_version_and_processor_facts_get_deterministic_id
     let a = EventData::for_processor_fact(&event, "cs_1", meta.clone()).unwrap();
     let b = EventData::for_processor_fact(&event, "cs_1", meta).unwrap();
     assert_eq!(a.event_id, b.event_id);
-    assert_eq!(a.event_id, deterministic_event_id("CheckoutStarted", "cs_1"));
+    assert_eq!(
+        a.event_id,
+        deterministic_event_id("CheckoutStarted", "cs_1")
+    );
 }

@@ -91,10 +91,17 @@ pub async fn seal_pending(pool: &Pool, batch_size: i64) -> Result<u64, StoreErro
             )
             .await?;
         let (mut seq, after_tx, after_pos, mut prev) = match head {
-            Some(r) => (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2), r.get::<_, Vec<u8>>(3)),
+            Some(r) => (
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, i64>(2),
+                r.get::<_, Vec<u8>>(3),
+            ),
             None => (0, 0, 0, GENESIS.to_vec()),
         };
-        let rows = tx.query(SEAL_READ_SQL, &[&after_tx, &after_pos, &batch_size]).await?;
+        let rows = tx
+            .query(SEAL_READ_SQL, &[&after_tx, &after_pos, &batch_size])
+            .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(total);
@@ -154,12 +161,24 @@ pub async fn verify_chain(pool: &Pool) -> Result<ChainReport, StoreError> {
         for row in &rows {
             let seq: i64 = row.get("seq");
             let position: i64 = row.get("chain_position");
-            let broken = |reason: String| ChainBreak { seq, position, reason };
+            let broken = |reason: String| ChainBreak {
+                seq,
+                position,
+                reason,
+            };
             if seq != last_seq + 1 {
-                return Ok(report(verified, 0, Some(broken(format!("link {} is missing", last_seq + 1)))));
+                return Ok(report(
+                    verified,
+                    0,
+                    Some(broken(format!("link {} is missing", last_seq + 1))),
+                ));
             }
             if row.get::<_, Option<i64>>("position").is_none() {
-                return Ok(report(verified, 0, Some(broken("the sealed event is gone from the log".into()))));
+                return Ok(report(
+                    verified,
+                    0,
+                    Some(broken("the sealed event is gone from the log".into())),
+                ));
             }
             let computed = chain_hash(&prev, &row_canonical_bytes(row));
             let stored: Vec<u8> = row.get("hash");
@@ -167,7 +186,9 @@ pub async fn verify_chain(pool: &Pool) -> Result<ChainReport, StoreError> {
                 return Ok(report(
                     verified,
                     0,
-                    Some(broken("the event's content does not match its sealed hash".into())),
+                    Some(broken(
+                        "the event's content does not match its sealed hash".into(),
+                    )),
                 ));
             }
             prev = stored;
@@ -186,7 +207,8 @@ pub async fn verify_chain(pool: &Pool) -> Result<ChainReport, StoreError> {
         .query_opt(
             "SELECT e.position FROM events e
              WHERE (e.transaction_id, e.position) <= ($1, $2)
-               AND NOT EXISTS (SELECT 1 FROM event_chain c WHERE c.position = e.position)
+               AND NOT EXISTS (SELECT 1 FROM event_chain c
+                               WHERE c.transaction_id = e.transaction_id AND c.position = e.position)
              ORDER BY e.transaction_id, e.position LIMIT 1",
             &[&last_tx, &last_pos],
         )

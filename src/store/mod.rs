@@ -58,7 +58,11 @@ pub struct StreamAppend {
 
 impl StreamAppend {
     pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<EventData>) -> Self {
-        StreamAppend { stream, expected, events }
+        StreamAppend {
+            stream,
+            expected,
+            events,
+        }
     }
 }
 
@@ -97,7 +101,10 @@ pub trait EventStore: Send + Sync {
     /// Appends atomically: either every new event of every stream is stored,
     /// or none is. Events whose id is already stored are reported as
     /// duplicates and skipped.
-    fn append(&self, batch: Vec<StreamAppend>) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+    fn append(
+        &self,
+        batch: Vec<StreamAppend>,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 
     fn append_to_stream(
         &self,

@@ -30,11 +30,16 @@ impl AppendNotifier {
             while rings.recv().await.is_some() {
                 match pool.get().await {
                     Ok(client) => {
-                        if let Err(e) = client.execute("SELECT pg_notify($1, '')", &[&EVENTS_CHANNEL]).await {
+                        if let Err(e) = client
+                            .execute("SELECT pg_notify($1, '')", &[&EVENTS_CHANNEL])
+                            .await
+                        {
                             tracing::warn!(error = %e, "could not notify readers; they will poll");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not notify readers; they will poll"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not notify readers; they will poll")
+                    }
                 }
                 tokio::time::sleep(COALESCE_INTERVAL).await;
             }
@@ -94,14 +99,18 @@ impl AppendListener {
                 }
                 self.connection = Some((client, task));
             }
-            Err(e) => tracing::warn!(error = %e, "listener cannot connect; falling back to polling"),
+            Err(e) => {
+                tracing::warn!(error = %e, "listener cannot connect; falling back to polling")
+            }
         }
     }
 
     /// Returns `true` when woken by a notification, `false` after `timeout`.
     pub async fn wait(&mut self, timeout: Duration) -> bool {
         self.ensure_connected().await;
-        tokio::time::timeout(timeout, self.woken.notified()).await.is_ok()
+        tokio::time::timeout(timeout, self.woken.notified())
+            .await
+            .is_ok()
     }
 }
 

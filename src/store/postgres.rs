@@ -1,6 +1,4 @@
-use super::{
-    AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend,
-};
+use super::{AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend};
 use crate::clock::Clock;
 use deadpool_postgres::{GenericClient, Pool};
 use payledger_events::{Checkpoint, Metadata, RecordedEvent, StreamId};
@@ -10,6 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 const APPEND_SQL: &str = include_str!("append.sql");
+const APPEND_ONE_SQL: &str = include_str!("append_one.sql");
 const READ_ALL_SQL: &str = include_str!("read_all.sql");
 const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
 
@@ -30,12 +29,20 @@ impl PgEventStore {
     /// tokio runtime).
     pub fn new(pool: Pool, clock: Arc<dyn Clock>) -> Self {
         let notifier = Some(AppendNotifier::spawn(pool.clone()));
-        PgEventStore { pool, clock, notifier }
+        PgEventStore {
+            pool,
+            clock,
+            notifier,
+        }
     }
 
     /// A store that never sends `NOTIFY`; readers then find events by polling.
     pub fn without_notifications(pool: Pool, clock: Arc<dyn Clock>) -> Self {
-        PgEventStore { pool, clock, notifier: None }
+        PgEventStore {
+            pool,
+            clock,
+            notifier: None,
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -55,7 +62,6 @@ impl PgEventStore {
         batch: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
         let recorded_at = self.clock.now();
-        let statement = client.prepare_cached(APPEND_SQL).await?;
         let mut outcome = AppendOutcome::default();
         let mut seen = HashSet::new();
         for part in batch {
@@ -63,29 +69,67 @@ impl PgEventStore {
             let (events, repeats): (Vec<_>, Vec<_>) =
                 part.events.iter().partition(|e| seen.insert(e.event_id));
             if events.is_empty() {
-                outcome.events.extend(repeats.iter().map(|e| EventOutcome::Duplicate { event_id: e.event_id }));
+                outcome
+                    .events
+                    .extend(repeats.iter().map(|e| EventOutcome::Duplicate {
+                        event_id: e.event_id,
+                    }));
                 continue;
             }
-            let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-            let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
-            let metadata = events
-                .iter()
-                .map(|e| serde_json::to_value(&e.metadata))
-                .collect::<Result<Vec<_>, _>>()?;
             let required = part.expected.required();
-            let rows = client
-                .query(
-                    &statement,
-                    &[&part.stream.as_str(), &required, &ids, &types, &payloads, &metadata, &recorded_at],
-                )
-                .await?;
+            let rows = if let [one] = events.as_slice() {
+                let statement = client.prepare_cached(APPEND_ONE_SQL).await?;
+                let metadata = serde_json::to_value(&one.metadata)?;
+                client
+                    .query(
+                        &statement,
+                        &[
+                            &part.stream.as_str(),
+                            &required,
+                            &one.event_id,
+                            &one.event_type,
+                            &one.payload,
+                            &metadata,
+                            &recorded_at,
+                        ],
+                    )
+                    .await?
+            } else {
+                let statement = client.prepare_cached(APPEND_SQL).await?;
+                let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+                let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+                let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+                let metadata = events
+                    .iter()
+                    .map(|e| serde_json::to_value(&e.metadata))
+                    .collect::<Result<Vec<_>, _>>()?;
+                client
+                    .query(
+                        &statement,
+                        &[
+                            &part.stream.as_str(),
+                            &required,
+                            &ids,
+                            &types,
+                            &payloads,
+                            &metadata,
+                            &recorded_at,
+                        ],
+                    )
+                    .await?
+            };
             let head: i64 = rows.first().map(|r| r.get("head")).unwrap_or(0);
             let fresh: i64 = rows.first().map(|r| r.get("fresh")).unwrap_or(0);
             let mut stored = std::collections::HashMap::new();
             for row in &rows {
                 if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
-                    stored.insert(id, (row.get::<_, i64>("position"), row.get::<_, i64>("stream_version")));
+                    stored.insert(
+                        id,
+                        (
+                            row.get::<_, i64>("position"),
+                            row.get::<_, i64>("stream_version"),
+                        ),
+                    );
                 }
             }
             if fresh > 0 && stored.is_empty() {
@@ -102,7 +146,9 @@ impl PgEventStore {
                         position,
                         stream_version,
                     },
-                    None => EventOutcome::Duplicate { event_id: e.event_id },
+                    None => EventOutcome::Duplicate {
+                        event_id: e.event_id,
+                    },
                 });
             }
         }
@@ -161,7 +207,11 @@ impl EventStore for PgEventStore {
         rows.iter().map(recorded_event).collect()
     }
 
-    async fn read_all(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_all(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
         read_all_with(&client, after, limit).await
     }
@@ -176,17 +226,21 @@ pub async fn read_all_with<C: GenericClient>(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let statement = client.prepare_cached(READ_ALL_SQL).await?;
     let rows = client
-        .query(&statement, &[&after.transaction_id, &after.position, &limit])
+        .query(
+            &statement,
+            &[&after.transaction_id, &after.position, &limit],
+        )
         .await?;
     rows.iter().map(recorded_event).collect()
 }
 
 fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.get("position");
-    let metadata: Metadata = serde_json::from_value(row.get("metadata")).map_err(|e| StoreError::Corrupt {
-        position,
-        reason: format!("metadata: {e}"),
-    })?;
+    let metadata: Metadata =
+        serde_json::from_value(row.get("metadata")).map_err(|e| StoreError::Corrupt {
+            position,
+            reason: format!("metadata: {e}"),
+        })?;
     Ok(RecordedEvent {
         position,
         transaction_id: row.get("transaction_id"),
