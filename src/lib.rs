@@ -3,5 +3,9 @@
 
 pub mod bench;
 pub mod clock;
+pub mod config;
 pub mod db;
+pub mod http;
+pub mod processor;
 pub mod store;
+pub mod webhook;

@@ -26,6 +26,26 @@ enum Command {
     Migrate,
     /// Run the background workers (today: the hash-chain sealer).
     Work,
+    /// The HTTP server: processor webhooks (and, later, the customer's pages).
+    Serve,
+    /// A local stand-in for the card processor, in Stripe's wire format.
+    ProcessorSim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        bind: std::net::SocketAddr,
+        /// Where to deliver signed webhooks (payledger's /webhooks/stripe).
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// The signing secret the webhook endpoint expects.
+        #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: String,
+        /// Seed for ids and fault decisions.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The simulator's own base URL as browsers reach it (default: http://BIND).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
     /// Auditor's commands.
     Audit {
         #[command(subcommand)]
@@ -97,6 +117,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+        Command::Serve => {
+            let url = payledger::config::database_url()?;
+            let bind = payledger::config::bind_address()?;
+            let secrets = payledger::config::webhook_secrets()?;
+            let db = Database::connect(&url, 16).await?;
+            db.migrate().await?;
+            let clock: std::sync::Arc<dyn payledger::clock::Clock> = std::sync::Arc::new(SystemClock);
+            let state = payledger::http::AppState {
+                store: payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
+                clock,
+                webhook_secrets: std::sync::Arc::new(secrets),
+            };
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;
+            tracing::info!(%bind, database = %db.shown_url(), "serving");
+            payledger::http::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::ProcessorSim { bind, webhook_url, webhook_secret, seed, public_url } => {
+            let config = payledger::processor::sim::SimConfig {
+                webhook_url: webhook_url.clone(),
+                webhook_secret: webhook_secret.clone(),
+                seed: *seed,
+                public_url: public_url.clone().unwrap_or_else(|| format!("http://{bind}")),
+                retry: Default::default(),
+            };
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            tracing::info!(%bind, webhook_url = ?webhook_url, seed, "processor simulator listening");
+            payledger::processor::sim::serve(payledger::processor::sim::Simulator::new(config), listener).await?;
+        }
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => {
@@ -135,6 +187,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C, so the server stops taking requests and
+/// lets in-flight appends finish.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 #[tokio::main]

@@ -24,6 +24,13 @@ impl Currency {
         &self.0
     }
 
+    /// Whether this is an active ISO 4217 code. Three letters that name no
+    /// currency (`"zzz"`) are well-formed but unknown; an amount in one is a
+    /// fact payledger cannot act on without a person.
+    pub fn is_iso4217(&self) -> bool {
+        ISO_4217.split_whitespace().any(|c| c == self.0)
+    }
+
     /// How many minor units make one major unit; zero-decimal currencies per
     /// the processor's documentation.
     pub fn minor_unit_digits(&self) -> u32 {
@@ -51,6 +58,14 @@ impl Currency {
         }
     }
 }
+
+const ISO_4217: &str = "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob bov brl \
+    bsd btn bwp byn bzd cad cdf che chf chw clf clp cny cop cou crc cuc cup cve czk djf dkk dop dzd egp ern etb \
+    eur fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl hrk htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs \
+    khr kmf kpw krw kwd kyd kzt lak lbp lkr lrd lsl lyd mad mdl mga mkd mmk mnt mop mru mur mvr mwk mxn mxv myr \
+    mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sdg sek sgd shp \
+    sle sll sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs uah ugx usd usn uyi uyu uyw uzs ved \
+    ves vnd vuv wst xaf xcd xof xpf yer zar zmw zwl";
 
 impl TryFrom<String> for Currency {
     type Error = CurrencyError;
@@ -80,6 +95,8 @@ mod tests {
         assert_eq!(Currency::new("USD").unwrap().as_str(), "usd");
         assert!(Currency::new("us").is_err());
         assert!(Currency::new("u5d").is_err());
+        assert!(Currency::new("eur").unwrap().is_iso4217());
+        assert!(!Currency::new("zzz").unwrap().is_iso4217());
     }
 
     #[test]

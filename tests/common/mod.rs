@@ -129,3 +129,143 @@ pub async fn read_all_when_visible(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+/// `serve` in-process on a free port, against the test database.
+pub async fn start_serve(t: &TestDb, secrets: &[&str]) -> String {
+    start_serve_with_pool(t.db.pool.clone(), secrets).await
+}
+
+pub async fn start_serve_with_pool(pool: deadpool_postgres::Pool, secrets: &[&str]) -> String {
+    let clock: Arc<dyn payledger::clock::Clock> = Arc::new(SystemClock);
+    let state = payledger::http::AppState {
+        store: PgEventStore::new(pool, clock.clone()),
+        clock,
+        webhook_secrets: Arc::new(secrets.iter().map(|s| s.to_string()).collect()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(payledger::http::serve(listener, state, std::future::pending()));
+    format!("http://{addr}")
+}
+
+/// The processor simulator in-process on a free port.
+pub async fn start_sim(webhook_url: Option<String>, seed: u64) -> (payledger::processor::sim::Simulator, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let sim = payledger::processor::sim::Simulator::new(payledger::processor::sim::SimConfig {
+        webhook_url,
+        webhook_secret: WEBHOOK_SECRET.into(),
+        seed,
+        public_url: base.clone(),
+        retry: payledger::processor::sim::RetryPolicy {
+            first_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_millis(500),
+            max_attempts: 200,
+            request_timeout: std::time::Duration::from_secs(5),
+        },
+    });
+    tokio::spawn(payledger::processor::sim::serve(sim.clone(), listener));
+    (sim, base)
+}
+
+pub fn processor_client(base: &str) -> payledger::processor::client::ProcessorClient {
+    payledger::processor::client::ProcessorClient::new(
+        url::Url::parse(base).expect("url"),
+        "sk_test_123",
+        payledger::processor::client::ClientRetry {
+            max_attempts: 5,
+            first_backoff: std::time::Duration::from_millis(20),
+            max_backoff: std::time::Duration::from_millis(200),
+            request_timeout: std::time::Duration::from_secs(10),
+        },
+    )
+}
+
+/// Counts rows of an event type in the log (committed, whatever the horizon).
+pub async fn count_events(t: &TestDb, event_type: &str) -> i64 {
+    t.client()
+        .await
+        .query_one("SELECT count(*) FROM events WHERE event_type = $1", &[&event_type])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Polls `check` until it holds or `secs` pass; returns whether it held.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP forwarder in front of PostgreSQL that a test can cut, to make the
+/// store unreachable mid-run.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let target = target.to_string();
+        let cut_all = cut.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let target = target.clone();
+                let cut = cut_all.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.notified() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { addr, cut, accept }
+    }
+
+    /// Closes every connection and stops accepting new ones.
+    pub fn cut(&self) {
+        self.accept.abort();
+        self.cut.notify_waiters();
+    }
+}
+
+pub fn stripe_event(id: &str, kind: &str, object: serde_json::Value) -> String {
+    serde_json::json!({
+        "id": id, "object": "event", "api_version": "2025-09-30.clover",
+        "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,
+        "type": kind, "data": { "object": object }
+    })
+    .to_string()
+}
+
+pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Response {
+    let header = payledger::webhook::signature::sign(body.as_bytes(), secret, chrono::Utc::now().timestamp());
+    reqwest::Client::new()
+        .post(format!("{base}/webhooks/stripe"))
+        .header("Stripe-Signature", header)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post")
+}

@@ -1,0 +1,72 @@
+//! Settings from the environment (spec §11). A missing or malformed setting
+//! stops start-up with a message that names it; secrets are never printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("{name} is malformed: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn required(name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+    var(name).ok_or(ConfigError::Missing { name, hint })
+}
+
+pub fn database_url() -> Result<String, ConfigError> {
+    required("DATABASE_URL", "point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger")
+}
+
+pub fn bind_address() -> Result<SocketAddr, ConfigError> {
+    let raw = var("PAYLEDGER_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+    raw.parse().map_err(|e| ConfigError::Invalid {
+        name: "PAYLEDGER_BIND",
+        reason: format!("{raw:?} is not host:port ({e})"),
+    })
+}
+
+/// `STRIPE_WEBHOOK_SECRET`, comma-separated during a rotation.
+pub fn webhook_secrets() -> Result<Vec<String>, ConfigError> {
+    let raw = required(
+        "STRIPE_WEBHOOK_SECRET",
+        "set the endpoint's signing secret (whsec_...); several, comma-separated, during a rotation",
+    )?;
+    let secrets: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if secrets.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: "STRIPE_WEBHOOK_SECRET",
+            reason: "no secret between the commas".into(),
+        });
+    }
+    Ok(secrets)
+}
+
+/// The processor's API: where, and with which key.
+#[derive(Clone)]
+pub struct ProcessorApi {
+    pub base: url::Url,
+    pub api_key: String,
+}
+
+impl fmt::Debug for ProcessorApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessorApi").field("base", &self.base.as_str()).field("api_key", &"***").finish()
+    }
+}
+
+pub fn processor_api() -> Result<ProcessorApi, ConfigError> {
+    let raw = var("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into());
+    let base = url::Url::parse(&raw).map_err(|e| ConfigError::Invalid {
+        name: "STRIPE_API_BASE",
+        reason: format!("{raw:?} is not a URL ({e})"),
+    })?;
+    let api_key = required("STRIPE_API_KEY", "set the processor's secret API key (sk_...)")?;
+    Ok(ProcessorApi { base, api_key })
+}

@@ -1,0 +1,204 @@
+//! The simulator's memory: every object it created, in creation order, and
+//! the seeded randomness behind ids and faults.
+
+use crate::processor::stripe::{
+    BillingDetails, Charge, CheckoutSession, CustomerDetails, Dispute, Event, EventObject, Expandable, List,
+    PaymentIntent, Refund,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Fault switches, as posted to `/_sim/faults`; every field optional there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Probability that an event is never delivered.
+    pub drop: f64,
+    /// Probability that an event is delivered twice.
+    pub duplicate: f64,
+    /// Deliver events in a shuffled order (random extra delays).
+    pub reorder: bool,
+    /// Delay before the first delivery attempt.
+    pub delay_ms: u64,
+    /// Every delivery attempt fails as if the endpoint were down; retries
+    /// go on with backoff.
+    pub endpoint_down: bool,
+    /// The hosted pay page charges but never redirects back.
+    pub no_redirect: bool,
+    /// The next N API requests answer 500.
+    pub api_errors: u32,
+    /// The next N API requests answer 429.
+    pub api_rate_limits: u32,
+}
+
+/// A session's data that Stripe keeps but does not show on the session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionExtras {
+    pub payment_intent_metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event: Event,
+    pub delivered: bool,
+    pub attempts: u32,
+}
+
+pub struct SimState {
+    pub rng: ChaCha8Rng,
+    pub faults: Faults,
+    pub sessions: Vec<CheckoutSession>,
+    pub session_extras: HashMap<String, SessionExtras>,
+    pub payment_intents: Vec<PaymentIntent>,
+    pub charges: Vec<Charge>,
+    pub refunds: Vec<Refund>,
+    pub disputes: Vec<Dispute>,
+    pub events: Vec<StoredEvent>,
+    /// Idempotency-Key → the response first given for it.
+    pub idempotent_responses: HashMap<String, serde_json::Value>,
+}
+
+impl SimState {
+    pub fn new(seed: u64) -> Self {
+        SimState {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults: Faults::default(),
+            sessions: vec![],
+            session_extras: HashMap::new(),
+            payment_intents: vec![],
+            charges: vec![],
+            refunds: vec![],
+            disputes: vec![],
+            events: vec![],
+            idempotent_responses: HashMap::new(),
+        }
+    }
+
+    /// `cs_test_` + 24 characters: the processor's id shape, from the seed.
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let tail: String = (0..24)
+            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        format!("{prefix}_{tail}")
+    }
+
+    pub fn roll(&mut self, probability: f64) -> bool {
+        probability > 0.0 && self.rng.random::<f64>() < probability
+    }
+
+    pub fn session_mut(&mut self, id: &str) -> Option<&mut CheckoutSession> {
+        self.sessions.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Records an event about `object` and returns it for delivery.
+    pub fn record_event(&mut self, event_type: &str, object: serde_json::Value, created: i64) -> Event {
+        let event = Event {
+            id: self.new_id("evt"),
+            object: "event".into(),
+            api_version: Some("2025-09-30.clover".into()),
+            created,
+            data: EventObject {
+                object,
+                previous_attributes: None,
+            },
+            livemode: false,
+            pending_webhooks: Some(1),
+            event_type: event_type.into(),
+        };
+        self.events.push(StoredEvent {
+            event: event.clone(),
+            delivered: false,
+            attempts: 0,
+        });
+        event
+    }
+
+    /// Takes the customer's money for an open session: payment intent,
+    /// charge, the session completed, and the three events that say so.
+    pub fn pay_session(&mut self, session_id: &str, email: Option<String>, now: i64) -> Result<Vec<Event>, String> {
+        let session = self
+            .sessions
+            .iter()
+            .find(|s| s.id == session_id)
+            .cloned()
+            .ok_or_else(|| format!("no such checkout session: {session_id}"))?;
+        if session.payment_status == "paid" {
+            return Err(format!("checkout session {session_id} is already paid"));
+        }
+        if session.status.as_deref() != Some("open") {
+            return Err(format!("checkout session {session_id} is not open"));
+        }
+        let email = email.filter(|e| !e.is_empty()).or(session.customer_email.clone());
+        let amount = session.amount_total.unwrap_or(0);
+        let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
+        let metadata = self
+            .session_extras
+            .get(session_id)
+            .map(|x| x.payment_intent_metadata.clone())
+            .unwrap_or_default();
+        let pi_id = self.new_id("pi");
+        let ch_id = self.new_id("ch");
+        let charge = Charge {
+            id: ch_id.clone(),
+            object: "charge".into(),
+            amount,
+            amount_refunded: 0,
+            currency: currency.clone(),
+            created: now,
+            paid: true,
+            refunded: false,
+            disputed: false,
+            status: Some("succeeded".into()),
+            payment_intent: Some(Expandable::Id(pi_id.clone())),
+            billing_details: Some(BillingDetails { email: email.clone(), name: None }),
+            receipt_email: email.clone(),
+            metadata: Some(metadata.clone()),
+            refunds: Some(empty_list(&format!("/v1/charges/{ch_id}/refunds"))),
+            livemode: false,
+        };
+        let pi = PaymentIntent {
+            id: pi_id.clone(),
+            object: "payment_intent".into(),
+            amount,
+            amount_received: amount,
+            currency,
+            created: now,
+            status: "succeeded".into(),
+            receipt_email: email.clone(),
+            latest_charge: Some(Expandable::Id(ch_id)),
+            metadata: Some(metadata),
+        };
+        let session = {
+            let s = self.session_mut(session_id).ok_or("session vanished")?;
+            s.status = Some("complete".into());
+            s.payment_status = "paid".into();
+            s.payment_intent = Some(Expandable::Id(pi_id));
+            s.customer_details = Some(CustomerDetails { email, name: None });
+            s.clone()
+        };
+        self.charges.push(charge.clone());
+        self.payment_intents.push(pi.clone());
+        let mut events = vec![];
+        for (kind, object) in [
+            ("charge.succeeded", serde_json::to_value(&charge)),
+            ("payment_intent.succeeded", serde_json::to_value(&pi)),
+            ("checkout.session.completed", serde_json::to_value(&session)),
+        ] {
+            let object = object.map_err(|e| e.to_string())?;
+            events.push(self.record_event(kind, object, now));
+        }
+        Ok(events)
+    }
+}
+
+pub fn empty_list<T>(url: &str) -> List<T> {
+    List {
+        object: "list".into(),
+        data: vec![],
+        has_more: false,
+        url: Some(url.into()),
+    }
+}
