@@ -7,13 +7,19 @@ use std::net::SocketAddr;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{name} is not set: {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("{name} is malformed: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
 
 fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn required(name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
@@ -21,7 +27,10 @@ fn required(name: &'static str, hint: &'static str) -> Result<String, ConfigErro
 }
 
 pub fn database_url() -> Result<String, ConfigError> {
-    required("DATABASE_URL", "point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger")
+    required(
+        "DATABASE_URL",
+        "point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger",
+    )
 }
 
 pub fn bind_address() -> Result<SocketAddr, ConfigError> {
@@ -38,7 +47,11 @@ pub fn webhook_secrets() -> Result<Vec<String>, ConfigError> {
         "STRIPE_WEBHOOK_SECRET",
         "set the endpoint's signing secret (whsec_...); several, comma-separated, during a rotation",
     )?;
-    let secrets: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let secrets: Vec<String> = raw
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if secrets.is_empty() {
         return Err(ConfigError::Invalid {
             name: "STRIPE_WEBHOOK_SECRET",
@@ -57,7 +70,10 @@ pub struct ProcessorApi {
 
 impl fmt::Debug for ProcessorApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessorApi").field("base", &self.base.as_str()).field("api_key", &"***").finish()
+        f.debug_struct("ProcessorApi")
+            .field("base", &self.base.as_str())
+            .field("api_key", &"***")
+            .finish()
     }
 }
 
@@ -67,6 +83,9 @@ pub fn processor_api() -> Result<ProcessorApi, ConfigError> {
         name: "STRIPE_API_BASE",
         reason: format!("{raw:?} is not a URL ({e})"),
     })?;
-    let api_key = required("STRIPE_API_KEY", "set the processor's secret API key (sk_...)")?;
+    let api_key = required(
+        "STRIPE_API_KEY",
+        "set the processor's secret API key (sk_...)",
+    )?;
     Ok(ProcessorApi { base, api_key })
 }

@@ -123,7 +123,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let secrets = payledger::config::webhook_secrets()?;
             let db = Database::connect(&url, 16).await?;
             db.migrate().await?;
-            let clock: std::sync::Arc<dyn payledger::clock::Clock> = std::sync::Arc::new(SystemClock);
+            let clock: std::sync::Arc<dyn payledger::clock::Clock> =
+                std::sync::Arc::new(SystemClock);
             let state = payledger::http::AppState {
                 store: payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
                 clock,
@@ -135,19 +136,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(%bind, database = %db.shown_url(), "serving");
             payledger::http::serve(listener, state, shutdown_signal()).await?;
         }
-        Command::ProcessorSim { bind, webhook_url, webhook_secret, seed, public_url } => {
+        Command::ProcessorSim {
+            bind,
+            webhook_url,
+            webhook_secret,
+            seed,
+            public_url,
+        } => {
             let config = payledger::processor::sim::SimConfig {
                 webhook_url: webhook_url.clone(),
                 webhook_secret: webhook_secret.clone(),
                 seed: *seed,
-                public_url: public_url.clone().unwrap_or_else(|| format!("http://{bind}")),
+                public_url: public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{bind}")),
                 retry: Default::default(),
             };
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
             tracing::info!(%bind, webhook_url = ?webhook_url, seed, "processor simulator listening");
-            payledger::processor::sim::serve(payledger::processor::sim::Simulator::new(config), listener).await?;
+            payledger::processor::sim::serve(
+                payledger::processor::sim::Simulator::new(config),
+                listener,
+            )
+            .await?;
         }
         Command::Audit {
             command: AuditCommand::Verify { json },
@@ -195,13 +208,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -10,9 +10,17 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     #[error("{request}: the processor kept failing ({last}) after {attempts} attempts")]
-    Unavailable { request: String, attempts: u32, last: String },
+    Unavailable {
+        request: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("{request}: the processor refused it ({status}): {message}")]
-    Refused { request: String, status: u16, message: String },
+    Refused {
+        request: String,
+        status: u16,
+        message: String,
+    },
     #[error("{request}: the processor's answer could not be read: {reason}")]
     Decode { request: String, reason: String },
     #[error("invalid processor request: {0}")]
@@ -97,7 +105,9 @@ impl ProcessorClient {
     }
 
     fn url(&self, path: &str) -> Result<url::Url, ProcessorError> {
-        self.base.join(path).map_err(|e| ProcessorError::Invalid(format!("{path}: {e}")))
+        self.base
+            .join(path)
+            .map_err(|e| ProcessorError::Invalid(format!("{path}: {e}")))
     }
 
     async fn send<T: DeserializeOwned>(
@@ -130,14 +140,23 @@ impl ProcessorClient {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let body: serde_json::Value = r.json().await.unwrap_or_default();
-                    let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
+                    let message = body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no message")
+                        .to_string();
                     return Err(ProcessorError::Refused {
                         request: request_name.into(),
                         status,
                         message,
                     });
                 }
-                Err(e) => last = if e.is_timeout() { "timeout".into() } else { format!("connection: {e}") },
+                Err(e) => {
+                    last = if e.is_timeout() {
+                        "timeout".into()
+                    } else {
+                        format!("connection: {e}")
+                    }
+                }
             }
             tracing::debug!(request = request_name, attempt, %last, "processor request failed; backing off");
             if attempt < self.retry.max_attempts {
@@ -160,16 +179,23 @@ impl ProcessorClient {
     ) -> Result<List<T>, ProcessorError> {
         let url = self.url(path)?;
         let query = filter.query(starting_after);
-        self.send(&format!("GET {path}"), || Ok(self.http.get(url.clone()).query(&query))).await
+        self.send(&format!("GET {path}"), || {
+            Ok(self.http.get(url.clone()).query(&query))
+        })
+        .await
     }
 
     pub async fn retrieve_session(&self, id: &str) -> Result<CheckoutSession, ProcessorError> {
         let path = format!("/v1/checkout/sessions/{id}");
         let url = self.url(&path)?;
-        self.send(&format!("GET {path}"), || Ok(self.http.get(url.clone()))).await
+        self.send(&format!("GET {path}"), || Ok(self.http.get(url.clone())))
+            .await
     }
 
-    pub async fn create_checkout_session(&self, new: &NewCheckoutSession) -> Result<CheckoutSession, ProcessorError> {
+    pub async fn create_checkout_session(
+        &self,
+        new: &NewCheckoutSession,
+    ) -> Result<CheckoutSession, ProcessorError> {
         let url = self.url("/v1/checkout/sessions")?;
         let key = super::stripe::CHECKOUT_REFERENCE_KEY;
         let form = vec![
@@ -179,16 +205,32 @@ impl ProcessorClient {
             ("success_url".into(), new.success_url.clone()),
             ("cancel_url".into(), new.cancel_url.clone()),
             ("line_items[0][quantity]".into(), "1".into()),
-            ("line_items[0][price_data][currency]".into(), new.currency.clone()),
-            ("line_items[0][price_data][unit_amount]".into(), new.amount.to_string()),
-            ("line_items[0][price_data][product_data][name]".into(), new.product_name.clone()),
+            (
+                "line_items[0][price_data][currency]".into(),
+                new.currency.clone(),
+            ),
+            (
+                "line_items[0][price_data][unit_amount]".into(),
+                new.amount.to_string(),
+            ),
+            (
+                "line_items[0][price_data][product_data][name]".into(),
+                new.product_name.clone(),
+            ),
             (format!("metadata[{key}]"), new.checkout_reference.clone()),
-            (format!("payment_intent_data[metadata][{key}]"), new.checkout_reference.clone()),
+            (
+                format!("payment_intent_data[metadata][{key}]"),
+                new.checkout_reference.clone(),
+            ),
         ];
         // The checkout id makes a retried create return the same session.
         let idempotency = format!("checkout-session-{}", new.checkout_reference);
         self.send("POST /v1/checkout/sessions", || {
-            Ok(self.http.post(url.clone()).header("Idempotency-Key", &idempotency).form(&form))
+            Ok(self
+                .http
+                .post(url.clone())
+                .header("Idempotency-Key", &idempotency)
+                .form(&form))
         })
         .await
     }
@@ -203,7 +245,11 @@ impl ProcessorClient {
         idempotency_key: &str,
     ) -> Result<Refund, ProcessorError> {
         let url = self.url("/v1/refunds")?;
-        let target = if payment_id.starts_with("ch_") { "charge" } else { "payment_intent" };
+        let target = if payment_id.starts_with("ch_") {
+            "charge"
+        } else {
+            "payment_intent"
+        };
         let mut form = vec![(target.to_string(), payment_id.to_string())];
         if let Some(a) = amount {
             form.push(("amount".into(), a.to_string()));
@@ -212,7 +258,11 @@ impl ProcessorClient {
             form.push(("reason".into(), r.to_string()));
         }
         self.send("POST /v1/refunds", || {
-            Ok(self.http.post(url.clone()).header("Idempotency-Key", idempotency_key).form(&form))
+            Ok(self
+                .http
+                .post(url.clone())
+                .header("Idempotency-Key", idempotency_key)
+                .form(&form))
         })
         .await
     }
@@ -246,7 +296,12 @@ pub struct Pages<'a, T> {
 }
 
 impl<'a, T: DeserializeOwned> Pages<'a, T> {
-    fn new(client: &'a ProcessorClient, path: &'static str, filter: ListFilter, id_of: fn(&T) -> String) -> Self {
+    fn new(
+        client: &'a ProcessorClient,
+        path: &'static str,
+        filter: ListFilter,
+        id_of: fn(&T) -> String,
+    ) -> Self {
         Pages {
             client,
             path,
@@ -262,7 +317,10 @@ impl<'a, T: DeserializeOwned> Pages<'a, T> {
         if self.done {
             return Ok(None);
         }
-        let page: List<T> = self.client.list_page(self.path, &self.filter, self.cursor.as_deref()).await?;
+        let page: List<T> = self
+            .client
+            .list_page(self.path, &self.filter, self.cursor.as_deref())
+            .await?;
         self.done = !page.has_more || page.data.is_empty();
         self.cursor = page.data.last().map(self.id_of);
         Ok(Some(page.data))

@@ -163,7 +163,10 @@ impl Charge {
     /// The payment this charge belongs to: its payment intent, or the charge
     /// itself when it was made without one.
     pub fn payment_id(&self) -> &str {
-        self.payment_intent.as_ref().and_then(|p| p.id()).unwrap_or(&self.id)
+        self.payment_intent
+            .as_ref()
+            .and_then(|p| p.id())
+            .unwrap_or(&self.id)
     }
 
     pub fn email(&self) -> Option<&str> {

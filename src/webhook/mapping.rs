@@ -6,8 +6,9 @@ use crate::processor::stripe::{self, CHECKOUT_REFERENCE_KEY};
 use crate::store::{ExpectedVersion, StreamAppend};
 use chrono::{DateTime, TimeZone, Utc};
 use payledger_events::{
-    Actor, ChargeRefunded, ChargeSource, ChargeSucceeded, CheckoutPaymentFailed, CheckoutSessionExpired, Currency,
-    DisputeClosed, DisputeOpened, DomainEvent, EventData, Metadata, ProcessorEventReceived, StreamId,
+    Actor, ChargeRefunded, ChargeSource, ChargeSucceeded, CheckoutPaymentFailed,
+    CheckoutSessionExpired, Currency, DisputeClosed, DisputeOpened, DomainEvent, EventData,
+    Metadata, ProcessorEventReceived, StreamId,
 };
 use sha2::{Digest, Sha256};
 
@@ -30,14 +31,26 @@ pub struct ProcessorFact {
     pub object_id: String,
 }
 
-pub fn map_callback(body: &[u8], received_at: DateTime<Utc>) -> Result<MappedCallback, serde_json::Error> {
+pub fn map_callback(
+    body: &[u8],
+    received_at: DateTime<Utc>,
+) -> Result<MappedCallback, serde_json::Error> {
     let raw_body = String::from_utf8_lossy(body).into_owned();
     let value: Result<serde_json::Value, _> = serde_json::from_slice(body);
     let (processor_event_id, event_type, facts, unparsed_reason) = match value {
-        Err(e) => (body_digest_id(body), String::new(), vec![], Some(format!("body is not JSON: {e}"))),
+        Err(e) => (
+            body_digest_id(body),
+            String::new(),
+            vec![],
+            Some(format!("body is not JSON: {e}")),
+        ),
         Ok(value) => {
             let claimed_id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
-            let claimed_type = value.get("type").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let claimed_type = value
+                .get("type")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
             match serde_json::from_value::<stripe::Event>(value) {
                 Err(e) => (
                     claimed_id.unwrap_or_else(|| body_digest_id(body)),
@@ -63,7 +76,8 @@ pub fn map_callback(body: &[u8], received_at: DateTime<Utc>) -> Result<MappedCal
     }
     .into();
     // Everything this callback caused is correlated by the record's id.
-    let correlation = payledger_events::deterministic_event_id(record.event_type(), &processor_event_id);
+    let correlation =
+        payledger_events::deterministic_event_id(record.event_type(), &processor_event_id);
     let record_data = EventData::for_processor_fact(
         &record,
         &processor_event_id,
@@ -77,9 +91,14 @@ pub fn map_callback(body: &[u8], received_at: DateTime<Utc>) -> Result<MappedCal
     let mut fact_types = vec![];
     for fact in facts {
         fact_types.push(fact.event.event_type());
-        let metadata = Metadata::new(correlation, Actor::webhook(), "webhook").caused_by(correlation);
+        let metadata =
+            Metadata::new(correlation, Actor::webhook(), "webhook").caused_by(correlation);
         let data = EventData::for_processor_fact(&fact.event, &fact.object_id, metadata)?;
-        appends.push(StreamAppend::new(fact.stream, ExpectedVersion::Any, vec![data]));
+        appends.push(StreamAppend::new(
+            fact.stream,
+            ExpectedVersion::Any,
+            vec![data],
+        ));
     }
     Ok(MappedCallback {
         processor_event_id,
@@ -97,7 +116,9 @@ fn body_digest_id(body: &[u8]) -> String {
 }
 
 fn at(unix: i64) -> Result<DateTime<Utc>, String> {
-    Utc.timestamp_opt(unix, 0).single().ok_or_else(|| format!("timestamp {unix} is out of range"))
+    Utc.timestamp_opt(unix, 0)
+        .single()
+        .ok_or_else(|| format!("timestamp {unix} is out of range"))
 }
 
 fn money(amount: i64, currency: &str) -> Result<(i64, Currency), String> {
@@ -112,12 +133,19 @@ fn money(amount: i64, currency: &str) -> Result<(i64, Currency), String> {
 }
 
 fn object<T: serde::de::DeserializeOwned>(event: &stripe::Event) -> Result<T, String> {
-    serde_json::from_value(event.data.object.clone())
-        .map_err(|e| format!("{} object does not have the expected shape: {e}", event.event_type))
+    serde_json::from_value(event.data.object.clone()).map_err(|e| {
+        format!(
+            "{} object does not have the expected shape: {e}",
+            event.event_type
+        )
+    })
 }
 
 fn reference(metadata: &Option<std::collections::BTreeMap<String, String>>) -> Option<String> {
-    metadata.as_ref().and_then(|m| m.get(CHECKOUT_REFERENCE_KEY)).cloned()
+    metadata
+        .as_ref()
+        .and_then(|m| m.get(CHECKOUT_REFERENCE_KEY))
+        .cloned()
 }
 
 /// The facts a processor event states; `Err` names why a body of a type
@@ -127,7 +155,9 @@ pub fn facts_of_event(event: &stripe::Event) -> Result<Vec<ProcessorFact>, Strin
     match event.event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session: stripe::CheckoutSession = object(event)?;
-            Ok(charge_of_session(&session, when, ChargeSource::Webhook)?.into_iter().collect())
+            Ok(charge_of_session(&session, when, ChargeSource::Webhook)?
+                .into_iter()
+                .collect())
         }
         "checkout.session.async_payment_failed" => {
             let session: stripe::CheckoutSession = object(event)?;
@@ -135,7 +165,11 @@ pub fn facts_of_event(event: &stripe::Event) -> Result<Vec<ProcessorFact>, Strin
                 stream: StreamId::processor_session(&session.id),
                 object_id: session.id.clone(),
                 event: CheckoutPaymentFailed {
-                    payment_id: session.payment_intent.as_ref().and_then(|p| p.id()).map(str::to_string),
+                    payment_id: session
+                        .payment_intent
+                        .as_ref()
+                        .and_then(|p| p.id())
+                        .map(str::to_string),
                     checkout_reference: session.client_reference_id.clone(),
                     session_id: session.id,
                 }
@@ -156,11 +190,19 @@ pub fn facts_of_event(event: &stripe::Event) -> Result<Vec<ProcessorFact>, Strin
         }
         "payment_intent.succeeded" => {
             let pi: stripe::PaymentIntent = object(event)?;
-            let amount = if pi.amount_received > 0 { pi.amount_received } else { pi.amount };
+            let amount = if pi.amount_received > 0 {
+                pi.amount_received
+            } else {
+                pi.amount
+            };
             let (amount, currency) = money(amount, &pi.currency)?;
             Ok(vec![charge_fact(ChargeSucceeded {
                 payment_id: pi.id.clone(),
-                charge_id: pi.latest_charge.as_ref().and_then(|c| c.id()).map(str::to_string),
+                charge_id: pi
+                    .latest_charge
+                    .as_ref()
+                    .and_then(|c| c.id())
+                    .map(str::to_string),
                 session_id: None,
                 checkout_reference: reference(&pi.metadata),
                 customer_email: pi.receipt_email.clone(),
@@ -234,8 +276,13 @@ pub fn charge_of_session(
     if session.payment_status != "paid" {
         return Ok(None);
     }
-    let amount = session.amount_total.ok_or("a paid session has no amount_total")?;
-    let currency = session.currency.as_deref().ok_or("a paid session has no currency")?;
+    let amount = session
+        .amount_total
+        .ok_or("a paid session has no amount_total")?;
+    let currency = session
+        .currency
+        .as_deref()
+        .ok_or("a paid session has no currency")?;
     let (amount, currency) = money(amount, currency)?;
     // A session paid without a payment intent (e.g. an invoice) is still one
     // payment; the session id stands in for it.
@@ -249,7 +296,10 @@ pub fn charge_of_session(
         payment_id,
         charge_id: None,
         session_id: Some(session.id.clone()),
-        checkout_reference: session.client_reference_id.clone().or_else(|| reference(&session.metadata)),
+        checkout_reference: session
+            .client_reference_id
+            .clone()
+            .or_else(|| reference(&session.metadata)),
         customer_email: session.email().map(str::to_string),
         amount,
         currency,
@@ -258,7 +308,10 @@ pub fn charge_of_session(
     })))
 }
 
-pub fn charge_of_charge(charge: &stripe::Charge, source: ChargeSource) -> Result<ProcessorFact, String> {
+pub fn charge_of_charge(
+    charge: &stripe::Charge,
+    source: ChargeSource,
+) -> Result<ProcessorFact, String> {
     let (amount, currency) = money(charge.amount, &charge.currency)?;
     Ok(charge_fact(ChargeSucceeded {
         payment_id: charge.payment_id().to_string(),
@@ -273,7 +326,11 @@ pub fn charge_of_charge(charge: &stripe::Charge, source: ChargeSource) -> Result
     }))
 }
 
-pub fn refund_fact(refund: &stripe::Refund, payment_id: &str, source: ChargeSource) -> Result<ProcessorFact, String> {
+pub fn refund_fact(
+    refund: &stripe::Refund,
+    payment_id: &str,
+    source: ChargeSource,
+) -> Result<ProcessorFact, String> {
     let (amount, currency) = money(refund.amount, &refund.currency)?;
     Ok(ProcessorFact {
         stream: StreamId::payment(payment_id),
@@ -291,14 +348,25 @@ pub fn refund_fact(refund: &stripe::Refund, payment_id: &str, source: ChargeSour
     })
 }
 
-fn refunds_of_charge(charge: &stripe::Charge, source: ChargeSource) -> Result<Vec<ProcessorFact>, String> {
+fn refunds_of_charge(
+    charge: &stripe::Charge,
+    source: ChargeSource,
+) -> Result<Vec<ProcessorFact>, String> {
     let listed: Vec<&stripe::Refund> = charge
         .refunds
         .as_ref()
-        .map(|l| l.data.iter().filter(|r| r.status.as_deref() != Some("failed")).collect())
+        .map(|l| {
+            l.data
+                .iter()
+                .filter(|r| r.status.as_deref() != Some("failed"))
+                .collect()
+        })
         .unwrap_or_default();
     if !listed.is_empty() {
-        return listed.into_iter().map(|r| refund_fact(r, charge.payment_id(), source)).collect();
+        return listed
+            .into_iter()
+            .map(|r| refund_fact(r, charge.payment_id(), source))
+            .collect();
     }
     if charge.amount_refunded <= 0 {
         return Err("charge.refunded carries no refund and no amount_refunded".into());

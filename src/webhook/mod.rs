@@ -23,7 +23,11 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
 }
 
-async fn receive_stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive_stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.clock.now();
     let header = headers
         .get("stripe-signature")
@@ -31,13 +35,20 @@ async fn receive_stripe_webhook(State(state): State<AppState>, headers: HeaderMa
     if let Err(e) = signature::verify(header, &body, &state.webhook_secrets, now.timestamp()) {
         tracing::info!(reason = %e, "webhook refused");
         metrics::counter!("payledger_webhooks_total", "outcome" => "refused").increment(1);
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string() }))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response();
     }
     let mapped = match mapping::map_callback(&body, now) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "could not encode a verified callback");
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "could not record the event" })))
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": "could not record the event" })),
+            )
                 .into_response();
         }
     };
@@ -79,7 +90,10 @@ async fn receive_stripe_webhook(State(state): State<AppState>, headers: HeaderMa
         Err(e) => {
             tracing::error!(error = %e, event = %mapped.processor_event_id, "could not record a callback");
             metrics::counter!("payledger_webhooks_total", "outcome" => "error").increment(1);
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "could not record the event; retry later" })))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": "could not record the event; retry later" })),
+            )
                 .into_response()
         }
     }

@@ -48,11 +48,19 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
     if signatures.is_empty() && !header.contains("v1=") {
         return Err(SignatureError::Malformed("no v1= signature"));
     }
-    Ok(ParsedHeader { timestamp, signatures })
+    Ok(ParsedHeader {
+        timestamp,
+        signatures,
+    })
 }
 
 /// Checks the header against the raw body. `now` is unix seconds.
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[String], now: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[String],
+    now: i64,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::MissingHeader)?;
     let parsed = parse_header(header)?;
     let age = now - parsed.timestamp;
@@ -113,22 +121,51 @@ mod tests {
     #[test]
     fn each_refusal_names_its_reason() {
         let s = secrets(&["whsec_a"]);
-        assert_eq!(verify(None, b"{}", &s, NOW), Err(SignatureError::MissingHeader));
-        assert!(matches!(verify(Some("garbage"), b"{}", &s, NOW), Err(SignatureError::Malformed(_))));
-        assert!(matches!(verify(Some("v1=abcd"), b"{}", &s, NOW), Err(SignatureError::Malformed(_))));
-        assert!(matches!(verify(Some(&format!("t={NOW}")), b"{}", &s, NOW), Err(SignatureError::Malformed(_))));
+        assert_eq!(
+            verify(None, b"{}", &s, NOW),
+            Err(SignatureError::MissingHeader)
+        );
+        assert!(matches!(
+            verify(Some("garbage"), b"{}", &s, NOW),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify(Some("v1=abcd"), b"{}", &s, NOW),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify(Some(&format!("t={NOW}")), b"{}", &s, NOW),
+            Err(SignatureError::Malformed(_))
+        ));
         let h = sign(b"{}", "whsec_other", NOW);
-        assert_eq!(verify(Some(&h), b"{}", &s, NOW), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(Some(&h), b"{}", &s, NOW),
+            Err(SignatureError::NoMatch)
+        );
         let h = sign(b"{}", "whsec_a", NOW);
-        assert_eq!(verify(Some(&h), b"{ }", &s, NOW), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(Some(&h), b"{ }", &s, NOW),
+            Err(SignatureError::NoMatch)
+        );
         let h = sign(b"{}", "whsec_a", NOW - 301);
-        assert_eq!(verify(Some(&h), b"{}", &s, NOW), Err(SignatureError::OutsideTolerance { age_seconds: 301 }));
+        assert_eq!(
+            verify(Some(&h), b"{}", &s, NOW),
+            Err(SignatureError::OutsideTolerance { age_seconds: 301 })
+        );
     }
 
     #[test]
     fn rotation_and_several_v1_values_pass_when_one_matches() {
         let good = signature_hex(b"{}", "whsec_new", NOW);
         let header = format!("t={NOW},v1={},v1={good},v0=ignored", "00".repeat(32));
-        assert_eq!(verify(Some(&header), b"{}", &secrets(&["whsec_old", "whsec_new"]), NOW), Ok(()));
+        assert_eq!(
+            verify(
+                Some(&header),
+                b"{}",
+                &secrets(&["whsec_old", "whsec_new"]),
+                NOW
+            ),
+            Ok(())
+        );
     }
 }

@@ -144,15 +144,26 @@ pub async fn start_serve_with_pool(pool: deadpool_postgres::Pool, secrets: &[&st
         clock,
         webhook_secrets: Arc::new(secrets.iter().map(|s| s.to_string()).collect()),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(payledger::http::serve(listener, state, std::future::pending()));
+    tokio::spawn(payledger::http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     format!("http://{addr}")
 }
 
 /// The processor simulator in-process on a free port.
-pub async fn start_sim(webhook_url: Option<String>, seed: u64) -> (payledger::processor::sim::Simulator, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+pub async fn start_sim(
+    webhook_url: Option<String>,
+    seed: u64,
+) -> (payledger::processor::sim::Simulator, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let sim = payledger::processor::sim::Simulator::new(payledger::processor::sim::SimConfig {
         webhook_url,
@@ -187,7 +198,10 @@ pub fn processor_client(base: &str) -> payledger::processor::client::ProcessorCl
 pub async fn count_events(t: &TestDb, event_type: &str) -> i64 {
     t.client()
         .await
-        .query_one("SELECT count(*) FROM events WHERE event_type = $1", &[&event_type])
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = $1",
+            &[&event_type],
+        )
         .await
         .expect("count")
         .get(0)
@@ -221,18 +235,24 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     pub async fn start(target: &str) -> TcpProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let cut = Arc::new(tokio::sync::Notify::new());
         let target = target.to_string();
         let cut_all = cut.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 let target = target.clone();
                 let cut = cut_all.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.notified() => {}
@@ -260,7 +280,11 @@ pub fn stripe_event(id: &str, kind: &str, object: serde_json::Value) -> String {
 }
 
 pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Response {
-    let header = payledger::webhook::signature::sign(body.as_bytes(), secret, chrono::Utc::now().timestamp());
+    let header = payledger::webhook::signature::sign(
+        body.as_bytes(),
+        secret,
+        chrono::Utc::now().timestamp(),
+    );
     reqwest::Client::new()
         .post(format!("{base}/webhooks/stripe"))
         .header("Stripe-Signature", header)

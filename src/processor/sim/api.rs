@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 type Params = Vec<(String, String)>;
 
 fn param<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn now() -> i64 {
@@ -32,16 +35,27 @@ impl IntoResponse for ApiError {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, "invalid_request_error", message.into())
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        message.into(),
+    )
 }
 
 fn missing(what: &str, id: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "invalid_request_error", format!("No such {what}: '{id}'"))
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("No such {what}: '{id}'"),
+    )
 }
 
 pub fn router(sim: Simulator) -> Router {
     let api = Router::new()
-        .route("/v1/checkout/sessions", post(create_session).get(list_sessions))
+        .route(
+            "/v1/checkout/sessions",
+            post(create_session).get(list_sessions),
+        )
         .route("/v1/checkout/sessions/{id}", get(retrieve_session))
         .route("/v1/charges", get(list_charges))
         .route("/v1/refunds", get(list_refunds).post(create_refund))
@@ -65,20 +79,32 @@ async fn api_gate(State(sim): State<Simulator>, request: Request, next: Next) ->
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|k| !k.trim().is_empty());
     if !authorised {
-        return ApiError(StatusCode::UNAUTHORIZED, "invalid_request_error", "You did not provide an API key.".into())
-            .into_response();
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "You did not provide an API key.".into(),
+        )
+        .into_response();
     }
     {
         let mut state = sim.lock();
         if state.faults.api_rate_limits > 0 {
             state.faults.api_rate_limits -= 1;
-            return ApiError(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "Too many requests".into())
-                .into_response();
+            return ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "Too many requests".into(),
+            )
+            .into_response();
         }
         if state.faults.api_errors > 0 {
             state.faults.api_errors -= 1;
-            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Simulated server error".into())
-                .into_response();
+            return ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Simulated server error".into(),
+            )
+            .into_response();
         }
     }
     next.run(request).await
@@ -94,21 +120,36 @@ fn list<T: Serialize + Clone>(
     url: &str,
 ) -> Result<Json<Value>, ApiError> {
     let limit: usize = match param(params, "limit") {
-        Some(l) => l.parse().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| invalid("limit must be 1..100"))?,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| invalid("limit must be 1..100"))?,
         None => 10,
     };
     let bound = |key: &str| -> Result<Option<i64>, ApiError> {
         param(params, key)
-            .map(|v| v.parse::<i64>().map_err(|_| invalid(format!("{key} must be a unix timestamp"))))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| invalid(format!("{key} must be a unix timestamp")))
+            })
             .transpose()
     };
-    let (gte, lte, gt, lt) = (bound("created[gte]")?, bound("created[lte]")?, bound("created[gt]")?, bound("created[lt]")?);
+    let (gte, lte, gt, lt) = (
+        bound("created[gte]")?,
+        bound("created[lte]")?,
+        bound("created[gt]")?,
+        bound("created[lt]")?,
+    );
     let filtered: Vec<&T> = items
         .iter()
         .rev()
         .filter(|x| {
             let c = created(x);
-            gte.is_none_or(|b| c >= b) && lte.is_none_or(|b| c <= b) && gt.is_none_or(|b| c > b) && lt.is_none_or(|b| c < b)
+            gte.is_none_or(|b| c >= b)
+                && lte.is_none_or(|b| c <= b)
+                && gt.is_none_or(|b| c > b)
+                && lt.is_none_or(|b| c < b)
         })
         .filter(|x| keep(x))
         .collect();
@@ -124,7 +165,9 @@ fn list<T: Serialize + Clone>(
     };
     let page: Vec<&T> = filtered.iter().skip(start).take(limit).copied().collect();
     let has_more = filtered.len() > start + page.len();
-    Ok(Json(json!({ "object": "list", "url": url, "has_more": has_more, "data": page })))
+    Ok(Json(
+        json!({ "object": "list", "url": url, "has_more": has_more, "data": page }),
+    ))
 }
 
 async fn create_session(
@@ -132,26 +175,40 @@ async fn create_session(
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(|k| format!("sessions:{k}"));
-    if let Some(previous) = key.as_ref().and_then(|k| sim.lock().idempotent_responses.get(k).cloned()) {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("sessions:{k}"));
+    if let Some(previous) = key
+        .as_ref()
+        .and_then(|k| sim.lock().idempotent_responses.get(k).cloned())
+    {
         return Ok(Json(previous));
     }
     let amount: i64 = param(&params, "line_items[0][price_data][unit_amount]")
         .ok_or_else(|| invalid("line_items[0][price_data][unit_amount] is required"))?
         .parse()
         .map_err(|_| invalid("unit_amount must be an integer"))?;
-    let quantity: i64 = param(&params, "line_items[0][quantity]").unwrap_or("1").parse().map_err(|_| invalid("bad quantity"))?;
+    let quantity: i64 = param(&params, "line_items[0][quantity]")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|_| invalid("bad quantity"))?;
     if amount <= 0 || quantity <= 0 {
         return Err(invalid("amount and quantity must be positive"));
     }
     let currency = param(&params, "line_items[0][price_data][currency]")
         .ok_or_else(|| invalid("line_items[0][price_data][currency] is required"))?
         .to_lowercase();
-    let success_url = param(&params, "success_url").ok_or_else(|| invalid("success_url is required"))?;
+    let success_url =
+        param(&params, "success_url").ok_or_else(|| invalid("success_url is required"))?;
     let metadata_of = |prefix: &str| -> BTreeMap<String, String> {
         params
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix(prefix).and_then(|r| r.strip_suffix(']')).map(|k| (k.to_string(), v.clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(']'))
+                    .map(|k| (k.to_string(), v.clone()))
+            })
             .collect()
     };
     let mut state = sim.lock();
@@ -170,7 +227,10 @@ async fn create_session(
         mode: Some(param(&params, "mode").unwrap_or("payment").to_string()),
         created: now(),
         expires_at: Some(now() + 24 * 3600),
-        url: Some(format!("{}/pay/{id}", sim.config.public_url.trim_end_matches('/'))),
+        url: Some(format!(
+            "{}/pay/{id}",
+            sim.config.public_url.trim_end_matches('/')
+        )),
         success_url: Some(success_url.to_string()),
         cancel_url: param(&params, "cancel_url").map(str::to_string),
         metadata: Some(metadata_of("metadata[")),
@@ -190,13 +250,25 @@ async fn create_session(
     Ok(Json(response))
 }
 
-async fn retrieve_session(State(sim): State<Simulator>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn retrieve_session(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
-    let s = state.sessions.iter().find(|s| s.id == id).ok_or_else(|| missing("checkout.session", &id))?;
-    Ok(Json(serde_json::to_value(s).map_err(|e| invalid(e.to_string()))?))
+    let s = state
+        .sessions
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| missing("checkout.session", &id))?;
+    Ok(Json(
+        serde_json::to_value(s).map_err(|e| invalid(e.to_string()))?,
+    ))
 }
 
-async fn list_sessions(State(sim): State<Simulator>, Query(params): Query<Params>) -> Result<Json<Value>, ApiError> {
+async fn list_sessions(
+    State(sim): State<Simulator>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
     let status = param(&params, "status").map(str::to_string);
     let payment_status = param(&params, "payment_status").map(str::to_string);
@@ -204,29 +276,63 @@ async fn list_sessions(State(sim): State<Simulator>, Query(params): Query<Params
         &state.sessions,
         |s| &s.id,
         |s| s.created,
-        |s| status.as_deref().is_none_or(|st| s.status.as_deref() == Some(st)) && payment_status.as_deref().is_none_or(|p| s.payment_status == p),
+        |s| {
+            status
+                .as_deref()
+                .is_none_or(|st| s.status.as_deref() == Some(st))
+                && payment_status
+                    .as_deref()
+                    .is_none_or(|p| s.payment_status == p)
+        },
         &params,
         "/v1/checkout/sessions",
     )
 }
 
-async fn list_charges(State(sim): State<Simulator>, Query(params): Query<Params>) -> Result<Json<Value>, ApiError> {
+async fn list_charges(
+    State(sim): State<Simulator>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
-    list(&state.charges, |c| &c.id, |c| c.created, |_| true, &params, "/v1/charges")
+    list(
+        &state.charges,
+        |c| &c.id,
+        |c| c.created,
+        |_| true,
+        &params,
+        "/v1/charges",
+    )
 }
 
-async fn list_refunds(State(sim): State<Simulator>, Query(params): Query<Params>) -> Result<Json<Value>, ApiError> {
+async fn list_refunds(
+    State(sim): State<Simulator>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
-    list(&state.refunds, |r| &r.id, |r| r.created, |_| true, &params, "/v1/refunds")
+    list(
+        &state.refunds,
+        |r| &r.id,
+        |r| r.created,
+        |_| true,
+        &params,
+        "/v1/refunds",
+    )
 }
 
-async fn list_events(State(sim): State<Simulator>, Query(params): Query<Params>) -> Result<Json<Value>, ApiError> {
+async fn list_events(
+    State(sim): State<Simulator>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
     let kind = param(&params, "type").map(str::to_string);
     let delivery = match param(&params, "delivery_success") {
         Some("true") => Some(true),
         Some("false") => Some(false),
-        Some(other) => return Err(invalid(format!("delivery_success must be true or false, not {other:?}"))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "delivery_success must be true or false, not {other:?}"
+            )))
+        }
         None => None,
     };
     let events: Vec<_> = state
@@ -236,7 +342,14 @@ async fn list_events(State(sim): State<Simulator>, Query(params): Query<Params>)
         .filter(|e| delivery.is_none_or(|d| e.delivered == d))
         .map(|e| e.event.clone())
         .collect();
-    list(&events, |e| &e.id, |e| e.created, |_| true, &params, "/v1/events")
+    list(
+        &events,
+        |e| &e.id,
+        |e| e.created,
+        |_| true,
+        &params,
+        "/v1/events",
+    )
 }
 
 async fn create_refund(
@@ -244,7 +357,10 @@ async fn create_refund(
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let events;
     let response;
     {
@@ -258,7 +374,12 @@ async fn create_refund(
         if let Some(k) = key {
             state.idempotent_responses.insert(k, response.clone());
         }
-        let charge_id = refund.charge.as_ref().and_then(|c| c.id()).unwrap_or_default().to_string();
+        let charge_id = refund
+            .charge
+            .as_ref()
+            .and_then(|c| c.id())
+            .unwrap_or_default()
+            .to_string();
         let charge = state.charges.iter().find(|c| c.id == charge_id).cloned();
         let charge = serde_json::to_value(charge).map_err(|e| invalid(e.to_string()))?;
         events = vec![state.record_event("charge.refunded", charge, refund.created)];
@@ -268,19 +389,27 @@ async fn create_refund(
 }
 
 fn refund_in(state: &mut SimState, params: &Params) -> Result<Refund, ApiError> {
-    let target = param(params, "payment_intent").or(param(params, "charge")).ok_or_else(|| invalid("payment_intent or charge is required"))?;
+    let target = param(params, "payment_intent")
+        .or(param(params, "charge"))
+        .ok_or_else(|| invalid("payment_intent or charge is required"))?;
     let index = state
         .charges
         .iter()
-        .position(|c| c.id == target || c.payment_intent.as_ref().and_then(|p| p.id()) == Some(target))
+        .position(|c| {
+            c.id == target || c.payment_intent.as_ref().and_then(|p| p.id()) == Some(target)
+        })
         .ok_or_else(|| missing("payment", target))?;
     let remaining = state.charges[index].amount - state.charges[index].amount_refunded;
     let amount: i64 = match param(params, "amount") {
-        Some(a) => a.parse().map_err(|_| invalid("amount must be an integer"))?,
+        Some(a) => a
+            .parse()
+            .map_err(|_| invalid("amount must be an integer"))?,
         None => remaining,
     };
     if amount <= 0 || amount > remaining {
-        return Err(invalid(format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})")));
+        return Err(invalid(format!(
+            "Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})"
+        )));
     }
     let id = state.new_id("re");
     let charge = &state.charges[index];
@@ -299,7 +428,11 @@ fn refund_in(state: &mut SimState, params: &Params) -> Result<Refund, ApiError> 
     let charge = &mut state.charges[index];
     charge.amount_refunded += amount;
     charge.refunded = charge.amount_refunded >= charge.amount;
-    charge.refunds.get_or_insert_with(|| empty_list("/v1/refunds")).data.push(refund.clone());
+    charge
+        .refunds
+        .get_or_insert_with(|| empty_list("/v1/refunds"))
+        .data
+        .push(refund.clone());
     state.refunds.push(refund.clone());
     Ok(refund)
 }
@@ -307,13 +440,26 @@ fn refund_in(state: &mut SimState, params: &Params) -> Result<Refund, ApiError> 
 async fn pay_page(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
     let state = sim.lock();
     let Some(s) = state.sessions.iter().find(|s| s.id == id) else {
-        return (StatusCode::NOT_FOUND, Html("<!doctype html><title>Not found</title><p>No such checkout session.</p>".to_string())).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Html(
+                "<!doctype html><title>Not found</title><p>No such checkout session.</p>"
+                    .to_string(),
+            ),
+        )
+            .into_response();
     };
     let amount = s.amount_total.unwrap_or(0);
     let currency = s.currency.clone().unwrap_or_default();
-    let shown = payledger_events::Currency::new(&currency).map(|c| c.format_amount(amount)).unwrap_or_default();
+    let shown = payledger_events::Currency::new(&currency)
+        .map(|c| c.format_amount(amount))
+        .unwrap_or_default();
     let email = html_escape(s.customer_email.as_deref().unwrap_or(""));
-    let state_line = if s.payment_status == "paid" { "<p>This session is already paid.</p>" } else { "" };
+    let state_line = if s.payment_status == "paid" {
+        "<p>This session is already paid.</p>"
+    } else {
+        ""
+    };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Pay {shown}</title></head><body>\
          <h1>Simulated processor</h1><p>Amount due: <strong id=\"amount\">{shown}</strong></p>{state_line}\
@@ -329,27 +475,51 @@ struct PayForm {
     email: Option<String>,
 }
 
-async fn pay(State(sim): State<Simulator>, Path(id): Path<String>, Form(form): Form<PayForm>) -> Response {
+async fn pay(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    Form(form): Form<PayForm>,
+) -> Response {
     let (events, success_url, no_redirect) = {
         let mut state = sim.lock();
         let events = match state.pay_session(&id, form.email, now()) {
             Ok(e) => e,
-            Err(message) => return (StatusCode::BAD_REQUEST, Html(format!("<!doctype html><p>{}</p>", html_escape(&message)))).into_response(),
+            Err(message) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Html(format!("<!doctype html><p>{}</p>", html_escape(&message))),
+                )
+                    .into_response()
+            }
         };
-        let url = state.sessions.iter().find(|s| s.id == id).and_then(|s| s.success_url.clone()).unwrap_or_default();
+        let url = state
+            .sessions
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.success_url.clone())
+            .unwrap_or_default();
         (events, url, state.faults.no_redirect)
     };
     dispatch(&sim, events);
     if no_redirect {
         // The charge went through; the customer's browser never comes back.
-        return (StatusCode::OK, Html("<!doctype html><html><body></body></html>".to_string())).into_response();
+        return (
+            StatusCode::OK,
+            Html("<!doctype html><html><body></body></html>".to_string()),
+        )
+            .into_response();
     }
     Redirect::to(&success_url.replace("{CHECKOUT_SESSION_ID}", &id)).into_response()
 }
 
-async fn set_faults(State(sim): State<Simulator>, Json(faults): Json<Faults>) -> Result<Json<Faults>, ApiError> {
+async fn set_faults(
+    State(sim): State<Simulator>,
+    Json(faults): Json<Faults>,
+) -> Result<Json<Faults>, ApiError> {
     if !(0.0..=1.0).contains(&faults.drop) || !(0.0..=1.0).contains(&faults.duplicate) {
-        return Err(invalid("drop and duplicate are probabilities between 0 and 1"));
+        return Err(invalid(
+            "drop and duplicate are probabilities between 0 and 1",
+        ));
     }
     sim.set_faults(faults.clone());
     Ok(Json(faults))
@@ -370,7 +540,10 @@ struct SimChargeRequest {
 
 /// As if a customer had paid: a completed session, its payment intent and
 /// charge, and the events (delivered according to the faults).
-async fn sim_charge(State(sim): State<Simulator>, Json(req): Json<SimChargeRequest>) -> Result<Json<Value>, ApiError> {
+async fn sim_charge(
+    State(sim): State<Simulator>,
+    Json(req): Json<SimChargeRequest>,
+) -> Result<Json<Value>, ApiError> {
     if req.amount <= 0 {
         return Err(invalid("amount must be positive"));
     }
@@ -391,7 +564,10 @@ async fn sim_charge(State(sim): State<Simulator>, Json(req): Json<SimChargeReque
             mode: Some("payment".into()),
             created: now(),
             expires_at: Some(now() + 24 * 3600),
-            url: Some(format!("{}/pay/{id}", sim.config.public_url.trim_end_matches('/'))),
+            url: Some(format!(
+                "{}/pay/{id}",
+                sim.config.public_url.trim_end_matches('/')
+            )),
             success_url: None,
             cancel_url: None,
             metadata: Some(BTreeMap::new()),
@@ -399,20 +575,38 @@ async fn sim_charge(State(sim): State<Simulator>, Json(req): Json<SimChargeReque
         };
         let mut extras = SessionExtras::default();
         if let Some(r) = &req.client_reference_id {
-            extras.payment_intent_metadata.insert(crate::processor::stripe::CHECKOUT_REFERENCE_KEY.into(), r.clone());
+            extras.payment_intent_metadata.insert(
+                crate::processor::stripe::CHECKOUT_REFERENCE_KEY.into(),
+                r.clone(),
+            );
         }
         state.session_extras.insert(id.clone(), extras);
         state.sessions.push(session);
-        let events = state.pay_session(&id, Some(req.email), now()).map_err(invalid)?;
-        let session = state.sessions.iter().find(|s| s.id == id).cloned().ok_or_else(|| invalid("session vanished"))?;
+        let events = state
+            .pay_session(&id, Some(req.email), now())
+            .map_err(invalid)?;
+        let session = state
+            .sessions
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| invalid("session vanished"))?;
         (events, session)
     };
     let event_ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     dispatch(&sim, events);
-    let pi = session.payment_intent.as_ref().and_then(|p| p.id()).map(str::to_string);
+    let pi = session
+        .payment_intent
+        .as_ref()
+        .and_then(|p| p.id())
+        .map(str::to_string);
     let charge_id = {
         let state = sim.lock();
-        state.charges.iter().find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == pi.as_deref()).map(|c| c.id.clone())
+        state
+            .charges
+            .iter()
+            .find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == pi.as_deref())
+            .map(|c| c.id.clone())
     };
     Ok(Json(json!({
         "session_id": session.id,
@@ -429,13 +623,18 @@ struct SimDisputeRequest {
     reason: Option<String>,
 }
 
-async fn sim_dispute(State(sim): State<Simulator>, Json(req): Json<SimDisputeRequest>) -> Result<Json<Value>, ApiError> {
+async fn sim_dispute(
+    State(sim): State<Simulator>,
+    Json(req): Json<SimDisputeRequest>,
+) -> Result<Json<Value>, ApiError> {
     let (events, dispute) = {
         let mut state = sim.lock();
         let charge = state
             .charges
             .iter()
-            .find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == Some(req.payment_intent.as_str()))
+            .find(|c| {
+                c.payment_intent.as_ref().and_then(|p| p.id()) == Some(req.payment_intent.as_str())
+            })
             .cloned()
             .ok_or_else(|| missing("payment_intent", &req.payment_intent))?;
         let dispute = Dispute {
@@ -454,12 +653,21 @@ async fn sim_dispute(State(sim): State<Simulator>, Json(req): Json<SimDisputeReq
         }
         state.disputes.push(dispute.clone());
         let object = serde_json::to_value(&dispute).map_err(|e| invalid(e.to_string()))?;
-        (vec![state.record_event("charge.dispute.created", object, dispute.created)], dispute)
+        (
+            vec![state.record_event("charge.dispute.created", object, dispute.created)],
+            dispute,
+        )
     };
     dispatch(&sim, events);
-    Ok(Json(serde_json::to_value(dispute).map_err(|e| invalid(e.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(dispute).map_err(|e| invalid(e.to_string()))?,
+    ))
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

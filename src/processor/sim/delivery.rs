@@ -39,7 +39,11 @@ pub fn dispatch(sim: &Simulator, events: Vec<Event>) {
                 continue;
             }
             let copies = if state.roll(faults.duplicate) { 2 } else { 1 };
-            let jitter = if faults.reorder { state.rng.random_range(0..400u64) } else { 0 };
+            let jitter = if faults.reorder {
+                state.rng.random_range(0..400u64)
+            } else {
+                0
+            };
             (copies, Duration::from_millis(faults.delay_ms + jitter))
         };
         for _ in 0..copies {

@@ -2,8 +2,8 @@
 //! the seeded randomness behind ids and faults.
 
 use crate::processor::stripe::{
-    BillingDetails, Charge, CheckoutSession, CustomerDetails, Dispute, Event, EventObject, Expandable, List,
-    PaymentIntent, Refund,
+    BillingDetails, Charge, CheckoutSession, CustomerDetails, Dispute, Event, EventObject,
+    Expandable, List, PaymentIntent, Refund,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -94,7 +94,12 @@ impl SimState {
     }
 
     /// Records an event about `object` and returns it for delivery.
-    pub fn record_event(&mut self, event_type: &str, object: serde_json::Value, created: i64) -> Event {
+    pub fn record_event(
+        &mut self,
+        event_type: &str,
+        object: serde_json::Value,
+        created: i64,
+    ) -> Event {
         let event = Event {
             id: self.new_id("evt"),
             object: "event".into(),
@@ -118,7 +123,12 @@ impl SimState {
 
     /// Takes the customer's money for an open session: payment intent,
     /// charge, the session completed, and the three events that say so.
-    pub fn pay_session(&mut self, session_id: &str, email: Option<String>, now: i64) -> Result<Vec<Event>, String> {
+    pub fn pay_session(
+        &mut self,
+        session_id: &str,
+        email: Option<String>,
+        now: i64,
+    ) -> Result<Vec<Event>, String> {
         let session = self
             .sessions
             .iter()
@@ -131,7 +141,9 @@ impl SimState {
         if session.status.as_deref() != Some("open") {
             return Err(format!("checkout session {session_id} is not open"));
         }
-        let email = email.filter(|e| !e.is_empty()).or(session.customer_email.clone());
+        let email = email
+            .filter(|e| !e.is_empty())
+            .or(session.customer_email.clone());
         let amount = session.amount_total.unwrap_or(0);
         let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
         let metadata = self
@@ -153,7 +165,10 @@ impl SimState {
             disputed: false,
             status: Some("succeeded".into()),
             payment_intent: Some(Expandable::Id(pi_id.clone())),
-            billing_details: Some(BillingDetails { email: email.clone(), name: None }),
+            billing_details: Some(BillingDetails {
+                email: email.clone(),
+                name: None,
+            }),
             receipt_email: email.clone(),
             metadata: Some(metadata.clone()),
             refunds: Some(empty_list(&format!("/v1/charges/{ch_id}/refunds"))),
