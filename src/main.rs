@@ -77,6 +77,14 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Signed webhooks/s over loopback HTTP beside raw INSERTs, 8 and 32 clients.
+    Webhook {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn database_url(cli: &Cli) -> anyhow::Result<String> {
@@ -191,11 +199,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .database_url
                 .clone()
                 .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
-            let report = payledger::bench::run_append_bench(&url, *seconds).await?;
+            let report = payledger::bench::append::run_append_bench(&url, *seconds).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                payledger::bench::print_append_report(&report);
+                payledger::bench::append::print_append_report(&report);
+            }
+        }
+        Command::Bench {
+            command: BenchCommand::Webhook { seconds, json },
+        } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let rows = payledger::bench::webhook::run_webhook_bench(&url, *seconds).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                payledger::bench::webhook::print_webhook_report(&rows, *seconds);
             }
         }
     }

@@ -280,3 +280,78 @@ async fn migrating_twice_is_a_no_op() {
     let t = TestDb::new().await;
     assert!(t.db.migrate().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_multi_event_batch_across_streams_is_atomic_too() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let a = StreamId::payment("pi_multi_a");
+    let b = StreamId::payment("pi_multi_b");
+    store
+        .append_to_stream(b.clone(), ExpectedVersion::NoStream, vec![any_event()])
+        .await
+        .unwrap();
+    let err = store
+        .append(vec![
+            StreamAppend::new(
+                a.clone(),
+                ExpectedVersion::NoStream,
+                vec![any_event(), any_event()],
+            ),
+            StreamAppend::new(
+                b.clone(),
+                ExpectedVersion::Exact(7),
+                vec![any_event(), any_event()],
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { stream, actual: 1, .. } if *stream == b),
+        "{err}"
+    );
+    assert!(store.read_stream(&a, 0, 10).await.unwrap().is_empty());
+
+    let out = store
+        .append(vec![
+            StreamAppend::new(
+                a.clone(),
+                ExpectedVersion::NoStream,
+                vec![any_event(), any_event()],
+            ),
+            StreamAppend::new(
+                b.clone(),
+                ExpectedVersion::Exact(1),
+                vec![any_event(), any_event()],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.stored(), 4);
+    let versions: Vec<i64> = store
+        .read_stream(&b, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn naming_one_stream_twice_in_an_append_is_refused() {
+    let t = TestDb::new().await;
+    let s = StreamId::payment("pi_twice");
+    let err = t
+        .store()
+        .append(vec![
+            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
+            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidBatch(ref m) if m.contains("pi_twice")),
+        "{err}"
+    );
+}

@@ -1,35 +1,43 @@
--- Appends a batch to one stream in one statement (one round trip in
--- autocommit). $1 stream, $2 required current version (NULL = any),
--- $3..$6 the events, $7 recorded_at.
--- Returns one row per stored event, or a single row with NULL event_id when
--- nothing was stored; `head` and `fresh` let the caller tell a version
--- conflict from an all-duplicate batch.
+-- Appends events to one or more streams in one statement: one round trip,
+-- atomic by itself (no BEGIN/COMMIT needed). $1..$5 one entry per event
+-- (stream, id, type, payload, metadata); $6/$7 one entry per stream (stream,
+-- required current version, NULL = any); $8 recorded_at.
+-- Ids already stored are skipped. If any stream with new events is not at
+-- its required version, nothing is inserted. Returns one row per stored
+-- event, and at least one row per stream (with NULL event_id when nothing
+-- was stored there) so the caller can name a conflict.
 WITH new_events AS (
     SELECT *
-    FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])
-        WITH ORDINALITY AS n(event_id, event_type, payload, metadata, ord)
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[])
+        WITH ORDINALITY AS n(stream_id, event_id, event_type, payload, metadata, ord)
 ),
+-- A scalar subquery, not NOT EXISTS: PostgreSQL may turn NOT EXISTS into a
+-- hashed anti-join that scans the whole log; this stays one index probe per
+-- event whatever the statistics said when the plan was made.
 fresh AS (
     SELECT ne.*
     FROM new_events ne
-    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = ne.event_id)
+    WHERE (SELECT 1 FROM events e WHERE e.event_id = ne.event_id LIMIT 1) IS NULL
 ),
-head AS (
-    SELECT COALESCE(MAX(stream_version), 0) AS version
-    FROM events
-    WHERE stream_id = $1
+heads AS (
+    SELECT s.stream_id, s.required,
+           COALESCE((SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = s.stream_id), 0) AS version,
+           EXISTS (SELECT 1 FROM fresh f WHERE f.stream_id = s.stream_id) AS has_fresh
+    FROM unnest($6::text[], $7::bigint[]) AS s(stream_id, required)
 ),
 inserted AS (
     INSERT INTO events (stream_id, stream_version, event_id, event_type, payload, metadata, recorded_at)
-    SELECT $1,
-           head.version + row_number() OVER (ORDER BY fresh.ord),
-           fresh.event_id, fresh.event_type, fresh.payload, fresh.metadata, $7
-    FROM fresh CROSS JOIN head
-    WHERE $2::bigint IS NULL OR head.version = $2::bigint
-    ORDER BY fresh.ord
-    RETURNING event_id, position, stream_version
+    SELECT f.stream_id,
+           h.version + row_number() OVER (PARTITION BY f.stream_id ORDER BY f.ord),
+           f.event_id, f.event_type, f.payload, f.metadata, $8
+    FROM fresh f JOIN heads h ON h.stream_id = f.stream_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM heads c
+        WHERE c.has_fresh AND c.required IS NOT NULL AND c.version <> c.required
+    )
+    ORDER BY f.ord
+    RETURNING stream_id, event_id, position, stream_version
 )
-SELECT head.version AS head,
-       (SELECT count(*) FROM fresh) AS fresh,
-       inserted.event_id, inserted.position, inserted.stream_version
-FROM head LEFT JOIN inserted ON true
+SELECT h.stream_id, h.version AS head, h.has_fresh, h.required,
+       i.event_id, i.position, i.stream_version
+FROM heads h LEFT JOIN inserted i ON i.stream_id = h.stream_id

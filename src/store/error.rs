@@ -16,6 +16,8 @@ pub enum StoreError {
     WriteRace,
     #[error("an append needs at least one event")]
     EmptyAppend,
+    #[error("invalid append: {0}")]
+    InvalidBatch(String),
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
     #[error("event at position {position} is unreadable: {reason}")]

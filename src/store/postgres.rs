@@ -1,14 +1,15 @@
 use super::{AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend};
 use crate::clock::Clock;
 use deadpool_postgres::{GenericClient, Pool};
-use payledger_events::{Checkpoint, Metadata, RecordedEvent, StreamId};
-use std::collections::HashSet;
+use payledger_events::{Checkpoint, EventData, Metadata, RecordedEvent, StreamId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 const APPEND_SQL: &str = include_str!("append.sql");
 const APPEND_ONE_SQL: &str = include_str!("append_one.sql");
+const APPEND_EACH_SQL: &str = include_str!("append_each.sql");
 const READ_ALL_SQL: &str = include_str!("read_all.sql");
 const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
 
@@ -53,31 +54,35 @@ impl PgEventStore {
         &self.clock
     }
 
-    /// Appends inside a transaction the caller owns (and commits). A
-    /// `WriteRace` error means the caller's transaction is aborted and must be
-    /// retried from the start.
+    /// Appends on a connection or inside a transaction the caller owns (and
+    /// commits). A `WriteRace` error means a concurrent writer stored the
+    /// same id or version first; inside a caller's transaction that
+    /// transaction is aborted and must be retried from the start.
     pub async fn append_in<C: GenericClient>(
         &self,
         client: &C,
         batch: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
         let recorded_at = self.clock.now();
-        let mut outcome = AppendOutcome::default();
+        // The same id twice in one call is stored once, like any duplicate.
         let mut seen = HashSet::new();
+        let mut streams = HashSet::new();
+        let mut fresh: Vec<(&StreamAppend, &EventData)> = vec![];
         for part in batch {
-            // The same id twice in one call is stored once, like any duplicate.
-            let (events, repeats): (Vec<_>, Vec<_>) =
-                part.events.iter().partition(|e| seen.insert(e.event_id));
-            if events.is_empty() {
-                outcome
-                    .events
-                    .extend(repeats.iter().map(|e| EventOutcome::Duplicate {
-                        event_id: e.event_id,
-                    }));
-                continue;
+            if !streams.insert(part.stream.as_str()) {
+                return Err(StoreError::InvalidBatch(format!(
+                    "stream {} appears twice in one append",
+                    part.stream
+                )));
             }
-            let required = part.expected.required();
-            let rows = if let [one] = events.as_slice() {
+            for e in &part.events {
+                if seen.insert(e.event_id) {
+                    fresh.push((part, e));
+                }
+            }
+        }
+        let rows = match fresh.as_slice() {
+            [(part, one)] => {
                 let statement = client.prepare_cached(APPEND_ONE_SQL).await?;
                 let metadata = serde_json::to_value(&one.metadata)?;
                 client
@@ -85,7 +90,7 @@ impl PgEventStore {
                         &statement,
                         &[
                             &part.stream.as_str(),
-                            &required,
+                            &part.expected.required(),
                             &one.event_id,
                             &one.event_type,
                             &one.payload,
@@ -94,52 +99,83 @@ impl PgEventStore {
                         ],
                     )
                     .await?
-            } else {
-                let statement = client.prepare_cached(APPEND_SQL).await?;
-                let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-                let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-                let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
-                let metadata = events
-                    .iter()
-                    .map(|e| serde_json::to_value(&e.metadata))
-                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            _ if batch.iter().all(|p| p.events.len() == 1) => {
+                let statement = client.prepare_cached(APPEND_EACH_SQL).await?;
+                let c = EventColumns::of(&fresh)?;
+                let required: Vec<Option<i64>> =
+                    fresh.iter().map(|(p, _)| p.expected.required()).collect();
                 client
                     .query(
                         &statement,
                         &[
-                            &part.stream.as_str(),
+                            &c.streams,
+                            &c.ids,
+                            &c.types,
+                            &c.payloads,
+                            &c.metadata,
                             &required,
-                            &ids,
-                            &types,
-                            &payloads,
-                            &metadata,
                             &recorded_at,
                         ],
                     )
                     .await?
-            };
-            let head: i64 = rows.first().map(|r| r.get("head")).unwrap_or(0);
-            let fresh: i64 = rows.first().map(|r| r.get("fresh")).unwrap_or(0);
-            let mut stored = std::collections::HashMap::new();
+            }
+            _ => {
+                let statement = client.prepare_cached(APPEND_SQL).await?;
+                let c = EventColumns::of(&fresh)?;
+                let stream_ids: Vec<&str> = batch.iter().map(|p| p.stream.as_str()).collect();
+                let required: Vec<Option<i64>> =
+                    batch.iter().map(|p| p.expected.required()).collect();
+                client
+                    .query(
+                        &statement,
+                        &[
+                            &c.streams,
+                            &c.ids,
+                            &c.types,
+                            &c.payloads,
+                            &c.metadata,
+                            &stream_ids,
+                            &required,
+                            &recorded_at,
+                        ],
+                    )
+                    .await?
+            }
+        };
+        let mut stored = HashMap::new();
+        for row in &rows {
+            if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
+                stored.insert(
+                    id,
+                    (
+                        row.get::<_, i64>("position"),
+                        row.get::<_, i64>("stream_version"),
+                    ),
+                );
+            }
+        }
+        if stored.is_empty() {
+            // Nothing stored although something was new: a stream was not at
+            // its required version, so the statement inserted nothing at all.
             for row in &rows {
-                if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
-                    stored.insert(
-                        id,
-                        (
-                            row.get::<_, i64>("position"),
-                            row.get::<_, i64>("stream_version"),
-                        ),
-                    );
+                let head: i64 = row.get("head");
+                let required: Option<i64> = row.get("required");
+                let stream: &str = row.get("stream_id");
+                if row.get::<_, bool>("has_fresh") && required.is_some_and(|r| r != head) {
+                    if let Some(part) = batch.iter().find(|p| p.stream.as_str() == stream) {
+                        return Err(StoreError::Conflict {
+                            stream: part.stream.clone(),
+                            expected: part.expected,
+                            actual: head,
+                        });
+                    }
                 }
             }
-            if fresh > 0 && stored.is_empty() {
-                return Err(StoreError::Conflict {
-                    stream: part.stream.clone(),
-                    expected: part.expected,
-                    actual: head,
-                });
-            }
-            for e in events.iter().chain(repeats.iter()) {
+        }
+        let mut outcome = AppendOutcome::default();
+        for part in batch {
+            for e in &part.events {
                 outcome.events.push(match stored.remove(&e.event_id) {
                     Some((position, stream_version)) => EventOutcome::Stored {
                         event_id: e.event_id,
@@ -156,15 +192,33 @@ impl PgEventStore {
     }
 
     async fn append_once(&self, batch: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
-        let mut client = self.pool.get().await?;
-        if batch.len() == 1 {
-            // One statement in autocommit: one round trip, no BEGIN/COMMIT.
-            return self.append_in(&client, batch).await;
-        }
-        let tx = client.transaction().await?;
-        let outcome = self.append_in(&tx, batch).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let client = self.pool.get().await?;
+        // One statement in autocommit: one round trip, atomic, no BEGIN/COMMIT.
+        self.append_in(&client, batch).await
+    }
+}
+
+/// The per-event arrays the batch statements take.
+struct EventColumns<'a> {
+    streams: Vec<&'a str>,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &[(&'a StreamAppend, &'a EventData)]) -> Result<Self, serde_json::Error> {
+        Ok(EventColumns {
+            streams: events.iter().map(|(p, _)| p.stream.as_str()).collect(),
+            ids: events.iter().map(|(_, e)| e.event_id).collect(),
+            types: events.iter().map(|(_, e)| e.event_type.as_str()).collect(),
+            payloads: events.iter().map(|(_, e)| &e.payload).collect(),
+            metadata: events
+                .iter()
+                .map(|(_, e)| serde_json::to_value(&e.metadata))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 

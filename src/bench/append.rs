@@ -2,17 +2,17 @@
 //! INSERT of the same bytes, at the same concurrency, in the same run. The
 //! ratio is the figure; absolute numbers depend on the machine's fsync.
 
+use super::{fresh_bench_database, measure, raw_insert_op};
 use crate::clock::SystemClock;
-use crate::db::{create_database_if_missing, drop_database_if_exists, Database, DbError};
+use crate::db::DbError;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::Utc;
 use payledger_events::{
     Actor, ChargeSource, ChargeSucceeded, Currency, DomainEvent, EventData, Metadata, StreamId,
 };
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
@@ -54,64 +54,21 @@ fn sample_event(n: u64) -> Result<EventData, serde_json::Error> {
     )
 }
 
-/// Runs `op` on `writers` tasks for `run_for`; returns operations per second.
-async fn measure<F, Fut>(writers: usize, run_for: Duration, op: F) -> f64
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = u64> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = vec![];
-    for w in 0..writers {
-        let (done, op) = (done.clone(), op.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0;
-            while start.elapsed() < run_for {
-                done.fetch_add(op(w, i).await, Ordering::Relaxed);
-                i += 1;
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+fn raw_sample(i: u64) -> Option<(Uuid, serde_json::Value, serde_json::Value)> {
+    let e = sample_event(i).ok()?;
+    let metadata = serde_json::to_value(&e.metadata).ok()?;
+    Some((e.event_id, e.payload, metadata))
 }
 
 pub async fn run_append_bench(
     database_url: &str,
     seconds: f64,
 ) -> anyhow::Result<AppendBenchReport> {
-    let mut config: tokio_postgres::Config = database_url.parse()?;
-    config.dbname("payledger_bench");
-    let url = format!(
-        "postgres://{}@{}:{}/payledger_bench",
-        config.get_user().unwrap_or("postgres"),
-        match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        },
-        config.get_ports().first().copied().unwrap_or(5432)
-    );
-    // A fresh database each run, so earlier runs' rows do not skew the numbers.
-    drop_database_if_exists(&url).await?;
-    create_database_if_missing(&url).await?;
-    let db = Database::connect(&url, 40).await?;
-    db.migrate().await?;
+    let db = fresh_bench_database(database_url).await?;
     let client = db.pool.get().await.map_err(|e| DbError::Unreachable {
         url: db.shown_url(),
         reason: e.to_string(),
     })?;
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS bench_raw_insert (
-                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                stream_id TEXT NOT NULL, event_id UUID NOT NULL, event_type TEXT NOT NULL,
-                payload JSONB NOT NULL, metadata JSONB NOT NULL, recorded_at TIMESTAMPTZ NOT NULL)",
-        )
-        .await?;
-
     let run_for = Duration::from_secs_f64(seconds);
     let with_notify = PgEventStore::new(db.pool.clone(), Arc::new(SystemClock));
     let without_notify =
@@ -134,32 +91,15 @@ pub async fn run_append_bench(
     drop(client);
     let mut single = vec![];
     for writers in [1usize, 8, 32] {
-        let pool = db.pool.clone();
-        let raw = measure(writers, run_for, move |_, i| {
-            let pool = pool.clone();
-            async move {
-                let Ok(e) = sample_event(i) else { return 0 };
-                let Ok(metadata) = serde_json::to_value(&e.metadata) else { return 0 };
-                let Ok(c) = pool.get().await else { return 0 };
-                let Ok(st) = c
-                    .prepare_cached(
-                        "INSERT INTO bench_raw_insert (stream_id, event_id, event_type, payload, metadata, recorded_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .await
-                else {
-                    return 0;
-                };
-                let stream = format!("payment-{}", e.event_id);
-                c.execute(&st, &[&stream, &e.event_id, &e.event_type, &e.payload, &metadata, &Utc::now()])
-                    .await
-                    .map(|_| 1)
-                    .unwrap_or(0)
-            }
-        })
-        .await;
-        let appends = measure(writers, run_for, append_op(with_notify.clone(), 1)).await;
-        let quiet = measure(writers, run_for, append_op(without_notify.clone(), 1)).await;
+        let raw = measure(writers, run_for, raw_insert_op(db.pool.clone(), raw_sample))
+            .await
+            .per_second;
+        let appends = measure(writers, run_for, append_op(with_notify.clone(), 1))
+            .await
+            .per_second;
+        let quiet = measure(writers, run_for, append_op(without_notify.clone(), 1))
+            .await
+            .per_second;
         single.push(AppendBenchRow {
             writers,
             raw_inserts_per_s: raw,
@@ -169,7 +109,9 @@ pub async fn run_append_bench(
         });
     }
     let (batch_size, batch_writers) = (50, 4);
-    let batched = measure(batch_writers, run_for, append_op(with_notify, batch_size)).await
+    let batched = measure(batch_writers, run_for, append_op(with_notify, batch_size))
+        .await
+        .per_second
         * batch_size as f64;
     Ok(AppendBenchReport {
         seconds_per_run: seconds,
