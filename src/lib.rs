@@ -9,3 +9,4 @@ pub mod http;
 pub mod processor;
 pub mod store;
 pub mod webhook;
+pub mod worker;

@@ -2,9 +2,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use payledger::clock::SystemClock;
 use payledger::db::Database;
-use payledger::store::{seal_pending, verify_chain};
+use payledger::store::verify_chain;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -24,8 +23,13 @@ struct Cli {
 enum Command {
     /// Apply the database migrations (running it twice is a no-op).
     Migrate,
-    /// Run the background workers (today: the hash-chain sealer).
+    /// Run the background workers: projections and the hash-chain sealer.
     Work,
+    /// Projection checkpoints, lag and state; rebuilds.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// The HTTP server: processor webhooks (and, later, the customer's pages).
     Serve,
     /// A local stand-in for the card processor, in Stripe's wire format.
@@ -55,6 +59,23 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Each projection's version, checkpoint, head, lag, state and last error.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild into fresh tables and swap them in one transaction.
+    Rebuild {
+        /// The projection to rebuild.
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
     },
 }
 
@@ -114,15 +135,85 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Work => {
             let db = connect(&cli).await?;
-            let _clock = SystemClock;
+            db.migrate().await?;
             tracing::info!(database = %db.shown_url(), "worker started");
-            loop {
-                match seal_pending(&db.pool, 1000).await {
-                    Ok(n) if n > 0 => tracing::debug!(sealed = n, "sealed events"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "sealing failed; will retry"),
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            payledger::worker::run(db.pool.clone(), db.config.clone(), Default::default(), stop)
+                .await?;
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Status { json },
+        } => {
+            let db = connect(&cli).await?;
+            let rows = payledger_projections::runner::status(&db.pool).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<16} {:>7} {:>4} {:>12} {:>12} {:>8}  {:<8} last error",
+                    "projection", "version", "gen", "checkpoint", "head", "lag", "state"
+                );
+                for r in rows {
+                    println!(
+                        "{:<16} {:>7} {:>4} {:>12} {:>12} {:>8}  {:<8} {}",
+                        r.name,
+                        r.version,
+                        r.generation,
+                        r.checkpoint.position,
+                        r.head.position,
+                        r.lag,
+                        r.state,
+                        match (r.error_position, r.last_error) {
+                            (Some(p), Some(e)) => format!("at position {p}: {e}"),
+                            _ => String::new(),
+                        }
+                    );
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name, all },
+        } => {
+            let db = connect(&cli).await?;
+            db.migrate().await?;
+            let chosen: Vec<_> = payledger_projections::all()
+                .into_iter()
+                .filter(|p| *all || name.as_deref() == Some(p.name()))
+                .collect();
+            if chosen.is_empty() {
+                let names: Vec<_> = payledger_projections::all()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect();
+                anyhow::bail!(
+                    "name a projection to rebuild ({}) or pass --all; got {:?}",
+                    names.join(", "),
+                    name.as_deref().unwrap_or("nothing")
+                );
+            }
+            for p in chosen {
+                let started = std::time::Instant::now();
+                payledger_projections::runner::install(
+                    &db.pool,
+                    p.as_ref(),
+                    payledger::worker::PROJECTION_BATCH,
+                )
+                .await?;
+                let read = payledger_projections::runner::rebuild(
+                    &db.pool,
+                    p.as_ref(),
+                    payledger::worker::PROJECTION_BATCH,
+                )
+                .await?;
+                println!(
+                    "{}: rebuilt from {read} events in {:.1?} and swapped in",
+                    p.name(),
+                    started.elapsed()
+                );
             }
         }
         Command::Serve => {

@@ -1,5 +1,28 @@
 //! Read models derived from the event log (subscriptions, outgoing emails,
-//! discrepancies, timeline) and the runner that keeps them current. Depends
-//! only on the event vocabulary; the store reaches it through `src`.
+//! discrepancies, timeline) and the runner that keeps them current. Every
+//! projection is a deterministic function of the event sequence: no wall
+//! clock, no randomness, no network.
+
+pub mod discrepancies;
+pub mod feed;
+pub mod ledger;
+pub mod outgoing_emails;
+pub mod projection;
+pub mod runner;
+pub mod subscriptions;
+pub mod timeline;
 
 pub use payledger_events as events;
+pub use projection::Projection;
+
+use std::sync::Arc;
+
+/// Every projection payledger runs.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(subscriptions::Subscriptions),
+        Arc::new(outgoing_emails::OutgoingEmails),
+        Arc::new(discrepancies::Discrepancies),
+        Arc::new(timeline::Timeline),
+    ]
+}

@@ -59,6 +59,17 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+impl From<payledger_projections::feed::FeedError> for StoreError {
+    fn from(e: payledger_projections::feed::FeedError) -> Self {
+        match e {
+            payledger_projections::feed::FeedError::Corrupt { position, reason } => {
+                StoreError::Corrupt { position, reason }
+            }
+            payledger_projections::feed::FeedError::Database(e) => StoreError::from(e),
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {

@@ -1,7 +1,7 @@
 use super::{AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend};
 use crate::clock::Clock;
 use deadpool_postgres::{GenericClient, Pool};
-use payledger_events::{Checkpoint, EventData, Metadata, RecordedEvent, StreamId};
+use payledger_events::{Checkpoint, EventData, RecordedEvent, StreamId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_postgres::Row;
@@ -10,7 +10,6 @@ use uuid::Uuid;
 const APPEND_SQL: &str = include_str!("append.sql");
 const APPEND_ONE_SQL: &str = include_str!("append_one.sql");
 const APPEND_EACH_SQL: &str = include_str!("append_each.sql");
-const READ_ALL_SQL: &str = include_str!("read_all.sql");
 const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
 
 /// How often an append retries after losing a race on a unique index before
@@ -271,39 +270,15 @@ impl EventStore for PgEventStore {
     }
 }
 
-/// `read_all` on a connection the caller holds (a projection reads and
-/// applies inside its own transaction).
+/// `read_all` on a connection the caller holds.
 pub async fn read_all_with<C: GenericClient>(
     client: &C,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let statement = client.prepare_cached(READ_ALL_SQL).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[&after.transaction_id, &after.position, &limit],
-        )
-        .await?;
-    rows.iter().map(recorded_event).collect()
+    Ok(payledger_projections::feed::read_after(client, after, limit).await?)
 }
 
 fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.get("position");
-    let metadata: Metadata =
-        serde_json::from_value(row.get("metadata")).map_err(|e| StoreError::Corrupt {
-            position,
-            reason: format!("metadata: {e}"),
-        })?;
-    Ok(RecordedEvent {
-        position,
-        transaction_id: row.get("transaction_id"),
-        stream: StreamId::from_stored(row.get("stream_id")),
-        stream_version: row.get("stream_version"),
-        event_id: row.get("event_id"),
-        event_type: row.get("event_type"),
-        payload: row.get("payload"),
-        metadata,
-        recorded_at: row.get("recorded_at"),
-    })
+    Ok(payledger_projections::feed::recorded_event(row)?)
 }

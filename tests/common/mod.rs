@@ -293,3 +293,62 @@ pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Respo
         .await
         .expect("post")
 }
+
+pub mod ledger;
+
+/// Installs every projection and steps them until each has applied every
+/// committed event (waiting out the gap-safe horizon if needed).
+pub async fn project_everything(pool: &deadpool_postgres::Pool) {
+    use payledger_projections::runner;
+    for p in payledger_projections::all() {
+        runner::install(pool, p.as_ref(), 100).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut client = pool.get().await.unwrap();
+        for p in payledger_projections::all() {
+            while let runner::Step::Applied(_) =
+                runner::step(&mut client, p.as_ref(), 500).await.unwrap()
+            {}
+        }
+        let behind: i64 = client
+            .query_one(
+                "SELECT count(*) FROM projection_state s WHERE s.status = 'running' AND EXISTS (
+                   SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (s.checkpoint_tx, s.checkpoint_pos))",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Every read-model view, as sorted JSON rows.
+pub async fn dump_read_models(pool: &deadpool_postgres::Pool) -> Vec<(String, Vec<String>)> {
+    let client = pool.get().await.unwrap();
+    let mut out = vec![];
+    for table in [
+        "subscriptions",
+        "outgoing_emails",
+        "discrepancies",
+        "timeline",
+    ] {
+        let rows = client
+            .query(
+                &format!("SELECT row_to_json(t)::text FROM public.{table} t ORDER BY 1"),
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push((table.to_string(), rows.iter().map(|r| r.get(0)).collect()));
+    }
+    out
+}

@@ -1,0 +1,72 @@
+//! Reading the log in its gap-safe global order. The store's `read_all` and
+//! the projection runner both read through here, so there is one definition
+//! of the order.
+
+use deadpool_postgres::GenericClient;
+use payledger_events::{Checkpoint, Metadata, RecordedEvent, StreamId};
+use tokio_postgres::Row;
+
+const READ_ALL_SQL: &str = include_str!("read_all.sql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("event at position {position} is unreadable: {reason}")]
+    Corrupt { position: i64, reason: String },
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// The next `limit` events after `after`, in (transaction id, position)
+/// order, never past a transaction that could still commit behind them.
+pub async fn read_after<C: GenericClient>(
+    client: &C,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, FeedError> {
+    let statement = client.prepare_cached(READ_ALL_SQL).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&after.transaction_id, &after.position, &limit],
+        )
+        .await?;
+    rows.iter().map(recorded_event).collect()
+}
+
+/// The newest readable checkpoint (the head a reader can reach now).
+pub async fn head<C: GenericClient>(client: &C) -> Result<Checkpoint, FeedError> {
+    let row = client
+        .query_opt(
+            "SELECT transaction_id, position FROM events
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row
+        .map(|r| Checkpoint {
+            transaction_id: r.get(0),
+            position: r.get(1),
+        })
+        .unwrap_or(Checkpoint::START))
+}
+
+pub fn recorded_event(row: &Row) -> Result<RecordedEvent, FeedError> {
+    let position: i64 = row.get("position");
+    let metadata: Metadata =
+        serde_json::from_value(row.get("metadata")).map_err(|e| FeedError::Corrupt {
+            position,
+            reason: format!("metadata: {e}"),
+        })?;
+    Ok(RecordedEvent {
+        position,
+        transaction_id: row.get("transaction_id"),
+        stream: StreamId::from_stored(row.get("stream_id")),
+        stream_version: row.get("stream_version"),
+        event_id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        payload: row.get("payload"),
+        metadata,
+        recorded_at: row.get("recorded_at"),
+    })
+}

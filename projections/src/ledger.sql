@@ -1,0 +1,32 @@
+-- What every projection that reasons about payments needs to know: the
+-- checkouts and the payments, and how each payment stands. Each projection
+-- keeps its own copy in its own schema, so each rebuilds on its own.
+CREATE TABLE ledger_checkouts (
+    checkout_id     TEXT PRIMARY KEY,
+    email           TEXT NOT NULL,
+    plan            TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    currency        TEXT NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL,
+    paid_payment_id TEXT
+);
+
+CREATE TABLE ledger_payments (
+    payment_id         TEXT PRIMARY KEY,
+    -- false while only a refund or a match has been seen
+    charge_seen        BOOLEAN NOT NULL,
+    checkout_reference TEXT,
+    customer_email     TEXT,
+    amount             BIGINT,
+    currency           TEXT,
+    paid_at            TIMESTAMPTZ,
+    source             TEXT,
+    -- unmatched | active | duplicate | mismatch | pending (no charge yet)
+    state              TEXT NOT NULL,
+    account_email      TEXT,
+    plan               TEXT,
+    activation         TEXT,
+    refunded           BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX ledger_payments_reference ON ledger_payments (checkout_reference);
+CREATE INDEX ledger_payments_account ON ledger_payments (account_email, plan);

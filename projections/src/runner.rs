@@ -1,0 +1,436 @@
+//! Keeps projections current: reads the gap-safe order from each
+//! projection's checkpoint, applies a batch and stores the checkpoint in the
+//! same transaction. One process at a time per projection and batch (a
+//! transaction-scoped advisory lock), so a second worker simply finds the
+//! lock taken, and takes over the moment the first one dies.
+
+use crate::feed::{self, FeedError};
+use crate::projection::Projection;
+use deadpool_postgres::{Object, Pool};
+use payledger_events::Checkpoint;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error("projection {0} is not installed")]
+    NotInstalled(String),
+}
+
+/// What one step of a projection did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Applied a batch of this many events (handled or not).
+    Applied(usize),
+    /// Caught up with the readable head.
+    Idle,
+    /// Another worker holds this projection right now.
+    Busy,
+    /// Stopped on a poison event; see `projections status`.
+    Stopped,
+}
+
+fn lock_key(name: &str) -> i64 {
+    // A stable 63-bit key per projection name (FNV-1a).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 1) as i64
+}
+
+pub fn schema_name(name: &str, generation: i32) -> String {
+    format!("pl_{name}_g{generation}")
+}
+
+/// Creates the projection's first generation and its public views, or, if
+/// the stored version differs from the code's, rebuilds it.
+pub async fn install(
+    pool: &Pool,
+    projection: &dyn Projection,
+    batch: i64,
+) -> Result<(), RunnerError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key(projection.name())],
+    )
+    .await?;
+    let state = tx
+        .query_opt(
+            "SELECT version FROM projection_state WHERE name = $1",
+            &[&projection.name()],
+        )
+        .await?;
+    match state {
+        None => {
+            create_generation(&tx, projection, 1).await?;
+            point_views(&tx, projection, 1).await?;
+            tx.execute(
+                "INSERT INTO projection_state (name, version, generation) VALUES ($1, $2, 1)",
+                &[&projection.name(), &projection.version()],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Some(row) if row.get::<_, i32>(0) != projection.version() => {
+            tx.commit().await?;
+            drop(client);
+            tracing::info!(
+                projection = projection.name(),
+                "version changed; rebuilding"
+            );
+            rebuild(pool, projection, batch).await?;
+        }
+        Some(_) => tx.commit().await?,
+    }
+    Ok(())
+}
+
+async fn create_generation(
+    tx: &tokio_postgres::Transaction<'_>,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), RunnerError> {
+    let schema = schema_name(projection.name(), generation);
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET LOCAL search_path = {schema};
+         {ddl}
+         SET LOCAL search_path = public;
+         GRANT USAGE ON SCHEMA {schema} TO payledger_auditor;
+         GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO payledger_auditor;",
+        ddl = projection.schema_sql()
+    ))
+    .await?;
+    Ok(())
+}
+
+async fn point_views(
+    tx: &tokio_postgres::Transaction<'_>,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), RunnerError> {
+    let schema = schema_name(projection.name(), generation);
+    for table in projection.public_tables() {
+        // Replacing keeps the view's identity, so a reader blocked on it
+        // during the swap simply reads the new generation. Only when the
+        // columns changed (a new version) must it be dropped and recreated.
+        tx.batch_execute("SAVEPOINT point_view").await?;
+        let replaced = tx
+            .batch_execute(&format!(
+                "CREATE OR REPLACE VIEW public.{table} AS SELECT * FROM {schema}.{table}"
+            ))
+            .await;
+        if replaced.is_err() {
+            tx.batch_execute(&format!(
+                "ROLLBACK TO SAVEPOINT point_view;
+                 DROP VIEW IF EXISTS public.{table}; CREATE VIEW public.{table} AS SELECT * FROM {schema}.{table};"
+            ))
+            .await?;
+        }
+        tx.batch_execute(&format!(
+            "RELEASE SAVEPOINT point_view; GRANT SELECT ON public.{table} TO payledger_auditor;"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies `events` to the schema of `generation` inside `tx`. A database
+/// error with a SQL state is deterministic (it would fail again): poison.
+async fn apply_batch(
+    tx: &tokio_postgres::Transaction<'_>,
+    projection: &dyn Projection,
+    generation: i32,
+    events: &[payledger_events::RecordedEvent],
+) -> Result<Result<(), (i64, String, String)>, RunnerError> {
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {}, public",
+        schema_name(projection.name(), generation)
+    ))
+    .await?;
+    for event in events {
+        if !projection.handles(&event.event_type) {
+            continue;
+        }
+        let poison = |reason: String| Ok(Err((event.position, event.event_type.clone(), reason)));
+        let decoded = match event.decode() {
+            Ok(d) => d,
+            Err(e) => return poison(e.to_string()),
+        };
+        if let Err(e) = projection.apply(tx, event, &decoded).await {
+            if e.as_db_error().is_some() {
+                return poison(e.to_string());
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// One batch of one projection.
+pub async fn step(
+    client: &mut Object,
+    projection: &dyn Projection,
+    batch: i64,
+) -> Result<Step, RunnerError> {
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&lock_key(projection.name())],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(Step::Busy);
+    }
+    let state = tx
+        .query_opt(
+            "SELECT generation, checkpoint_tx, checkpoint_pos, status FROM projection_state WHERE name = $1",
+            &[&projection.name()],
+        )
+        .await?
+        .ok_or_else(|| RunnerError::NotInstalled(projection.name().into()))?;
+    if state.get::<_, String>(3) == "stopped" {
+        return Ok(Step::Stopped);
+    }
+    let generation: i32 = state.get(0);
+    let checkpoint = Checkpoint {
+        transaction_id: state.get(1),
+        position: state.get(2),
+    };
+    let events = feed::read_after(&tx, checkpoint, batch).await?;
+    let Some(last) = events.last().map(|e| e.checkpoint()) else {
+        return Ok(Step::Idle);
+    };
+    match apply_batch(&tx, projection, generation, &events).await? {
+        Ok(()) => {
+            tx.execute(
+                "UPDATE projection_state SET checkpoint_tx = $2, checkpoint_pos = $3, updated_at = now() WHERE name = $1",
+                &[&projection.name(), &last.transaction_id, &last.position],
+            )
+            .await?;
+            tx.commit().await?;
+            metrics_lag_hint(projection.name(), events.len());
+            Ok(Step::Applied(events.len()))
+        }
+        Err((position, event_type, reason)) => {
+            drop(tx);
+            tracing::error!(projection = projection.name(), position, %event_type, %reason, "poison event: projection stopped");
+            client
+                .execute(
+                    "UPDATE projection_state SET status = 'stopped', last_error = $2, error_position = $3,
+                         error_event_type = $4, updated_at = now() WHERE name = $1",
+                    &[&projection.name(), &reason, &position, &event_type],
+                )
+                .await?;
+            Ok(Step::Stopped)
+        }
+    }
+}
+
+fn metrics_lag_hint(name: &str, applied: usize) {
+    tracing::debug!(projection = name, applied, "applied batch");
+}
+
+/// Rebuilds a projection from position 0 into a fresh generation while the
+/// live one keeps serving, then swaps the views and the checkpoint in one
+/// transaction. Returns the number of events read.
+pub async fn rebuild(
+    pool: &Pool,
+    projection: &dyn Projection,
+    batch: i64,
+) -> Result<u64, RunnerError> {
+    let mut client = pool.get().await?;
+    let generation: i32 = {
+        let tx = client.transaction().await?;
+        let current: Option<i32> = tx
+            .query_opt(
+                "SELECT generation FROM projection_state WHERE name = $1",
+                &[&projection.name()],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let next = current.unwrap_or(0) + 1;
+        create_generation(&tx, projection, next).await?;
+        tx.commit().await?;
+        next
+    };
+    let mut checkpoint = Checkpoint::START;
+    let mut read = 0u64;
+    loop {
+        let tx = client.transaction().await?;
+        let events = feed::read_after(&tx, checkpoint, batch).await?;
+        let Some(last) = events.last().map(|e| e.checkpoint()) else {
+            break;
+        };
+        if let Err((position, _, reason)) =
+            apply_batch(&tx, projection, generation, &events).await?
+        {
+            return Err(RunnerError::NotInstalled(format!(
+                "{}: rebuild stopped at position {position}: {reason}",
+                projection.name()
+            )));
+        }
+        tx.commit().await?;
+        read += events.len() as u64;
+        checkpoint = last;
+        if (events.len() as i64) < batch {
+            break;
+        }
+    }
+    // The swap: wait for the live worker's batch, catch up the rest, point
+    // the views at the new generation, move the checkpoint — atomically.
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key(projection.name())],
+    )
+    .await?;
+    loop {
+        let events = feed::read_after(&tx, checkpoint, batch).await?;
+        let Some(last) = events.last().map(|e| e.checkpoint()) else {
+            break;
+        };
+        if let Err((position, _, reason)) =
+            apply_batch(&tx, projection, generation, &events).await?
+        {
+            return Err(RunnerError::NotInstalled(format!(
+                "{}: rebuild stopped at position {position}: {reason}",
+                projection.name()
+            )));
+        }
+        read += events.len() as u64;
+        checkpoint = last;
+    }
+    tx.batch_execute("SET LOCAL search_path = public").await?;
+    point_views(&tx, projection, generation).await?;
+    let old: Option<i32> = tx
+        .query_opt(
+            "INSERT INTO projection_state (name, version, generation, checkpoint_tx, checkpoint_pos)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET version = $2, generation = $3, checkpoint_tx = $4, checkpoint_pos = $5,
+                 status = 'running', last_error = NULL, error_position = NULL, error_event_type = NULL, updated_at = now()
+             RETURNING (SELECT generation FROM projection_state WHERE name = $1)",
+            &[&projection.name(), &projection.version(), &generation, &checkpoint.transaction_id, &checkpoint.position],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    tx.commit().await?;
+    if let Some(old) = old.filter(|g| *g != generation) {
+        let schema = schema_name(projection.name(), old);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+    }
+    Ok(read)
+}
+
+/// Runs every projection until `stop` turns true: one task each, so a
+/// poison event stops only its own projection. `wake` ticks when events may
+/// have arrived; `poll` is the fallback.
+pub async fn run(
+    pool: Pool,
+    projections: Vec<Arc<dyn Projection>>,
+    batch: i64,
+    poll: Duration,
+    wake: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tasks = vec![];
+    for projection in projections {
+        let (pool, mut wake, mut stop) = (pool.clone(), wake.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                let outcome = match pool.get().await {
+                    Ok(mut client) => step(&mut client, projection.as_ref(), batch).await,
+                    Err(e) => Err(e.into()),
+                };
+                match outcome {
+                    Ok(Step::Applied(_)) => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(projection = projection.name(), error = %e, "projection step failed; retrying"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = wake.changed() => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// On start, a projection stopped by a poison event gets another try: the
+/// code may have been fixed. It resumes from the event it stopped on.
+pub async fn resume_stopped(pool: &Pool) -> Result<u64, RunnerError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "UPDATE projection_state SET status = 'running', updated_at = now() WHERE status = 'stopped'",
+            &[],
+        )
+        .await?)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub name: String,
+    pub version: i32,
+    pub generation: i32,
+    pub checkpoint: Checkpoint,
+    pub head: Checkpoint,
+    /// Readable events after the checkpoint.
+    pub lag: i64,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub error_position: Option<i64>,
+}
+
+pub async fn status(pool: &Pool) -> Result<Vec<Status>, RunnerError> {
+    let client = pool.get().await?;
+    let head = feed::head(&client).await?;
+    let rows = client
+        .query(
+            "SELECT s.name, s.version, s.generation, s.checkpoint_tx, s.checkpoint_pos, s.status, s.last_error, s.error_position,
+                    (SELECT count(*) FROM events e
+                      WHERE (e.transaction_id, e.position) > (s.checkpoint_tx, s.checkpoint_pos)
+                        AND (e.transaction_id, e.position) <= ($1, $2)) AS lag
+             FROM projection_state s ORDER BY s.name",
+            &[&head.transaction_id, &head.position],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Status {
+            name: r.get(0),
+            version: r.get(1),
+            generation: r.get(2),
+            checkpoint: Checkpoint {
+                transaction_id: r.get(3),
+                position: r.get(4),
+            },
+            head,
+            lag: r.get(8),
+            state: r.get(5),
+            last_error: r.get(6),
+            error_position: r.get(7),
+        })
+        .collect())
+}

@@ -1,0 +1,183 @@
+//! Building the events of payment stories, for projection tests.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
+use payledger_events::*;
+use uuid::Uuid;
+
+pub fn usd() -> Currency {
+    Currency::new("usd").unwrap()
+}
+
+pub fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+}
+
+fn meta(actor: Actor) -> Metadata {
+    Metadata::new(Uuid::new_v4(), actor, "test")
+}
+
+pub fn data(event: impl Into<DomainEvent>, actor: Actor) -> EventData {
+    let event = event.into();
+    EventData::new(&event, Uuid::new_v4(), meta(actor)).unwrap()
+}
+
+pub fn fact(event: impl Into<DomainEvent>, object_id: &str) -> EventData {
+    let event = event.into();
+    EventData::for_processor_fact(&event, object_id, meta(Actor::webhook())).unwrap()
+}
+
+pub fn checkout_started(checkout: Uuid, email: &str, amount: i64) -> (StreamId, EventData) {
+    let e = CheckoutStarted {
+        checkout_id: checkout,
+        email: email.into(),
+        plan: "annual".into(),
+        amount,
+        currency: usd(),
+    };
+    (
+        StreamId::checkout(checkout),
+        data(e, Actor::Customer(email.into())),
+    )
+}
+
+pub fn charge(
+    payment: &str,
+    reference: Option<Uuid>,
+    email: Option<&str>,
+    amount: i64,
+    minute: i64,
+) -> (StreamId, EventData) {
+    let e = ChargeSucceeded {
+        payment_id: payment.into(),
+        charge_id: None,
+        session_id: None,
+        checkout_reference: reference.map(|r| r.to_string()),
+        customer_email: email.map(str::to_string),
+        amount,
+        currency: usd(),
+        paid_at: at(minute),
+        source: ChargeSource::Webhook,
+    };
+    (StreamId::payment(payment), fact(e, payment))
+}
+
+pub fn matched(payment: &str, email: &str) -> (StreamId, EventData) {
+    let e = ChargeMatched {
+        payment_id: payment.into(),
+        email: email.into(),
+        plan: "annual".into(),
+        reason: "test".into(),
+        matched_by: Actor::Support("alice".into()),
+    };
+    (StreamId::payment(payment), fact(e, payment))
+}
+
+pub fn refunded(payment: &str, refund: &str, amount: i64) -> (StreamId, EventData) {
+    let e = ChargeRefunded {
+        payment_id: payment.into(),
+        refund_id: refund.into(),
+        amount,
+        currency: usd(),
+        refunded_at: at(500),
+        reason: None,
+        source: ChargeSource::Webhook,
+    };
+    (StreamId::payment(payment), fact(e, refund))
+}
+
+pub fn dispute_opened(payment: &str, dispute: &str) -> (StreamId, EventData) {
+    let e = DisputeOpened {
+        payment_id: payment.into(),
+        dispute_id: dispute.into(),
+        amount: 24900,
+        currency: usd(),
+        reason: None,
+        opened_at: at(600),
+    };
+    (StreamId::payment(payment), fact(e, dispute))
+}
+
+pub fn dispute_closed(payment: &str, dispute: &str, status: &str) -> (StreamId, EventData) {
+    let e = DisputeClosed {
+        payment_id: payment.into(),
+        dispute_id: dispute.into(),
+        status: status.into(),
+        closed_at: at(700),
+    };
+    (StreamId::payment(payment), fact(e, dispute))
+}
+
+pub fn email_result(key: &str, sent: bool, permanent: bool) -> (StreamId, EventData) {
+    let stream = StreamId::email(Uuid::new_v5(&EVENT_ID_NAMESPACE, key.as_bytes()));
+    let e: DomainEvent = if sent {
+        EmailSent {
+            email_key: key.into(),
+            message_id: format!("<{key}@payledger>"),
+            attempt: 1,
+        }
+        .into()
+    } else {
+        EmailFailed {
+            email_key: key.into(),
+            attempt: 1,
+            error: "550 no such user".into(),
+            permanent,
+        }
+        .into()
+    };
+    (stream, data(e, Actor::System("email-sender".into())))
+}
+
+pub fn unparsed(evt: &str) -> (StreamId, EventData) {
+    let e = ProcessorEventReceived {
+        processor_event_id: evt.into(),
+        event_type: "checkout.session.completed".into(),
+        raw_body: "garbage".into(),
+        signature_verified: true,
+        received_at: at(0),
+        unparsed_reason: Some("body is not JSON".into()),
+    };
+    (StreamId::processor_event(evt), fact(e, evt))
+}
+
+pub fn resolved(discrepancy: &str) -> (StreamId, EventData) {
+    let e = DiscrepancyResolved {
+        discrepancy_id: discrepancy.into(),
+        resolution: "handled".into(),
+        note: "test".into(),
+        resolved_by: Actor::Support("alice".into()),
+    };
+    (
+        StreamId::discrepancy(discrepancy),
+        data(e, Actor::Support("alice".into())),
+    )
+}
+
+pub fn granted(email: &str) -> (StreamId, EventData) {
+    let e = SubscriptionGranted {
+        email: email.into(),
+        plan: "annual".into(),
+        reason: "press".into(),
+        granted_by: Actor::Support("alice".into()),
+    };
+    (
+        StreamId::account(email),
+        data(e, Actor::Support("alice".into())),
+    )
+}
+
+/// Appends each event on its own (streams may repeat across calls).
+pub async fn append(store: &PgEventStore, events: Vec<(StreamId, EventData)>) {
+    for (stream, e) in events {
+        store
+            .append(vec![StreamAppend::new(
+                stream,
+                ExpectedVersion::Any,
+                vec![e],
+            )])
+            .await
+            .unwrap();
+    }
+}
