@@ -12,6 +12,7 @@ pub const PROJECTION_BATCH: i64 = 500;
 pub struct WorkerConfig {
     pub poll: Duration,
     pub seal_every: Duration,
+    pub batch: i64,
 }
 
 impl Default for WorkerConfig {
@@ -19,7 +20,25 @@ impl Default for WorkerConfig {
         WorkerConfig {
             poll: Duration::from_secs(1),
             seal_every: Duration::from_millis(500),
+            batch: PROJECTION_BATCH,
         }
+    }
+}
+
+impl WorkerConfig {
+    /// Defaults, with `PAYLEDGER_PROJECTION_BATCH` (events per projection
+    /// transaction) when set.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let mut config = WorkerConfig::default();
+        if let Ok(raw) = std::env::var("PAYLEDGER_PROJECTION_BATCH") {
+            config.batch = raw.trim().parse().ok().filter(|n| *n > 0).ok_or(
+                crate::config::ConfigError::Invalid {
+                    name: "PAYLEDGER_PROJECTION_BATCH",
+                    reason: format!("{raw:?} is not a positive number"),
+                },
+            )?;
+        }
+        Ok(config)
     }
 }
 
@@ -33,7 +52,7 @@ pub async fn run(
 ) -> Result<(), runner::RunnerError> {
     let projections = payledger_projections::all();
     for p in &projections {
-        runner::install(&pool, p.as_ref(), PROJECTION_BATCH).await?;
+        runner::install(&pool, p.as_ref(), config.batch).await?;
     }
     let resumed = runner::resume_stopped(&pool).await?;
     if resumed > 0 {
@@ -74,7 +93,7 @@ pub async fn run(
             }
         })
     };
-    runner::run(pool, projections, PROJECTION_BATCH, config.poll, wake, stop).await;
+    runner::run(pool, projections, config.batch, config.poll, wake, stop).await;
     listen.abort();
     let _ = sealer.await;
     Ok(())

@@ -181,3 +181,95 @@ pub async fn append(store: &PgEventStore, events: Vec<(StreamId, EventData)>) {
             .unwrap();
     }
 }
+
+/// A deterministic mixed history of about `3 * customers` events: checkouts
+/// and their charges, orphans (half matched later), duplicates, refunds,
+/// disputes, grants, email results, unparsed callbacks.
+pub fn mixed_history(customers: usize) -> Vec<(StreamId, EventData)> {
+    let mut out = vec![];
+    for i in 0..customers {
+        let email = format!("c{i}@example.com");
+        let checkout = Uuid::from_u128(i as u128 + 1);
+        let pi = format!("pi_{i}");
+        let minute = i as i64;
+        match i % 7 {
+            0 => {
+                out.push(charge(&pi, None, Some(&email), 24900, minute));
+                if i % 14 == 0 {
+                    out.push(matched(&pi, &email));
+                }
+            }
+            _ => {
+                out.push(checkout_started(checkout, &email, 24900));
+                let amount = if i % 31 == 0 { 100 } else { 24900 };
+                out.push(charge(&pi, Some(checkout), Some(&email), amount, minute));
+                out.push(email_result(
+                    &format!("confirmation:{pi}"),
+                    i % 23 != 0,
+                    i % 23 == 0,
+                ));
+                if i % 11 == 0 {
+                    out.push(charge(
+                        &format!("{pi}_dup"),
+                        Some(checkout),
+                        Some(&email),
+                        24900,
+                        minute + 1,
+                    ));
+                }
+            }
+        }
+        if i % 13 == 0 {
+            out.push(refunded(&pi, &format!("re_{i}"), 24900));
+        }
+        if i % 17 == 0 {
+            out.push(dispute_opened(&pi, &format!("dp_{i}")));
+            if i % 34 == 0 {
+                out.push(dispute_closed(
+                    &pi,
+                    &format!("dp_{i}"),
+                    if i % 68 == 0 { "lost" } else { "won" },
+                ));
+            }
+        }
+        if i % 19 == 0 {
+            out.push(granted(&format!("g{i}@example.com")));
+        }
+        if i % 29 == 0 {
+            out.push(unparsed(&format!("evt_bad_{i}")));
+        }
+        if i % 37 == 0 {
+            out.push(refunded(
+                &format!("pi_never_{i}"),
+                &format!("re_never_{i}"),
+                500,
+            ));
+        }
+    }
+    out
+}
+
+/// Appends in batches of about `chunk` events, one statement per batch, in
+/// the given order.
+pub async fn append_batched(
+    store: &PgEventStore,
+    events: Vec<(StreamId, EventData)>,
+    chunk: usize,
+) {
+    let mut batch: Vec<StreamAppend> = vec![];
+    let mut count = 0;
+    for (stream, e) in events {
+        match batch.iter_mut().find(|p| p.stream == stream) {
+            Some(part) => part.events.push(e),
+            None => batch.push(StreamAppend::new(stream, ExpectedVersion::Any, vec![e])),
+        }
+        count += 1;
+        if count >= chunk {
+            store.append(std::mem::take(&mut batch)).await.unwrap();
+            count = 0;
+        }
+    }
+    if !batch.is_empty() {
+        store.append(batch).await.unwrap();
+    }
+}

@@ -1,0 +1,93 @@
+//! Crash safety of the projection runner: real worker processes, SIGKILL.
+
+mod common;
+
+use common::ledger::*;
+use common::runner::*;
+use common::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_random_instants_leaves_the_read_models_exact() {
+    let t = TestDb::new().await;
+    append_batched(&t.store(), mixed_history(6_700), 200).await;
+    let total: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(total >= 20_000, "{total} events");
+
+    let mut kills = 0;
+    let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+    let started = Instant::now();
+    while kills < 25 && started.elapsed() < Duration::from_secs(240) {
+        let mut child = spawn_worker(&t, "25");
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        tokio::time::sleep(Duration::from_millis(150 + rng_state % 600)).await;
+        kill9(&mut child);
+        kills += 1;
+    }
+    assert!(kills >= 20, "only {kills} kills");
+    let mid = checkpoints(&t).await;
+    assert!(
+        mid.iter().any(|(_, p)| *p > 0),
+        "the killed workers made progress: {mid:?}"
+    );
+
+    // Restart and let it finish; then a clean run must give the same tables.
+    project_everything(&t.db.pool).await;
+    assert_rebuild_equals_live(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_apply_each_event_once_and_one_takes_over_when_the_other_dies() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let mut a = spawn_worker(&t, "20");
+    let mut b = spawn_worker(&t, "20");
+    let history = mixed_history(3_000);
+    let (first, second) = history.split_at(history.len() * 9 / 10);
+    append_batched(&store, first.to_vec(), 100).await;
+    let last: i64 = t
+        .client()
+        .await
+        .query_one("SELECT max(position) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        eventually(180, || async {
+            checkpoints(&t).await.iter().all(|(_, p)| *p >= last)
+        })
+        .await,
+        "two workers did not catch up"
+    );
+
+    // Kill one mid-stream; the other must carry on with what comes next.
+    kill9(&mut a);
+    let before = checkpoints(&t).await;
+    append_batched(&store, second.to_vec(), 100).await;
+    let last: i64 = t
+        .client()
+        .await
+        .query_one("SELECT max(position) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let caught_up = eventually(60, || async {
+        checkpoints(&t).await.iter().all(|(_, p)| *p >= last)
+    })
+    .await;
+    kill9(&mut b);
+    assert!(
+        caught_up,
+        "the surviving worker did not carry on: {before:?} -> {:?}",
+        checkpoints(&t).await
+    );
+    assert_rebuild_equals_live(&t).await;
+}

@@ -1,0 +1,170 @@
+//! The runner: poison events, rebuilds under readers.
+
+mod common;
+
+use common::ledger::*;
+use common::*;
+use payledger::store::{EventStore, ExpectedVersion, StreamAppend};
+use payledger_projections::runner;
+use std::process::Command;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[tokio::test]
+async fn a_poison_event_stops_only_its_projection_and_is_never_skipped() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![checkout_started(checkout, "po@example.com", 24900)],
+    )
+    .await;
+    // A DiscrepancyAcknowledged that no version of the schema can read.
+    let mut bad = resolved("x").1;
+    bad.event_type = "DiscrepancyAcknowledged".into();
+    bad.payload = serde_json::json!({"nonsense": true});
+    store
+        .append(vec![StreamAppend::new(
+            payledger_events::StreamId::discrepancy("x"),
+            ExpectedVersion::Any,
+            vec![bad],
+        )])
+        .await
+        .unwrap();
+    append(
+        &store,
+        vec![charge("pi_after", Some(checkout), None, 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+
+    let status = runner::status(&t.db.pool).await.unwrap();
+    let stopped: Vec<_> = status.iter().filter(|s| s.state == "stopped").collect();
+    assert_eq!(stopped.len(), 1, "{status:?}");
+    assert_eq!(stopped[0].name, "discrepancies");
+    let poison_at = stopped[0].error_position.unwrap();
+    assert!(
+        stopped[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("DiscrepancyAcknowledged"),
+        "{:?}",
+        stopped[0].last_error
+    );
+    assert!(
+        stopped[0].checkpoint.position < poison_at,
+        "the poison event was not skipped"
+    );
+    let sub: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM subscriptions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sub, 1, "the other projections kept going past it");
+
+    // A restart retries it (the code may have been fixed) and stops there again.
+    runner::resume_stopped(&t.db.pool).await.unwrap();
+    let mut client = t.db.pool.get().await.unwrap();
+    let discrepancies = payledger_projections::discrepancies::Discrepancies;
+    assert_eq!(
+        runner::step(&mut client, &discrepancies, 100)
+            .await
+            .unwrap(),
+        runner::Step::Stopped
+    );
+    let again = runner::status(&t.db.pool).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .find(|s| s.name == "discrepancies")
+            .unwrap()
+            .error_position,
+        Some(poison_at)
+    );
+
+    // The CLI shows it.
+    let out = Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["projections", "status"])
+        .env("DATABASE_URL", &t.url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("stopped") && text.contains(&format!("at position {poison_at}")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_under_a_running_worker_never_shows_readers_an_empty_or_partial_view() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append_batched(&store, mixed_history(2_000), 200).await;
+    project_everything(&t.db.pool).await;
+    let (before,): (i64,) = {
+        let r = t
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM discrepancies", &[])
+            .await
+            .unwrap();
+        (r.get(0),)
+    };
+    assert!(before > 0);
+
+    let (_tick, wake) = watch::channel(0u64);
+    let (stop_tx, stop) = watch::channel(false);
+    let live = tokio::spawn(runner::run(
+        t.db.pool.clone(),
+        payledger_projections::all(),
+        50,
+        Duration::from_millis(20),
+        wake,
+        stop,
+    ));
+    let reader = {
+        let client = t.client().await;
+        let (stop_rx, mut smallest, mut reads) = (stop_tx.subscribe(), i64::MAX, 0u64);
+        tokio::spawn(async move {
+            while !*stop_rx.borrow() {
+                let n: i64 = client
+                    .query_one("SELECT count(*) FROM discrepancies", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                smallest = smallest.min(n);
+                reads += 1;
+            }
+            (smallest, reads)
+        })
+    };
+    for p in payledger_projections::all() {
+        runner::rebuild(&t.db.pool, p.as_ref(), 100).await.unwrap();
+    }
+    stop_tx.send(true).unwrap();
+    let (smallest, reads) = reader.await.unwrap();
+    live.await.unwrap();
+    assert!(
+        reads > 10,
+        "the reader read during the rebuild ({reads} reads)"
+    );
+    assert!(
+        smallest >= before,
+        "a reader saw {smallest} discrepancies, fewer than the {before} there were"
+    );
+    let generation: i32 = t
+        .client()
+        .await
+        .query_one(
+            "SELECT generation FROM projection_state WHERE name = 'discrepancies'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(generation, 2, "the rebuild swapped in a new generation");
+}
