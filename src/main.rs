@@ -98,6 +98,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Projection rebuild speed beside a plain read, and append-to-row latency.
+    Projections {
+        /// Purchases to generate (about 1.8 events each).
+        #[arg(long, default_value_t = 50_000)]
+        purchases: u64,
+        /// Appends per second during the latency run.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Signed webhooks/s over loopback HTTP beside raw INSERTs, 8 and 32 clients.
     Webhook {
         /// Seconds per measured run.
@@ -295,6 +309,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 payledger::bench::append::print_append_report(&report);
+            }
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Projections {
+                    purchases,
+                    rate,
+                    latency_seconds,
+                    json,
+                },
+        } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let report = payledger::bench::projections::run_projection_bench(
+                &url,
+                *purchases,
+                *rate,
+                *latency_seconds,
+            )
+            .await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                payledger::bench::projections::print_projection_report(&report);
             }
         }
         Command::Bench {

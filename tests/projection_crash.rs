@@ -20,23 +20,61 @@ async fn a_worker_killed_at_random_instants_leaves_the_read_models_exact() {
         .get(0);
     assert!(total >= 20_000, "{total} events");
 
+    let progress = |t: &TestDb| {
+        let t = t.url.clone();
+        async move {
+            let (client, conn) = tokio_postgres::connect(&t, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let row = client
+                .query_one(
+                    "SELECT COALESCE(sum(checkpoint_pos), 0)::bigint FROM projection_state",
+                    &[],
+                )
+                .await;
+            row.map(|r| r.get::<_, i64>(0)).unwrap_or(0)
+        }
+    };
     let mut kills = 0;
+    let mut kills_mid_catch_up = 0;
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
     let started = Instant::now();
-    while kills < 25 && started.elapsed() < Duration::from_secs(240) {
+    let last_position: i64 = t
+        .client()
+        .await
+        .query_one("SELECT max(position) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    while kills < 25 && started.elapsed() < Duration::from_secs(300) {
+        let now = checkpoints(&t).await;
+        if !now.is_empty() && now.iter().all(|(_, p)| *p >= last_position) {
+            break;
+        }
+        let before = progress(&t).await;
         let mut child = spawn_worker(&t, "25");
+        // Kill only once this worker is applying batches, at a random
+        // instant after that: the kill lands inside the catch-up.
+        let moving = eventually(60, || async { progress(&t).await > before }).await;
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        tokio::time::sleep(Duration::from_millis(150 + rng_state % 600)).await;
+        tokio::time::sleep(Duration::from_millis(rng_state % 300)).await;
         kill9(&mut child);
         kills += 1;
+        if moving {
+            kills_mid_catch_up += 1;
+        }
     }
-    assert!(kills >= 20, "only {kills} kills");
+    assert!(
+        kills_mid_catch_up >= 20,
+        "only {kills_mid_catch_up} of {kills} kills landed while the worker was catching up"
+    );
     let mid = checkpoints(&t).await;
     assert!(
-        mid.iter().any(|(_, p)| *p > 0),
-        "the killed workers made progress: {mid:?}"
+        mid.iter().any(|(_, p)| *p < last_position),
+        "the kills happened before the catch-up ended: {mid:?}"
     );
 
     // Restart and let it finish; then a clean run must give the same tables.

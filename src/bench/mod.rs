@@ -3,6 +3,7 @@
 //! shared and noisy, so absolute numbers are context, the ratio is the figure.
 
 pub mod append;
+pub mod projections;
 pub mod webhook;
 
 use crate::db::{create_database_if_missing, drop_database_if_exists, Database};

@@ -1,4 +1,4 @@
--- The next events to seal, in the gap-safe global order (see read_all.sql).
+-- The next events to seal, in the gap-safe global order (see projections/src/feed/read_all.sql).
 SELECT position, transaction_id, stream_id, stream_version, event_id, event_type,
        payload::text AS payload_text, metadata::text AS metadata_text, recorded_at
 FROM events
