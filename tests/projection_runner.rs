@@ -168,3 +168,45 @@ async fn a_rebuild_under_a_running_worker_never_shows_readers_an_empty_or_partia
         .get(0);
     assert_eq!(generation, 2, "the rebuild swapped in a new generation");
 }
+
+#[tokio::test]
+async fn a_version_change_rebuilds_the_projection_at_start() {
+    let t = TestDb::new().await;
+    append(
+        &t.store(),
+        vec![charge("pi_v", None, Some("v@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    // As if the stored tables were made by an older version of the code.
+    t.client()
+        .await
+        .execute(
+            "UPDATE projection_state SET version = 0 WHERE name = 'discrepancies'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let discrepancies = payledger_projections::discrepancies::Discrepancies;
+    runner::install(&t.db.pool, &discrepancies, 100)
+        .await
+        .unwrap();
+    let row = t
+        .client()
+        .await
+        .query_one(
+            "SELECT version, generation FROM projection_state WHERE name = 'discrepancies'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+    let n: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM discrepancies", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the rebuilt generation holds the same rows");
+}

@@ -4,8 +4,9 @@
 
 use crate::ledger::{self, LedgerChange};
 use crate::projection::{ApplyFuture, Projection};
+use crate::sql;
+use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
-use tokio_postgres::Transaction;
 
 pub struct Discrepancies;
 
@@ -108,7 +109,7 @@ impl Projection for Discrepancies {
                     .await
                 }
                 DomainEvent::DiscrepancyAcknowledged(a) => {
-                    tx.execute(
+                    sql::exec(tx, 
                         "UPDATE discrepancies SET status = 'acknowledged', updated_position = $2 WHERE id = $1 AND status = 'open'",
                         &[&a.discrepancy_id, &position],
                     )
@@ -116,7 +117,7 @@ impl Projection for Discrepancies {
                     return Ok(());
                 }
                 DomainEvent::DiscrepancyResolved(r) => {
-                    tx.execute(
+                    sql::exec(tx, 
                         "UPDATE discrepancies SET status = 'resolved', resolution = $2, resolved_by = $3, updated_position = $4
                          WHERE id = $1 AND status <> 'resolved'",
                         &[&r.discrepancy_id, &r.resolution, &r.resolved_by.to_string(), &position],
@@ -269,7 +270,7 @@ async fn open(
     o: Opening<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     let id = format!("{}:{}", o.kind, o.subject);
-    tx.execute(
+    sql::exec(tx, 
         "INSERT INTO discrepancies (id, kind, subject, amount, currency, customer_email, first_seen, status, suggested_action, updated_position)
          VALUES ($1, $2, $3, $4, $5, lower($6), $7, 'open', $8, $9)
          ON CONFLICT (id) DO UPDATE SET status = 'open', resolution = NULL, resolved_by = NULL, updated_position = $9
@@ -287,7 +288,8 @@ async fn close(
     resolution: &str,
     position: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    sql::exec(
+        tx,
         "UPDATE discrepancies SET status = 'resolved', resolution = $3, updated_position = $4
          WHERE id = $1 || ':' || $2 AND status <> 'resolved'",
         &[&kind, &subject, &resolution, &position],

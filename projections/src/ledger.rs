@@ -3,9 +3,11 @@
 //! when it activates. `track` updates the ledger tables of the current schema
 //! and says what changed; each projection turns the changes into its rows.
 
+use crate::sql;
 use chrono::{DateTime, Duration, Utc};
+use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Row;
 
 pub const SCHEMA_SQL: &str = include_str!("ledger.sql");
 
@@ -101,7 +103,8 @@ async fn payment(
     tx: &Transaction<'_>,
     payment_id: &str,
 ) -> Result<Option<Row>, tokio_postgres::Error> {
-    tx.query_opt(
+    sql::query_opt(
+        tx,
         "SELECT * FROM ledger_payments WHERE payment_id = $1",
         &[&payment_id],
     )
@@ -116,7 +119,7 @@ pub async fn track(
     match decoded {
         DomainEvent::CheckoutStarted(c) => {
             let id = c.checkout_id.to_string();
-            tx.execute(
+            sql::exec(tx, 
                 "INSERT INTO ledger_checkouts (checkout_id, email, plan, amount, currency, started_at)
                  VALUES ($1, lower($2), $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 &[&id, &c.email, &c.plan, &c.amount, &c.currency.as_str(), &event.recorded_at],
@@ -150,7 +153,7 @@ pub async fn track(
                 return Ok(vec![]);
             }
             let late = c.source != payledger_events::ChargeSource::Webhook;
-            tx.execute(
+            sql::exec(tx, 
                 "INSERT INTO ledger_payments (payment_id, charge_seen, checkout_reference, customer_email, amount, currency, paid_at, source, state)
                  VALUES ($1, true, $2, lower($3), $4, $5, $6, $7, 'unmatched')
                  ON CONFLICT (payment_id) DO UPDATE SET charge_seen = true, checkout_reference = $2, customer_email = lower($3),
@@ -215,7 +218,7 @@ pub async fn track(
                 }
                 _ => {
                     // Remember the match; it takes effect when the charge arrives.
-                    tx.execute(
+                    sql::exec(tx, 
                         "INSERT INTO ledger_payments (payment_id, charge_seen, state, account_email, plan)
                          VALUES ($1, false, 'pending', lower($2), $3)
                          ON CONFLICT (payment_id) DO UPDATE SET account_email = lower($2), plan = $3",
@@ -299,7 +302,8 @@ async fn match_to_checkout(
     let reference: Option<String> = p.get("checkout_reference");
     let checkout = match &reference {
         Some(r) => {
-            tx.query_opt(
+            sql::query_opt(
+                tx,
                 "SELECT * FROM ledger_checkouts WHERE checkout_id = $1",
                 &[r],
             )
@@ -329,7 +333,8 @@ async fn match_to_checkout(
             of_payment: first,
         }]);
     }
-    tx.execute(
+    sql::exec(
+        tx,
         "UPDATE ledger_checkouts SET paid_payment_id = $2 WHERE checkout_id = $1",
         &[&checkout_id, &payment_id],
     )
@@ -377,7 +382,7 @@ async fn set_state(
     account: Option<&str>,
     plan: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    sql::exec(tx, 
         "UPDATE ledger_payments SET state = $2, account_email = lower($3), plan = $4 WHERE payment_id = $1",
         &[&payment_id, &state, &account, &plan],
     )

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod outgoing_emails;
 pub mod projection;
 pub mod runner;
+pub mod sql;
 pub mod subscriptions;
 pub mod timeline;
 

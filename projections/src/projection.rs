@@ -1,7 +1,7 @@
+use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
 use std::future::Future;
 use std::pin::Pin;
-use tokio_postgres::Transaction;
 
 pub type ApplyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;

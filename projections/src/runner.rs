@@ -148,7 +148,7 @@ async fn point_views(
 /// Applies `events` to the schema of `generation` inside `tx`. A database
 /// error with a SQL state is deterministic (it would fail again): poison.
 async fn apply_batch(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     projection: &dyn Projection,
     generation: i32,
     events: &[payledger_events::RecordedEvent],

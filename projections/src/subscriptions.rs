@@ -2,9 +2,10 @@
 
 use crate::ledger::{self, LedgerChange};
 use crate::projection::{ApplyFuture, Projection};
+use crate::sql;
 use chrono::{DateTime, Duration, Utc};
+use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
-use tokio_postgres::Transaction;
 
 /// A one-year plan runs 365 days from the charge: every customer gets the
 /// same length, so across a 29 February the period ends one calendar day
@@ -54,7 +55,7 @@ impl Projection for Subscriptions {
             match decoded {
                 DomainEvent::SubscriptionGranted(g) => {
                     let end = event.recorded_at + Duration::days(PLAN_PERIOD_DAYS);
-                    tx.execute(
+                    sql::exec(tx, 
                         "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
                          VALUES (lower($1), $2, 'active', $3, $4, 'grant', NULL, $5, $6)
                          ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active', period_start = $3,
@@ -66,7 +67,7 @@ impl Projection for Subscriptions {
                     return Ok(());
                 }
                 DomainEvent::SubscriptionRevoked(r) => {
-                    tx.execute(
+                    sql::exec(tx, 
                         "UPDATE subscriptions SET status = 'revoked', reason = $2, updated_position = $3 WHERE email = lower($1)",
                         &[&r.email, &r.reason, &position],
                     )
@@ -114,7 +115,7 @@ impl Projection for Subscriptions {
                         } else {
                             "active"
                         };
-                        tx.execute(
+                        sql::exec(tx, 
                             "UPDATE subscriptions SET status = $2, updated_position = $3 WHERE payment_id = $1 AND status = 'disputed'",
                             &[&payment_id, &to, &position],
                         )
@@ -138,7 +139,7 @@ async fn activate(
     position: i64,
 ) -> Result<(), tokio_postgres::Error> {
     let end = paid_at + Duration::days(PLAN_PERIOD_DAYS);
-    tx.execute(
+    sql::exec(tx, 
         "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
          VALUES ($1, $2, 'active', $3, $4, $5, $6, NULL, $7)
          ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active',
@@ -157,7 +158,8 @@ async fn set_status(
     status: &str,
     position: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    sql::exec(
+        tx,
         "UPDATE subscriptions SET status = $2, updated_position = $3 WHERE payment_id = $1",
         &[&payment_id, &status, &position],
     )
