@@ -109,7 +109,7 @@ impl Projection for Discrepancies {
                     .await
                 }
                 DomainEvent::DiscrepancyAcknowledged(a) => {
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE discrepancies SET status = 'acknowledged', updated_position = $2 WHERE id = $1 AND status = 'open'",
                         &[&a.discrepancy_id, &position],
                     )
@@ -117,7 +117,7 @@ impl Projection for Discrepancies {
                     return Ok(());
                 }
                 DomainEvent::DiscrepancyResolved(r) => {
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE discrepancies SET status = 'resolved', resolution = $2, resolved_by = $3, updated_position = $4
                          WHERE id = $1 AND status <> 'resolved'",
                         &[&r.discrepancy_id, &r.resolution, &r.resolved_by.to_string(), &position],
@@ -270,7 +270,7 @@ async fn open(
     o: Opening<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     let id = format!("{}:{}", o.kind, o.subject);
-    sql::exec(tx, 
+    sql::exec(tx,
         "INSERT INTO discrepancies (id, kind, subject, amount, currency, customer_email, first_seen, status, suggested_action, updated_position)
          VALUES ($1, $2, $3, $4, $5, lower($6), $7, 'open', $8, $9)
          ON CONFLICT (id) DO UPDATE SET status = 'open', resolution = NULL, resolved_by = NULL, updated_position = $9

@@ -119,7 +119,7 @@ pub async fn track(
     match decoded {
         DomainEvent::CheckoutStarted(c) => {
             let id = c.checkout_id.to_string();
-            sql::exec(tx, 
+            sql::exec(tx,
                 "INSERT INTO ledger_checkouts (checkout_id, email, plan, amount, currency, started_at)
                  VALUES ($1, lower($2), $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 &[&id, &c.email, &c.plan, &c.amount, &c.currency.as_str(), &event.recorded_at],
@@ -153,7 +153,7 @@ pub async fn track(
                 return Ok(vec![]);
             }
             let late = c.source != payledger_events::ChargeSource::Webhook;
-            sql::exec(tx, 
+            sql::exec(tx,
                 "INSERT INTO ledger_payments (payment_id, charge_seen, checkout_reference, customer_email, amount, currency, paid_at, source, state)
                  VALUES ($1, true, $2, lower($3), $4, $5, $6, $7, 'unmatched')
                  ON CONFLICT (payment_id) DO UPDATE SET charge_seen = true, checkout_reference = $2, customer_email = lower($3),
@@ -218,7 +218,7 @@ pub async fn track(
                 }
                 _ => {
                     // Remember the match; it takes effect when the charge arrives.
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "INSERT INTO ledger_payments (payment_id, charge_seen, state, account_email, plan)
                          VALUES ($1, false, 'pending', lower($2), $3)
                          ON CONFLICT (payment_id) DO UPDATE SET account_email = lower($2), plan = $3",
@@ -382,7 +382,7 @@ async fn set_state(
     account: Option<&str>,
     plan: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
-    sql::exec(tx, 
+    sql::exec(tx,
         "UPDATE ledger_payments SET state = $2, account_email = lower($3), plan = $4 WHERE payment_id = $1",
         &[&payment_id, &state, &account, &plan],
     )

@@ -52,7 +52,7 @@ impl Projection for OutgoingEmails {
                     return request(tx, &key, "status_link", &r.email, None, event, position).await;
                 }
                 DomainEvent::EmailSent(s) => {
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE outgoing_emails SET status = 'sent', attempts = GREATEST(attempts, $2), message_id = $3,
                              last_error = NULL, updated_position = $4 WHERE email_key = $1",
                         &[&s.email_key, &(s.attempt as i32), &s.message_id, &position],
@@ -66,7 +66,7 @@ impl Projection for OutgoingEmails {
                     } else {
                         "failed"
                     };
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE outgoing_emails SET status = $2, attempts = GREATEST(attempts, $3), last_error = $4,
                              updated_position = $5 WHERE email_key = $1 AND status <> 'sent'",
                         &[&f.email_key, &status, &(f.attempt as i32), &f.error, &position],
@@ -75,7 +75,7 @@ impl Projection for OutgoingEmails {
                     return Ok(());
                 }
                 DomainEvent::EmailResendRequested(r) => {
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE outgoing_emails SET status = 'pending', attempts = 0, last_error = NULL,
                              resends = resends + 1, updated_position = $2 WHERE email_key = $1",
                         &[&r.email_key, &position],
@@ -109,7 +109,7 @@ async fn request(
     event: &RecordedEvent,
     position: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    sql::exec(tx, 
+    sql::exec(tx,
         "INSERT INTO outgoing_emails (email_key, kind, recipient, payment_id, status, requested_at, updated_position)
          VALUES ($1, $2, lower($3), $4, 'pending', $5, $6) ON CONFLICT (email_key) DO NOTHING",
         &[&key, &kind, &recipient, &payment_id, &event.recorded_at, &position],

@@ -55,7 +55,7 @@ impl Projection for Subscriptions {
             match decoded {
                 DomainEvent::SubscriptionGranted(g) => {
                     let end = event.recorded_at + Duration::days(PLAN_PERIOD_DAYS);
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
                          VALUES (lower($1), $2, 'active', $3, $4, 'grant', NULL, $5, $6)
                          ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active', period_start = $3,
@@ -67,7 +67,7 @@ impl Projection for Subscriptions {
                     return Ok(());
                 }
                 DomainEvent::SubscriptionRevoked(r) => {
-                    sql::exec(tx, 
+                    sql::exec(tx,
                         "UPDATE subscriptions SET status = 'revoked', reason = $2, updated_position = $3 WHERE email = lower($1)",
                         &[&r.email, &r.reason, &position],
                     )
@@ -115,7 +115,7 @@ impl Projection for Subscriptions {
                         } else {
                             "active"
                         };
-                        sql::exec(tx, 
+                        sql::exec(tx,
                             "UPDATE subscriptions SET status = $2, updated_position = $3 WHERE payment_id = $1 AND status = 'disputed'",
                             &[&payment_id, &to, &position],
                         )
@@ -139,7 +139,7 @@ async fn activate(
     position: i64,
 ) -> Result<(), tokio_postgres::Error> {
     let end = paid_at + Duration::days(PLAN_PERIOD_DAYS);
-    sql::exec(tx, 
+    sql::exec(tx,
         "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
          VALUES ($1, $2, 'active', $3, $4, $5, $6, NULL, $7)
          ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active',

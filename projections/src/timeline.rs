@@ -146,7 +146,7 @@ impl Projection for Timeline {
             }
             let actor = event.metadata.actor.to_string();
             for email in people {
-                sql::exec(tx, 
+                sql::exec(tx,
                     "INSERT INTO timeline (email, position, recorded_at, event_type, stream_id, actor, summary)
                      VALUES (lower($1), $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                     &[&email, &event.position, &event.recorded_at, &event.event_type, &event.stream.as_str(), &actor, &summary],
@@ -163,7 +163,7 @@ async fn remember_key(
     key: &str,
     email: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    sql::exec(tx, 
+    sql::exec(tx,
         "INSERT INTO timeline_email_keys (email_key, email) VALUES ($1, lower($2)) ON CONFLICT DO NOTHING",
         &[&key, &email],
     )
