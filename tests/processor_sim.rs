@@ -99,15 +99,11 @@ async fn a_dropped_delivery_is_still_listed_as_undelivered_by_the_events_endpoin
         drop: 1.0,
         ..Faults::default()
     });
-    let charged: serde_json::Value = reqwest::Client::new()
-        .post(format!("{sim_base}/_sim/charges"))
-        .json(&serde_json::json!({"email": "bob@example.com", "amount": 24900, "currency": "usd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let charged = sim_charge(
+        &sim_base,
+        serde_json::json!({"email": "bob@example.com", "amount": 24900, "currency": "usd"}),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(count_events(&t, "ProcessorEventReceived").await, 0);
 
@@ -142,15 +138,7 @@ async fn deliveries_retry_while_the_endpoint_is_down_and_duplicates_still_make_o
         reorder: true,
         ..Faults::default()
     });
-    let charged: serde_json::Value = reqwest::Client::new()
-        .post(format!("{sim_base}/_sim/charges"))
-        .json(&serde_json::json!({"email": "cy@example.com", "amount": 24900, "currency": "usd", "client_reference_id": "chk-9"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let charged = sim_charge(&sim_base, serde_json::json!({"email": "cy@example.com", "amount": 24900, "currency": "usd", "client_reference_id": "chk-9"})).await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     assert_eq!(
         count_events(&t, "ProcessorEventReceived").await,
@@ -219,15 +207,11 @@ async fn every_object_of_a_long_list_is_seen_across_pages_despite_500_and_429() 
 #[tokio::test]
 async fn a_refund_with_the_same_idempotency_key_refunds_once() {
     let (sim, sim_base) = start_sim(None, 11).await;
-    let charged: serde_json::Value = reqwest::Client::new()
-        .post(format!("{sim_base}/_sim/charges"))
-        .json(&serde_json::json!({"email": "d@example.com", "amount": 24900, "currency": "usd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let charged = sim_charge(
+        &sim_base,
+        serde_json::json!({"email": "d@example.com", "amount": 24900, "currency": "usd"}),
+    )
+    .await;
     let pi = charged["payment_intent_id"].as_str().unwrap();
     let client = processor_client(&sim_base);
     let a = client

@@ -22,6 +22,12 @@ pub enum RunnerError {
     Feed(#[from] FeedError),
     #[error("projection {0} is not installed")]
     NotInstalled(String),
+    #[error("rebuilding {projection} stopped at position {position}: {reason}")]
+    RebuildStopped {
+        projection: String,
+        position: i64,
+        reason: String,
+    },
 }
 
 /// What one step of a projection did.
@@ -270,22 +276,14 @@ pub async fn rebuild(
     let mut read = 0u64;
     loop {
         let tx = client.transaction().await?;
-        let events = feed::read_after(&tx, checkpoint, batch).await?;
-        let Some(last) = events.last().map(|e| e.checkpoint()) else {
+        let Some((last, n)) = rebuild_batch(&tx, projection, generation, checkpoint, batch).await?
+        else {
             break;
         };
-        if let Err((position, _, reason)) =
-            apply_batch(&tx, projection, generation, &events).await?
-        {
-            return Err(RunnerError::NotInstalled(format!(
-                "{}: rebuild stopped at position {position}: {reason}",
-                projection.name()
-            )));
-        }
         tx.commit().await?;
-        read += events.len() as u64;
+        read += n as u64;
         checkpoint = last;
-        if (events.len() as i64) < batch {
+        if (n as i64) < batch {
             break;
         }
     }
@@ -297,20 +295,10 @@ pub async fn rebuild(
         &[&lock_key(projection.name())],
     )
     .await?;
-    loop {
-        let events = feed::read_after(&tx, checkpoint, batch).await?;
-        let Some(last) = events.last().map(|e| e.checkpoint()) else {
-            break;
-        };
-        if let Err((position, _, reason)) =
-            apply_batch(&tx, projection, generation, &events).await?
-        {
-            return Err(RunnerError::NotInstalled(format!(
-                "{}: rebuild stopped at position {position}: {reason}",
-                projection.name()
-            )));
-        }
-        read += events.len() as u64;
+    while let Some((last, n)) =
+        rebuild_batch(&tx, projection, generation, checkpoint, batch).await?
+    {
+        read += n as u64;
         checkpoint = last;
     }
     tx.batch_execute("SET LOCAL search_path = public").await?;
@@ -334,6 +322,30 @@ pub async fn rebuild(
             .await?;
     }
     Ok(read)
+}
+
+/// Applies the next batch after `checkpoint` to a generation being rebuilt;
+/// `None` when there is nothing left. A poison event aborts the rebuild (the
+/// live generation keeps serving).
+async fn rebuild_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    projection: &dyn Projection,
+    generation: i32,
+    checkpoint: Checkpoint,
+    batch: i64,
+) -> Result<Option<(Checkpoint, usize)>, RunnerError> {
+    let events = feed::read_after(tx, checkpoint, batch).await?;
+    let Some(last) = events.last().map(|e| e.checkpoint()) else {
+        return Ok(None);
+    };
+    if let Err((position, _, reason)) = apply_batch(tx, projection, generation, &events).await? {
+        return Err(RunnerError::RebuildStopped {
+            projection: projection.name().into(),
+            position,
+            reason,
+        });
+    }
+    Ok(Some((last, events.len())))
 }
 
 /// Runs every projection until `stop` turns true: one task each, so a

@@ -353,3 +353,16 @@ pub async fn dump_read_models(pool: &deadpool_postgres::Pool) -> Vec<(String, Ve
     }
     out
 }
+
+/// `POST /_sim/charges`: as if a customer had paid; the simulator's answer.
+pub async fn sim_charge(sim_base: &str, body: serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{sim_base}/_sim/charges"))
+        .json(&body)
+        .send()
+        .await
+        .expect("post /_sim/charges")
+        .json()
+        .await
+        .expect("simulator answer")
+}
