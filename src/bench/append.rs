@@ -33,7 +33,7 @@ pub struct AppendBenchReport {
     pub batched_events_per_s: f64,
 }
 
-fn sample_event(n: u64) -> Result<EventData, serde_json::Error> {
+fn sample_event(n: u64) -> anyhow::Result<EventData> {
     let payment = format!("pi_bench_{}", Uuid::new_v4().simple());
     let event: DomainEvent = ChargeSucceeded {
         payment_id: payment.clone(),
@@ -42,16 +42,16 @@ fn sample_event(n: u64) -> Result<EventData, serde_json::Error> {
         checkout_reference: Some(Uuid::new_v4().to_string()),
         customer_email: Some(format!("customer{n}@example.com")),
         amount: 24900,
-        currency: Currency::new("usd").unwrap_or_else(|_| unreachable!()),
+        currency: Currency::new("usd")?,
         paid_at: Utc::now(),
         source: ChargeSource::Webhook,
     }
     .into();
-    EventData::for_processor_fact(
+    Ok(EventData::for_processor_fact(
         &event,
         &payment,
         Metadata::new(Uuid::new_v4(), Actor::webhook(), "webhook"),
-    )
+    )?)
 }
 
 fn raw_sample(i: u64) -> Option<(Uuid, serde_json::Value, serde_json::Value)> {
