@@ -8,8 +8,19 @@ use payledger::webhook::mapping::map_callback;
 use payledger_events::{DomainEvent, EventData};
 use serde_json::Value;
 
+/// shared/ stands beside the checkout (CI lays a copy there);
+/// `PAYLEDGER_SHARED_DIR` points elsewhere.
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../shared/stripe/{name}", env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        std::env::var("PAYLEDGER_SHARED_DIR").unwrap_or_default(),
+        format!("{}/../shared", env!("CARGO_MANIFEST_DIR")),
+        "/work/shared".to_string(),
+    ];
+    let dir = candidates
+        .iter()
+        .find(|d| !d.is_empty() && std::path::Path::new(d).join("stripe").is_dir())
+        .unwrap_or_else(|| panic!("shared/stripe not found in any of {candidates:?}"));
+    let path = format!("{dir}/stripe/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
