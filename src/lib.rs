@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod processor;
+pub mod reconcile;
 pub mod store;
 pub mod webhook;
 pub mod worker;

@@ -32,6 +32,23 @@ enum Command {
     },
     /// The HTTP server: processor webhooks (and, later, the customer's pages).
     Serve,
+    /// Ask the processor what it charged and refunded; append what the ledger missed.
+    Reconcile {
+        /// How far back to look, e.g. 2h, 30m, 7d (default 2h).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        since: Option<String>,
+        /// Window start (RFC 3339), with --to.
+        #[arg(long, requires = "to")]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Window end (RFC 3339), with --from.
+        #[arg(long, requires = "from")]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Show what would be appended, append nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// A local stand-in for the card processor, in Stripe's wire format.
     ProcessorSim {
         /// Address to listen on.
@@ -230,6 +247,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 result?;
             }
         }
+        Command::Reconcile {
+            since,
+            from,
+            to,
+            dry_run,
+            json,
+        } => {
+            let db = connect(&cli).await?;
+            let api = payledger::config::processor_api()?;
+            let processor = payledger::processor::client::ProcessorClient::new(
+                api.base,
+                api.api_key,
+                Default::default(),
+            );
+            let now = chrono::Utc::now();
+            let (from, to) = match (from, to) {
+                (Some(f), Some(t)) => (*f, *t),
+                _ => (now - parse_duration(since.as_deref().unwrap_or("2h"))?, now),
+            };
+            let store = payledger::store::PgEventStore::new(
+                db.pool.clone(),
+                std::sync::Arc::new(SystemClock),
+            );
+            let report =
+                payledger::reconcile::reconcile(&store, &processor, from, to, *dry_run).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let verb = if *dry_run { "would append" } else { "appended" };
+                println!(
+                    "reconciled {} .. {}: {} objects seen at the processor, {verb} {} missing, {} differences, {} ms",
+                    report.window_from, report.window_to, report.objects_seen, report.missing_appended, report.differences, report.duration_ms
+                );
+                for line in &report.appended {
+                    println!("  {verb}: {line}");
+                }
+                for line in &report.problems {
+                    println!("  difference: {line}");
+                }
+            }
+        }
         Command::Serve => {
             let url = payledger::config::database_url()?;
             let bind = payledger::config::bind_address()?;
@@ -353,6 +411,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `90s`, `30m`, `2h`, `7d`.
+fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
+    let (number, unit) = text.split_at(
+        text.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .len(),
+    );
+    let n: i64 = number.parse().map_err(|_| {
+        anyhow::anyhow!("--since {text:?}: expected a number and a unit (s, m, h, d), e.g. 2h")
+    })?;
+    Ok(match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => anyhow::bail!("--since {text:?}: the unit must be s, m, h or d"),
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C, so the server stops taking requests and

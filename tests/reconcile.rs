@@ -1,0 +1,205 @@
+//! Reconciliation against the simulator: what the webhook missed is found,
+//! once, whoever gets there first.
+
+mod common;
+
+use common::ledger::*;
+use common::*;
+use payledger::reconcile::reconcile;
+use payledger::store::EventStore;
+use payledger_events::StreamId;
+use uuid::Uuid;
+
+fn window() -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let now = chrono::Utc::now();
+    (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    )
+}
+
+async fn active_subscriptions(t: &TestDb) -> i64 {
+    t.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM subscriptions WHERE status = 'active'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn one_run_finds_a_hundred_charges_no_webhook_delivered_and_a_second_run_appends_nothing() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (_sim, sim_base) = start_sim(None, 21).await;
+    for i in 0..100 {
+        let checkout = Uuid::new_v4();
+        let email = format!("r{i}@example.com");
+        append(&store, vec![checkout_started(checkout, &email, 24900)]).await;
+        sim_charge(&sim_base, serde_json::json!({"email": email, "amount": 24900, "currency": "usd", "client_reference_id": checkout.to_string()})).await;
+    }
+    let processor = processor_client(&sim_base);
+    let (from, to) = window();
+    let first = reconcile(&store, &processor, from, to, false)
+        .await
+        .unwrap();
+    assert_eq!(first.missing_appended, 100, "{:?}", first.problems);
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 100);
+    assert_eq!(first.objects_seen, 200, "100 sessions and 100 charges");
+
+    project_everything(&t.db.pool).await;
+    assert_eq!(active_subscriptions(&t).await, 100);
+
+    let second = reconcile(&store, &processor, from, to, false)
+        .await
+        .unwrap();
+    assert_eq!(second.missing_appended, 0);
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 100);
+    assert_eq!(count_events(&t, "ReconciliationCompleted").await, 2);
+}
+
+#[tokio::test]
+async fn a_charge_whose_checkout_the_ledger_never_recorded_becomes_an_unmatched_charge() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (_sim, sim_base) = start_sim(None, 22).await;
+    let paid = sim_charge(&sim_base, serde_json::json!({"email": "lost@example.com", "amount": 24900, "currency": "usd", "client_reference_id": Uuid::new_v4().to_string()})).await;
+    let (from, to) = window();
+    reconcile(&store, &processor_client(&sim_base), from, to, false)
+        .await
+        .unwrap();
+    project_everything(&t.db.pool).await;
+    let pi = paid["payment_intent_id"].as_str().unwrap();
+    let status: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM discrepancies WHERE id = $1",
+            &[&format!("unmatched_charge:{pi}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "open");
+}
+
+#[tokio::test]
+async fn a_refund_made_while_webhooks_were_down_is_found_and_ends_the_subscription() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (_sim, sim_base) = start_sim(None, 23).await;
+    let checkout = Uuid::new_v4();
+    append(
+        &store,
+        vec![checkout_started(checkout, "re@example.com", 24900)],
+    )
+    .await;
+    let paid = sim_charge(&sim_base, serde_json::json!({"email": "re@example.com", "amount": 24900, "currency": "usd", "client_reference_id": checkout.to_string()})).await;
+    let processor = processor_client(&sim_base);
+    let (from, to) = window();
+    reconcile(&store, &processor, from, to, false)
+        .await
+        .unwrap();
+    project_everything(&t.db.pool).await;
+    assert_eq!(active_subscriptions(&t).await, 1);
+
+    let pi = paid["payment_intent_id"].as_str().unwrap();
+    processor
+        .create_refund(pi, None, Some("requested_by_customer"), "r1")
+        .await
+        .unwrap();
+    let run = reconcile(&store, &processor, from, to, false)
+        .await
+        .unwrap();
+    assert_eq!(run.missing_appended, 1);
+    project_everything(&t.db.pool).await;
+    let status: String = t
+        .client()
+        .await
+        .query_one("SELECT status FROM subscriptions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "refunded");
+}
+
+// Multi-threaded: the simulator in this process must answer while the test
+// waits for the CLI child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_appends_nothing_and_json_carries_the_counts() {
+    let t = TestDb::new().await;
+    let (_sim, sim_base) = start_sim(None, 24).await;
+    for i in 0..3 {
+        sim_charge(&sim_base, serde_json::json!({"email": format!("d{i}@example.com"), "amount": 24900, "currency": "usd"})).await;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["reconcile", "--since", "1h", "--dry-run", "--json"])
+        .env("DATABASE_URL", &t.url)
+        .env("STRIPE_API_BASE", &sim_base)
+        .env("STRIPE_API_KEY", "sk_test_dry")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(report["missing_appended"], 3);
+    assert_eq!(report["dry_run"], true);
+    let events: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        events, 0,
+        "a dry run appends nothing, not even its own record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_and_reconciler_racing_on_two_hundred_charges_record_each_once() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let serve = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let (sim, sim_base) = start_sim(Some(format!("{serve}/webhooks/stripe")), 25).await;
+    sim.set_faults(payledger::processor::sim::Faults {
+        delay_ms: 300,
+        reorder: true,
+        duplicate: 0.3,
+        ..Default::default()
+    });
+    let mut payments = vec![];
+    for i in 0..200 {
+        let paid = sim_charge(&sim_base, serde_json::json!({"email": format!("w{i}@example.com"), "amount": 24900, "currency": "usd"})).await;
+        payments.push(paid["payment_intent_id"].as_str().unwrap().to_string());
+    }
+    let processor = processor_client(&sim_base);
+    let (from, to) = window();
+    let racing = tokio::spawn({
+        let store = store.clone();
+        async move {
+            reconcile(&store, &processor, from, to, false)
+                .await
+                .unwrap()
+        }
+    });
+    racing.await.unwrap();
+    assert!(
+        eventually(60, || async {
+            count_events(&t, "ProcessorEventReceived").await >= 600
+        })
+        .await
+    );
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 200);
+    for pi in payments.iter().take(5) {
+        let n = t.store().read_stream(&StreamId::payment(pi), 0, 10).await;
+        assert_eq!(n.unwrap().len(), 1);
+    }
+}
