@@ -83,8 +83,7 @@ impl Projection for Discrepancies {
                         .split_once(':')
                         .map(|(_, id)| id)
                         .unwrap_or_default();
-                    let recipient: Option<String> = tx
-                        .query_opt("SELECT COALESCE(account_email, customer_email) FROM ledger_payments WHERE payment_id = $1", &[&payment_id])
+                    let recipient: Option<String> = sql::query_opt(tx, "SELECT COALESCE(account_email, customer_email) FROM ledger_payments WHERE payment_id = $1", &[&payment_id])
                         .await?
                         .and_then(|r| r.get(0));
                     let action = format!("check the address with the customer, then payledger support resend-email {} --as NAME", f.email_key);

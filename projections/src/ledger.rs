@@ -127,20 +127,18 @@ pub async fn track(
             .await?;
             // A charge recorded before its checkout (a restored backup):
             // match it now.
-            let waiting = tx
-                .query(
-                    "SELECT payment_id FROM ledger_payments
+            let waiting = sql::query(tx,
+                    "SELECT * FROM ledger_payments
                      WHERE checkout_reference = $1 AND charge_seen AND state = 'unmatched' ORDER BY paid_at, payment_id",
                     &[&id],
                 )
                 .await?;
             let mut changes = vec![];
             for row in waiting {
-                let payment_id: String = row.get(0);
                 changes.push(LedgerChange::Settled {
-                    payment_id: payment_id.clone(),
+                    payment_id: row.get("payment_id"),
                 });
-                changes.extend(match_to_checkout(tx, &payment_id, true).await?);
+                changes.extend(match_to_checkout(tx, &row, true).await?);
             }
             Ok(changes)
         }
@@ -153,11 +151,12 @@ pub async fn track(
                 return Ok(vec![]);
             }
             let late = c.source != payledger_events::ChargeSource::Webhook;
-            sql::exec(tx,
+            let recorded = sql::query_one(tx,
                 "INSERT INTO ledger_payments (payment_id, charge_seen, checkout_reference, customer_email, amount, currency, paid_at, source, state)
                  VALUES ($1, true, $2, lower($3), $4, $5, $6, $7, 'unmatched')
                  ON CONFLICT (payment_id) DO UPDATE SET charge_seen = true, checkout_reference = $2, customer_email = lower($3),
-                     amount = $4, currency = $5, paid_at = $6, source = $7",
+                     amount = $4, currency = $5, paid_at = $6, source = $7
+                 RETURNING *",
                 &[
                     &c.payment_id,
                     &c.checkout_reference,
@@ -190,7 +189,7 @@ pub async fn track(
                 );
                 return Ok(changes);
             }
-            changes.extend(match_to_checkout(tx, &c.payment_id, late).await?);
+            changes.extend(match_to_checkout(tx, &recorded, late).await?);
             Ok(changes)
         }
         DomainEvent::ChargeMatched(m) => {
@@ -230,15 +229,15 @@ pub async fn track(
             }
         }
         DomainEvent::ChargeRefunded(r) => {
-            let row = tx
-                .query_one(
-                    "INSERT INTO ledger_payments (payment_id, charge_seen, state, refunded)
+            let row = sql::query_one(
+                tx,
+                "INSERT INTO ledger_payments (payment_id, charge_seen, state, refunded)
                      VALUES ($1, false, 'pending', $2)
                      ON CONFLICT (payment_id) DO UPDATE SET refunded = ledger_payments.refunded + $2
                      RETURNING *",
-                    &[&r.payment_id, &r.amount],
-                )
-                .await?;
+                &[&r.payment_id, &r.amount],
+            )
+            .await?;
             let charge_seen: bool = row.get("charge_seen");
             let amount: Option<i64> = row.get("amount");
             Ok(vec![LedgerChange::Refunded {
@@ -288,12 +287,10 @@ pub async fn track(
 /// unmatched.
 async fn match_to_checkout(
     tx: &Transaction<'_>,
-    payment_id: &str,
+    p: &Row,
     late: bool,
 ) -> Result<Vec<LedgerChange>, tokio_postgres::Error> {
-    let Some(p) = payment(tx, payment_id).await? else {
-        return Ok(vec![]);
-    };
+    let payment_id: &str = p.get("payment_id");
     let money = Money {
         amount: p.get::<_, Option<i64>>("amount").unwrap_or(0),
         currency: p.get::<_, Option<String>>("currency").unwrap_or_default(),
@@ -354,15 +351,15 @@ async fn match_to_checkout(
     }
     let paid_at: Option<DateTime<Utc>> = p.get("paid_at");
     let window_start = paid_at.map(|t| t - Duration::hours(DUPLICATE_WINDOW_HOURS));
-    let twin = tx
-        .query_opt(
-            "SELECT payment_id FROM ledger_payments
+    let twin = sql::query_opt(
+        tx,
+        "SELECT payment_id FROM ledger_payments
              WHERE account_email = $1 AND plan = $2 AND state = 'active' AND payment_id <> $3
                AND paid_at >= $4 AND paid_at <= $5
              ORDER BY paid_at, payment_id LIMIT 1",
-            &[&account, &plan, &payment_id, &window_start, &paid_at],
-        )
-        .await?;
+        &[&account, &plan, &payment_id, &window_start, &paid_at],
+    )
+    .await?;
     if let Some(twin) = twin {
         set_state(tx, payment_id, "duplicate", Some(&account), Some(&plan)).await?;
         return Ok(vec![LedgerChange::Duplicate {
@@ -398,8 +395,7 @@ async fn activate(
     activation: Activation,
     late: bool,
 ) -> Result<Vec<LedgerChange>, tokio_postgres::Error> {
-    let row = tx
-        .query_one(
+    let row = sql::query_one(tx,
             "UPDATE ledger_payments SET state = 'active', account_email = lower($2), plan = $3, activation = $4
              WHERE payment_id = $1 RETURNING amount, currency, paid_at, account_email",
             &[&payment_id, &email, &plan, &activation.as_str()],

@@ -56,12 +56,12 @@ impl Projection for Timeline {
                         .as_str()
                         .trim_start_matches("checkout-")
                         .to_string();
-                    if let Some(r) = tx
-                        .query_opt(
-                            "SELECT email FROM ledger_checkouts WHERE checkout_id = $1",
-                            &[&checkout],
-                        )
-                        .await?
+                    if let Some(r) = sql::query_opt(
+                        tx,
+                        "SELECT email FROM ledger_checkouts WHERE checkout_id = $1",
+                        &[&checkout],
+                    )
+                    .await?
                     {
                         people.push(r.get(0));
                     }
@@ -175,11 +175,11 @@ async fn recipient(
     tx: &Transaction<'_>,
     key: &str,
 ) -> Result<Option<String>, tokio_postgres::Error> {
-    Ok(tx
-        .query_opt(
-            "SELECT email FROM timeline_email_keys WHERE email_key = $1",
-            &[&key],
-        )
-        .await?
-        .map(|r| r.get(0)))
+    Ok(sql::query_opt(
+        tx,
+        "SELECT email FROM timeline_email_keys WHERE email_key = $1",
+        &[&key],
+    )
+    .await?
+    .map(|r| r.get(0)))
 }

@@ -1,7 +1,7 @@
 use super::delivery::dispatch;
-use super::state::{empty_list, Faults, SessionExtras, SimState};
+use super::state::{empty_list, Faults, NewSession, SimState};
 use super::Simulator;
-use crate::processor::stripe::{CheckoutSession, Dispute, Expandable, Refund};
+use crate::processor::stripe::{Dispute, Expandable, Refund};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -212,37 +212,18 @@ async fn create_session(
             .collect()
     };
     let mut state = sim.lock();
-    let id = state.new_id("cs_test");
-    let session = CheckoutSession {
-        id: id.clone(),
-        object: "checkout.session".into(),
-        amount_total: Some(amount * quantity),
-        currency: Some(currency),
+    let new = NewSession {
+        amount: amount * quantity,
+        currency,
         client_reference_id: param(&params, "client_reference_id").map(str::to_string),
-        customer_details: None,
         customer_email: param(&params, "customer_email").map(str::to_string),
-        payment_intent: None,
-        payment_status: "unpaid".into(),
-        status: Some("open".into()),
-        mode: Some(param(&params, "mode").unwrap_or("payment").to_string()),
-        created: now(),
-        expires_at: Some(now() + 24 * 3600),
-        url: Some(format!(
-            "{}/pay/{id}",
-            sim.config.public_url.trim_end_matches('/')
-        )),
+        mode: param(&params, "mode").unwrap_or("payment").to_string(),
         success_url: Some(success_url.to_string()),
         cancel_url: param(&params, "cancel_url").map(str::to_string),
-        metadata: Some(metadata_of("metadata[")),
-        livemode: false,
+        metadata: metadata_of("metadata["),
+        payment_intent_metadata: metadata_of("payment_intent_data[metadata]["),
     };
-    state.session_extras.insert(
-        id,
-        SessionExtras {
-            payment_intent_metadata: metadata_of("payment_intent_data[metadata]["),
-        },
-    );
-    state.sessions.push(session.clone());
+    let session = state.open_session(new, &sim.config.public_url, now());
     let response = serde_json::to_value(session).map_err(|e| invalid(e.to_string()))?;
     if let Some(k) = key {
         state.idempotent_responses.insert(k, response.clone());
@@ -549,39 +530,23 @@ async fn sim_charge(
     }
     let (events, session) = {
         let mut state = sim.lock();
-        let id = state.new_id("cs_test");
-        let session = CheckoutSession {
-            id: id.clone(),
-            object: "checkout.session".into(),
-            amount_total: Some(req.amount),
-            currency: Some(req.currency.to_lowercase()),
-            client_reference_id: req.client_reference_id.clone(),
-            customer_details: None,
-            customer_email: Some(req.email.clone()),
-            payment_intent: None,
-            payment_status: "unpaid".into(),
-            status: Some("open".into()),
-            mode: Some("payment".into()),
-            created: now(),
-            expires_at: Some(now() + 24 * 3600),
-            url: Some(format!(
-                "{}/pay/{id}",
-                sim.config.public_url.trim_end_matches('/')
-            )),
-            success_url: None,
-            cancel_url: None,
-            metadata: Some(BTreeMap::new()),
-            livemode: false,
-        };
-        let mut extras = SessionExtras::default();
+        let mut payment_intent_metadata = BTreeMap::new();
         if let Some(r) = &req.client_reference_id {
-            extras.payment_intent_metadata.insert(
+            payment_intent_metadata.insert(
                 crate::processor::stripe::CHECKOUT_REFERENCE_KEY.into(),
                 r.clone(),
             );
         }
-        state.session_extras.insert(id.clone(), extras);
-        state.sessions.push(session);
+        let new = NewSession {
+            amount: req.amount,
+            currency: req.currency.clone(),
+            client_reference_id: req.client_reference_id.clone(),
+            customer_email: Some(req.email.clone()),
+            mode: "payment".into(),
+            payment_intent_metadata,
+            ..NewSession::default()
+        };
+        let id = state.open_session(new, &sim.config.public_url, now()).id;
         let events = state
             .pay_session(&id, Some(req.email), now())
             .map_err(invalid)?;

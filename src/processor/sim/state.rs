@@ -39,6 +39,20 @@ pub struct SessionExtras {
     pub payment_intent_metadata: BTreeMap<String, String>,
 }
 
+/// What a new session is opened with.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub amount: i64,
+    pub currency: String,
+    pub client_reference_id: Option<String>,
+    pub customer_email: Option<String>,
+    pub mode: String,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub payment_intent_metadata: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub event: Event,
@@ -87,6 +101,40 @@ impl SimState {
 
     pub fn roll(&mut self, probability: f64) -> bool {
         probability > 0.0 && self.rng.random::<f64>() < probability
+    }
+
+    /// Opens an unpaid session, as `POST /v1/checkout/sessions` does, and
+    /// remembers the metadata its payment intent will carry.
+    pub fn open_session(&mut self, new: NewSession, public_url: &str, now: i64) -> CheckoutSession {
+        let id = self.new_id("cs_test");
+        let session = CheckoutSession {
+            id: id.clone(),
+            object: "checkout.session".into(),
+            amount_total: Some(new.amount),
+            currency: Some(new.currency.to_lowercase()),
+            client_reference_id: new.client_reference_id,
+            customer_details: None,
+            customer_email: new.customer_email,
+            payment_intent: None,
+            payment_status: "unpaid".into(),
+            status: Some("open".into()),
+            mode: Some(new.mode),
+            created: now,
+            expires_at: Some(now + 24 * 3600),
+            url: Some(format!("{}/pay/{id}", public_url.trim_end_matches('/'))),
+            success_url: new.success_url,
+            cancel_url: new.cancel_url,
+            metadata: Some(new.metadata),
+            livemode: false,
+        };
+        self.session_extras.insert(
+            id,
+            SessionExtras {
+                payment_intent_metadata: new.payment_intent_metadata,
+            },
+        );
+        self.sessions.push(session.clone());
+        session
     }
 
     pub fn session_mut(&mut self, id: &str) -> Option<&mut CheckoutSession> {
