@@ -89,3 +89,35 @@ pub fn processor_api() -> Result<ProcessorApi, ConfigError> {
     )?;
     Ok(ProcessorApi { base, api_key })
 }
+
+/// `90s`, `10m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .len(),
+    );
+    let n: i64 =
+        number.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            format!("{text:?}: expected a number and a unit (s, m, h, d), e.g. 2h")
+        })?;
+    Ok(match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    })
+}
+
+/// A duration setting, or its default when unset.
+pub fn duration_setting(
+    name: &'static str,
+    default: chrono::Duration,
+) -> Result<chrono::Duration, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => {
+            parse_duration(raw.trim()).map_err(|reason| ConfigError::Invalid { name, reason })
+        }
+    }
+}

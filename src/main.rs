@@ -173,8 +173,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
-            payledger::worker::run(db.pool.clone(), db.config.clone(), Default::default(), stop)
-                .await?;
+            let config = payledger::worker::WorkerConfig::from_env()?;
+            payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
         }
         Command::Projections {
             command: ProjectionsCommand::Status { json },
@@ -415,20 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `90s`, `30m`, `2h`, `7d`.
 fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
-    let (number, unit) = text.split_at(
-        text.trim_end_matches(|c: char| c.is_ascii_alphabetic())
-            .len(),
-    );
-    let n: i64 = number.parse().map_err(|_| {
-        anyhow::anyhow!("--since {text:?}: expected a number and a unit (s, m, h, d), e.g. 2h")
-    })?;
-    Ok(match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => anyhow::bail!("--since {text:?}: the unit must be s, m, h or d"),
-    })
+    payledger::config::parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e}"))
 }
 
 /// Resolves on SIGTERM or Ctrl-C, so the server stops taking requests and

@@ -1,7 +1,10 @@
-//! `payledger work`: the background side — projections and the hash-chain
-//! sealer — until told to stop.
+//! `payledger work`: the background side — projections, the hash-chain
+//! sealer and the reconciliation schedule — until told to stop.
 
-use crate::store::{seal_pending, AppendListener};
+use crate::clock::SystemClock;
+use crate::processor::client::ProcessorClient;
+use crate::reconcile::schedule::{self, ScheduleConfig};
+use crate::store::{seal_pending, AppendListener, PgEventStore};
 use deadpool_postgres::Pool;
 use payledger_projections::runner;
 use std::time::Duration;
@@ -13,6 +16,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     pub seal_every: Duration,
     pub batch: i64,
+    /// The processor to reconcile against, and how often; `None` when the
+    /// schedule is off.
+    pub reconcile: Option<(ProcessorClient, ScheduleConfig)>,
 }
 
 impl Default for WorkerConfig {
@@ -21,13 +27,15 @@ impl Default for WorkerConfig {
             poll: Duration::from_secs(1),
             seal_every: Duration::from_millis(500),
             batch: PROJECTION_BATCH,
+            reconcile: None,
         }
     }
 }
 
 impl WorkerConfig {
     /// Defaults, with `PAYLEDGER_PROJECTION_BATCH` (events per projection
-    /// transaction) when set.
+    /// transaction) when set, and the reconciliation schedule when the
+    /// processor's API key is set and `PAYLEDGER_RECONCILE_EVERY` is not `off`.
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
         let mut config = WorkerConfig::default();
         if let Ok(raw) = std::env::var("PAYLEDGER_PROJECTION_BATCH") {
@@ -37,6 +45,17 @@ impl WorkerConfig {
                     reason: format!("{raw:?} is not a positive number"),
                 },
             )?;
+        }
+        if let Some(every) = ScheduleConfig::from_env()? {
+            match crate::config::processor_api() {
+                Ok(api) => {
+                    let client = ProcessorClient::new(api.base, api.api_key, Default::default());
+                    config.reconcile = Some((client, every));
+                }
+                // A worker without the processor still runs projections; say
+                // plainly that the safety net is off.
+                Err(e) => tracing::warn!(error = %e, "the reconciliation schedule is off"),
+            }
         }
         Ok(config)
     }
@@ -93,8 +112,15 @@ pub async fn run(
             }
         })
     };
+    let reconciler = config.reconcile.map(|(processor, every)| {
+        let store = PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock));
+        tokio::spawn(schedule::run(store, processor, every, stop.clone()))
+    });
     runner::run(pool, projections, config.batch, config.poll, wake, stop).await;
     listen.abort();
     let _ = sealer.await;
+    if let Some(r) = reconciler {
+        let _ = r.await;
+    }
     Ok(())
 }

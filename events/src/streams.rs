@@ -38,6 +38,10 @@ impl StreamId {
     pub fn reconciliation(run_id: Uuid) -> Self {
         StreamId(format!("reconciliation-{run_id}"))
     }
+    /// Scheduled runs (completed and failed) in order: the schedule's cursor.
+    pub fn reconciliation_schedule() -> Self {
+        StreamId("reconciliation-schedule".into())
+    }
     pub fn status_request(request_id: Uuid) -> Self {
         StreamId(format!("status-request-{request_id}"))
     }

@@ -193,6 +193,35 @@ pub struct ReconciliationCompleted {
     pub duration_ms: u64,
 }
 
+/// A scheduled or manual run that could not finish: the window it did not
+/// complete, so the next scheduled run starts again from before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationFailed {
+    pub run_id: Uuid,
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    pub objects_seen: u64,
+    pub missing_appended: u64,
+    pub error: String,
+}
+
+/// The processor and the ledger disagree about a payment in a way that is
+/// not simply a missing fact: `kind` is `amount_differs`,
+/// `currency_differs` or `refunded_at_processor`. Id:
+/// `ProcessorDisagreement:<payment id>:<kind>:<processor value>`, so the
+/// same disagreement seen by every later run is recorded once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorDisagreement {
+    pub payment_id: String,
+    pub kind: String,
+    pub ledger_amount: Option<i64>,
+    pub ledger_currency: Option<Currency>,
+    pub processor_amount: i64,
+    pub processor_currency: Currency,
+    pub processor_object_id: String,
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown event type {0:?}")]
@@ -278,6 +307,8 @@ vocabulary!(
     ProcessorEventReceived,
     StatusLinkRequested,
     ReconciliationCompleted,
+    ReconciliationFailed,
+    ProcessorDisagreement,
 );
 
 /// The schema version new events of this type are written in.

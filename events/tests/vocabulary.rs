@@ -156,6 +156,26 @@ fn one_of_each() -> Vec<DomainEvent> {
             duration_ms: 12,
         }
         .into(),
+        ReconciliationFailed {
+            run_id: id,
+            window_from: at,
+            window_to: at,
+            objects_seen: 200,
+            missing_appended: 0,
+            error: "processor answered 500 six times".into(),
+        }
+        .into(),
+        ProcessorDisagreement {
+            payment_id: "pi_1".into(),
+            kind: "amount_differs".into(),
+            ledger_amount: Some(24900),
+            ledger_currency: Some(usd()),
+            processor_amount: 19900,
+            processor_currency: usd(),
+            processor_object_id: "ch_1".into(),
+            detail: "the ledger says 249.00 USD, the processor 199.00 USD".into(),
+        }
+        .into(),
     ]
 }
 

@@ -22,6 +22,7 @@ const TYPES: &[&str] = &[
     "ProcessorEventReceived",
     "DiscrepancyAcknowledged",
     "DiscrepancyResolved",
+    "ProcessorDisagreement",
 ];
 
 struct Opening<'a> {
@@ -38,7 +39,8 @@ impl Projection for Discrepancies {
         "discrepancies"
     }
     fn version(&self) -> i32 {
-        1
+        // v2: processor disagreements found by reconciliation.
+        2
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -93,6 +95,25 @@ impl Projection for Discrepancies {
                         amount: None,
                         currency: None,
                         email: recipient.as_deref(),
+                        action,
+                    };
+                    return open(tx, event, opening).await;
+                }
+                DomainEvent::ProcessorDisagreement(d) => {
+                    let subject = format!("{}:{}", d.payment_id, d.kind);
+                    let email: Option<String> = sql::query_opt(tx, "SELECT COALESCE(account_email, customer_email) FROM ledger_payments WHERE payment_id = $1", &[&d.payment_id])
+                        .await?
+                        .and_then(|r| r.get(0));
+                    let action = match d.kind.as_str() {
+                        "refunded_at_processor" => format!("the processor refunded {} but the ledger has no refund: run payledger reconcile --since 30d (the refund is older than the window), then check again", d.payment_id),
+                        _ => format!("{}: check the payment at the processor (payledger support find {}), then refund or payledger support resolve", d.detail, d.payment_id),
+                    };
+                    let opening = Opening {
+                        kind: "processor_disagreement",
+                        subject: &subject,
+                        amount: Some(d.processor_amount),
+                        currency: Some(d.processor_currency.as_str()),
+                        email: email.as_deref(),
                         action,
                     };
                     return open(tx, event, opening).await;
@@ -201,6 +222,15 @@ impl Projection for Discrepancies {
                             {
                                 close(tx, kind, payment_id, "refunded", position).await?;
                             }
+                            let subject = format!("{payment_id}:refunded_at_processor");
+                            close(
+                                tx,
+                                "processor_disagreement",
+                                &subject,
+                                "refund recorded",
+                                position,
+                            )
+                            .await?;
                         } else {
                             let action = format!("the processor refunded {payment_id}, which the ledger never saw charged: run payledger reconcile");
                             let o = Opening {

@@ -1,7 +1,8 @@
 CREATE TABLE discrepancies (
     id               TEXT PRIMARY KEY,
     -- unmatched_charge | duplicate_charge | amount_mismatch | dispute_opened |
-    -- refund_without_charge | email_undeliverable | unparsed_processor_event
+    -- refund_without_charge | email_undeliverable | unparsed_processor_event |
+    -- processor_disagreement (subject <payment id>:<kind>)
     kind             TEXT NOT NULL,
     subject          TEXT NOT NULL,
     amount           BIGINT,

@@ -13,7 +13,8 @@ impl Projection for Timeline {
         "timeline"
     }
     fn version(&self) -> i32 {
-        1
+        // v2: processor disagreements.
+        2
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern
@@ -22,6 +23,7 @@ impl Projection for Timeline {
             event_type,
             "ProcessorEventReceived"
                 | "ReconciliationCompleted"
+                | "ReconciliationFailed"
                 | "DiscrepancyAcknowledged"
                 | "DiscrepancyResolved"
         )
@@ -129,6 +131,18 @@ impl Projection for Timeline {
                 DomainEvent::EmailResendRequested(r) => {
                     people.extend(recipient(tx, &r.email_key).await?);
                     format!("resend of {} requested by {}", r.email_key, r.requested_by)
+                }
+                DomainEvent::ProcessorDisagreement(d) => {
+                    if let Some(r) = sql::query_opt(
+                        tx,
+                        "SELECT COALESCE(account_email, customer_email) FROM ledger_payments WHERE payment_id = $1",
+                        &[&d.payment_id],
+                    )
+                    .await?
+                    {
+                        people.extend(r.get::<_, Option<String>>(0));
+                    }
+                    format!("reconciliation found a disagreement: {}", d.detail)
                 }
                 _ => String::new(),
             };

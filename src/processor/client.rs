@@ -3,7 +3,7 @@
 //! connection failures with exponential backoff; anything else is a typed
 //! error that names the request.
 
-use super::stripe::{Charge, CheckoutSession, Event, List, Refund};
+use super::stripe::{Charge, CheckoutSession, Dispute, Event, List, Refund};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -277,6 +277,10 @@ impl ProcessorClient {
 
     pub fn refunds(&self, filter: ListFilter) -> Pages<'_, Refund> {
         Pages::new(self, "/v1/refunds", filter, |r| r.id.clone())
+    }
+
+    pub fn disputes(&self, filter: ListFilter) -> Pages<'_, Dispute> {
+        Pages::new(self, "/v1/disputes", filter, |d| d.id.clone())
     }
 
     pub fn events(&self, filter: ListFilter) -> Pages<'_, Event> {

@@ -1,15 +1,24 @@
-//! `payledger reconcile`: ask the processor what it charged and refunded in a
-//! window, and append what the ledger missed — with the same deterministic
-//! ids as the webhook, so a late webhook and the reconciler never record one
-//! fact twice.
+//! `payledger reconcile`: ask the processor what it charged, refunded and
+//! disputed in a window — and which events it could not deliver — and append
+//! what the ledger missed, with the same deterministic ids as the webhook, so
+//! a late webhook and the reconciler never record one fact twice.
+//!
+//! Two reconcilers at once are safe by idempotency (the store keeps each
+//! event id once); the schedule in `work` also takes an advisory lock so two
+//! workers do not walk the processor twice for nothing.
+
+mod run;
+pub mod schedule;
 
 use crate::processor::client::{ListFilter, ProcessorClient, ProcessorError};
-use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
-use crate::webhook::mapping::{self, ProcessorFact};
-use chrono::{DateTime, TimeZone, Utc};
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
+use crate::webhook::mapping;
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use payledger_events::{
-    Actor, ChargeSource, DomainEvent, EventData, Metadata, ReconciliationCompleted, StreamId,
+    Actor, ChargeSource, DomainEvent, EventData, Metadata, ReconciliationCompleted,
+    ReconciliationFailed, StreamId,
 };
+use run::Run;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -31,14 +40,34 @@ pub struct ReconcileReport {
     pub dry_run: bool,
     pub objects_seen: u64,
     pub missing_appended: u64,
-    /// Objects the processor shows that payledger cannot turn into a fact
-    /// (e.g. a non-positive amount); named in `problems`.
+    /// Objects the processor shows differently from the ledger (amount,
+    /// currency, refunded there but not here) or that cannot become a fact
+    /// at all; each named in `problems`.
     pub differences: u64,
     pub problems: Vec<String>,
     /// The facts appended (or, with --dry-run, that would be).
     pub appended: Vec<String>,
     pub duration_ms: u64,
 }
+
+/// Where a run's record goes: its own stream, or the schedule's stream
+/// whose last completed run is the schedule's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Manual,
+    Scheduled,
+}
+
+/// A run that stopped half-way: what it had done, and why it stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("reconciliation of {} .. {} failed after {} objects ({} appended): {error}", .report.window_from, .report.window_to, .report.objects_seen, .report.missing_appended)]
+pub struct RunFailed {
+    pub report: Box<ReconcileReport>,
+    pub error: ReconcileError,
+}
+
+/// How long the processor keeps events listable (Stripe: 30 days).
+const EVENT_RETENTION_DAYS: i64 = 30;
 
 fn unix(t: DateTime<Utc>) -> i64 {
     t.timestamp()
@@ -48,78 +77,119 @@ fn at(unix: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(unix, 0).single().unwrap_or_default()
 }
 
-/// One reconciliation run over `[from, to]`. Sessions come first: a paid
-/// session carries the checkout reference, so its `ChargeSucceeded` is the
-/// richest; the same payment seen again as a charge is then a duplicate.
+/// One manual reconciliation run over `[from, to]`.
 pub async fn reconcile(
     store: &PgEventStore,
     processor: &ProcessorClient,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     dry_run: bool,
-) -> Result<ReconcileReport, ReconcileError> {
+) -> Result<ReconcileReport, RunFailed> {
+    reconcile_as(store, processor, from, to, dry_run, RunKind::Manual).await
+}
+
+pub async fn reconcile_as(
+    store: &PgEventStore,
+    processor: &ProcessorClient,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    dry_run: bool,
+    kind: RunKind,
+) -> Result<ReconcileReport, RunFailed> {
     let started = std::time::Instant::now();
-    let run_id = Uuid::new_v4();
+    let mut run = Run::new(store, Uuid::new_v4(), from, to, dry_run);
+    let walked = walk(&mut run, processor, store.clock().now()).await;
+    let mut report = run.into_report();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if let Err(error) = walked {
+        if !dry_run {
+            if let Err(e) = record_failure(store, &report, &error, kind).await {
+                tracing::error!(error = %e, run_id = %report.run_id, "could not record the failed reconciliation run");
+            }
+        }
+        return Err(RunFailed {
+            report: Box::new(report),
+            error,
+        });
+    }
+    if !dry_run {
+        if let Err(error) = record_completion(store, &report, kind).await {
+            return Err(RunFailed {
+                report: Box::new(report),
+                error,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Sessions first: a paid session carries the checkout reference, so its
+/// `ChargeSucceeded` is the richest, and the same payment seen again as a
+/// charge is a duplicate. Charges before refunds and disputes keep a
+/// payment's facts in the order they happened.
+async fn walk(
+    run: &mut Run<'_>,
+    processor: &ProcessorClient,
+    now: DateTime<Utc>,
+) -> Result<(), ReconcileError> {
+    let (from, to) = run.window();
     let filter = ListFilter {
         created_gte: Some(unix(from)),
         created_lte: Some(unix(to)),
         limit: Some(100),
         extra: vec![],
     };
-    let mut report = ReconcileReport {
-        run_id,
-        window_from: from,
-        window_to: to,
-        dry_run,
-        objects_seen: 0,
-        missing_appended: 0,
-        differences: 0,
-        problems: vec![],
-        appended: vec![],
-        duration_ms: 0,
-    };
     let source = ChargeSource::Reconciliation;
 
     let mut sessions = processor.checkout_sessions(filter.clone());
     while let Some(page) = sessions.next_page().await? {
-        for s in page {
-            report.objects_seen += 1;
-            let fact = mapping::charge_of_session(&s, at(s.created), source);
-            record(
-                store,
-                run_id,
-                fact.map(|f| f.into_iter().collect()),
-                &s.id,
-                dry_run,
-                &mut report,
-            )
-            .await?;
-        }
+        let facts = page
+            .iter()
+            .map(|s| {
+                let fact = mapping::charge_of_session(s, at(s.created), source);
+                (s.id.clone(), fact.map(|f| f.into_iter().collect()))
+            })
+            .collect();
+        run.record_page(facts).await?;
     }
     let mut charges = processor.charges(filter.clone());
     while let Some(page) = charges.next_page().await? {
-        for c in page {
-            report.objects_seen += 1;
+        let mut facts = vec![];
+        for c in &page {
             if !c.paid || c.status.as_deref().is_some_and(|s| s != "succeeded") {
+                run.seen(1);
                 continue;
             }
-            let fact = mapping::charge_of_charge(&c, source);
-            record(
-                store,
-                run_id,
-                fact.map(|f| vec![f]),
-                &c.id,
-                dry_run,
-                &mut report,
-            )
-            .await?;
+            if c.amount_refunded > 0 {
+                run.refunded_at_processor(c);
+            }
+            facts.push((
+                c.id.clone(),
+                mapping::charge_of_charge(c, source).map(|f| vec![f]),
+            ));
         }
+        run.record_page(facts).await?;
     }
-    let mut refunds = processor.refunds(filter);
+    let mut disputes = processor.disputes(filter.clone());
+    while let Some(page) = disputes.next_page().await? {
+        let facts = page
+            .iter()
+            .map(|d| {
+                let mut facts = vec![mapping::dispute_opened(d)];
+                if mapping::dispute_is_closed(&d.status) {
+                    facts.push(mapping::dispute_closed(d, now));
+                }
+                (d.id.clone(), facts.into_iter().collect())
+            })
+            .collect();
+        run.record_page(facts).await?;
+    }
+    let mut refunds = processor.refunds(filter.clone());
     while let Some(page) = refunds.next_page().await? {
-        for r in page {
-            report.objects_seen += 1;
+        let mut facts = vec![];
+        for r in &page {
             if r.status.as_deref() == Some("failed") {
+                run.seen(1);
                 continue;
             }
             let payment = r
@@ -129,93 +199,97 @@ pub async fn reconcile(
                 .or(r.charge.as_ref().and_then(|c| c.id()))
                 .unwrap_or_default()
                 .to_string();
-            let fact = mapping::refund_fact(&r, &payment, source);
-            record(
-                store,
-                run_id,
-                fact.map(|f| vec![f]),
-                &r.id,
-                dry_run,
-                &mut report,
-            )
-            .await?;
+            facts.push((
+                r.id.clone(),
+                mapping::refund_fact(r, &payment, source).map(|f| vec![f]),
+            ));
+        }
+        run.record_page(facts).await?;
+    }
+    // Whatever the processor gave up delivering, within its retention.
+    let retained = (now - Duration::days(EVENT_RETENTION_DAYS)).max(from);
+    if retained <= to {
+        let undelivered = ListFilter {
+            created_gte: Some(unix(retained)),
+            extra: vec![("delivery_success".into(), "false".into())],
+            ..filter
+        };
+        let mut events = processor.events(undelivered);
+        while let Some(page) = events.next_page().await? {
+            let facts = page
+                .iter()
+                .map(|e| (e.id.clone(), mapping::facts_of_event(e, source)))
+                .collect();
+            run.record_page(facts).await?;
         }
     }
-
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    if !dry_run {
-        let completed: DomainEvent = ReconciliationCompleted {
-            run_id,
-            window_from: from,
-            window_to: to,
-            objects_seen: report.objects_seen,
-            missing_appended: report.missing_appended,
-            differences: report.differences,
-            duration_ms: report.duration_ms,
-        }
-        .into();
-        let data = EventData::new(&completed, Uuid::new_v4(), metadata(run_id))?;
-        store
-            .append_to_stream(
-                StreamId::reconciliation(run_id),
-                ExpectedVersion::NoStream,
-                vec![data],
-            )
-            .await?;
-    }
-    Ok(report)
+    run.check_refunds().await
 }
 
-fn metadata(run_id: Uuid) -> Metadata {
-    Metadata::new(run_id, Actor::reconciler(), "reconciliation")
-}
-
-async fn record(
-    store: &PgEventStore,
-    run_id: Uuid,
-    facts: Result<Vec<ProcessorFact>, String>,
-    object_id: &str,
-    dry_run: bool,
-    report: &mut ReconcileReport,
-) -> Result<(), ReconcileError> {
-    let facts = match facts {
-        Ok(f) => f,
-        Err(reason) => {
-            report.differences += 1;
-            report.problems.push(format!("{object_id}: {reason}"));
-            return Ok(());
-        }
+fn metadata(run_id: Uuid, kind: RunKind) -> Metadata {
+    let source = match kind {
+        RunKind::Manual => "reconciliation",
+        RunKind::Scheduled => "reconciliation-schedule",
     };
-    for fact in facts {
-        let data = EventData::for_processor_fact(&fact.event, &fact.object_id, metadata(run_id))?;
-        let label = format!("{} {}", fact.event.event_type(), fact.object_id);
-        if dry_run {
-            let client = store.pool().get().await.map_err(StoreError::from)?;
-            let known = client
-                .query_opt(
-                    "SELECT 1 FROM events WHERE event_id = $1",
-                    &[&data.event_id],
-                )
-                .await
-                .map_err(StoreError::from)?
-                .is_some();
-            if !known && !report.appended.contains(&label) {
-                report.missing_appended += 1;
-                report.appended.push(label);
-            }
-            continue;
-        }
-        let outcome = store
-            .append(vec![StreamAppend::new(
-                fact.stream,
-                ExpectedVersion::Any,
-                vec![data],
-            )])
-            .await?;
-        if outcome.stored() > 0 {
-            report.missing_appended += 1;
-            report.appended.push(label);
-        }
+    Metadata::new(run_id, Actor::reconciler(), source)
+}
+
+fn record_stream(run_id: Uuid, kind: RunKind) -> StreamId {
+    match kind {
+        RunKind::Manual => StreamId::reconciliation(run_id),
+        RunKind::Scheduled => StreamId::reconciliation_schedule(),
     }
+}
+
+async fn record_completion(
+    store: &PgEventStore,
+    report: &ReconcileReport,
+    kind: RunKind,
+) -> Result<(), ReconcileError> {
+    let completed: DomainEvent = ReconciliationCompleted {
+        run_id: report.run_id,
+        window_from: report.window_from,
+        window_to: report.window_to,
+        objects_seen: report.objects_seen,
+        missing_appended: report.missing_appended,
+        differences: report.differences,
+        duration_ms: report.duration_ms,
+    }
+    .into();
+    append_record(store, completed, report.run_id, kind).await
+}
+
+async fn record_failure(
+    store: &PgEventStore,
+    report: &ReconcileReport,
+    error: &ReconcileError,
+    kind: RunKind,
+) -> Result<(), ReconcileError> {
+    let failed: DomainEvent = ReconciliationFailed {
+        run_id: report.run_id,
+        window_from: report.window_from,
+        window_to: report.window_to,
+        objects_seen: report.objects_seen,
+        missing_appended: report.missing_appended,
+        error: error.to_string(),
+    }
+    .into();
+    append_record(store, failed, report.run_id, kind).await
+}
+
+async fn append_record(
+    store: &PgEventStore,
+    event: DomainEvent,
+    run_id: Uuid,
+    kind: RunKind,
+) -> Result<(), ReconcileError> {
+    let data = EventData::new(&event, Uuid::new_v4(), metadata(run_id, kind))?;
+    store
+        .append_to_stream(
+            record_stream(run_id, kind),
+            ExpectedVersion::Any,
+            vec![data],
+        )
+        .await?;
     Ok(())
 }

@@ -58,7 +58,7 @@ pub fn map_callback(
                     vec![],
                     Some(format!("not a processor event: {e}")),
                 ),
-                Ok(event) => match facts_of_event(&event) {
+                Ok(event) => match facts_of_event(&event, ChargeSource::Webhook) {
                     Ok(facts) => (event.id, event.event_type, facts, None),
                     Err(reason) => (event.id, event.event_type, vec![], Some(reason)),
                 },
@@ -150,12 +150,15 @@ fn reference(metadata: &Option<std::collections::BTreeMap<String, String>>) -> O
 
 /// The facts a processor event states; `Err` names why a body of a type
 /// payledger acts on could not be understood.
-pub fn facts_of_event(event: &stripe::Event) -> Result<Vec<ProcessorFact>, String> {
+pub fn facts_of_event(
+    event: &stripe::Event,
+    source: ChargeSource,
+) -> Result<Vec<ProcessorFact>, String> {
     let when = at(event.created)?;
     match event.event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session: stripe::CheckoutSession = object(event)?;
-            Ok(charge_of_session(&session, when, ChargeSource::Webhook)?
+            Ok(charge_of_session(&session, when, source)?
                 .into_iter()
                 .collect())
         }
@@ -209,49 +212,24 @@ pub fn facts_of_event(event: &stripe::Event) -> Result<Vec<ProcessorFact>, Strin
                 amount,
                 currency,
                 paid_at: when,
-                source: ChargeSource::Webhook,
+                source,
             })])
         }
         "charge.succeeded" => {
             let charge: stripe::Charge = object(event)?;
-            Ok(vec![charge_of_charge(&charge, ChargeSource::Webhook)?])
+            Ok(vec![charge_of_charge(&charge, source)?])
         }
         "charge.refunded" => {
             let charge: stripe::Charge = object(event)?;
-            refunds_of_charge(&charge, ChargeSource::Webhook)
+            refunds_of_charge(&charge, source)
         }
         "charge.dispute.created" => {
             let dispute: stripe::Dispute = object(event)?;
-            let (amount, currency) = money(dispute.amount, &dispute.currency)?;
-            let payment_id = dispute_payment_id(&dispute)?;
-            Ok(vec![ProcessorFact {
-                stream: StreamId::payment(&payment_id),
-                object_id: dispute.id.clone(),
-                event: DisputeOpened {
-                    payment_id,
-                    dispute_id: dispute.id,
-                    amount,
-                    currency,
-                    reason: dispute.reason,
-                    opened_at: at(dispute.created)?,
-                }
-                .into(),
-            }])
+            Ok(vec![dispute_opened(&dispute)?])
         }
         "charge.dispute.closed" => {
             let dispute: stripe::Dispute = object(event)?;
-            let payment_id = dispute_payment_id(&dispute)?;
-            Ok(vec![ProcessorFact {
-                stream: StreamId::payment(&payment_id),
-                object_id: dispute.id.clone(),
-                event: DisputeClosed {
-                    payment_id,
-                    dispute_id: dispute.id,
-                    status: dispute.status,
-                    closed_at: when,
-                }
-                .into(),
-            }])
+            Ok(vec![dispute_closed(&dispute, when)?])
         }
         // Kept verbatim, acted on by nobody (yet).
         _ => Ok(vec![]),
@@ -396,4 +374,46 @@ fn dispute_payment_id(dispute: &stripe::Dispute) -> Result<String, String> {
         .or(dispute.charge.id())
         .map(str::to_string)
         .ok_or_else(|| "dispute names no charge".to_string())
+}
+
+pub fn dispute_opened(dispute: &stripe::Dispute) -> Result<ProcessorFact, String> {
+    let (amount, currency) = money(dispute.amount, &dispute.currency)?;
+    let payment_id = dispute_payment_id(dispute)?;
+    Ok(ProcessorFact {
+        stream: StreamId::payment(&payment_id),
+        object_id: dispute.id.clone(),
+        event: DisputeOpened {
+            payment_id,
+            dispute_id: dispute.id.clone(),
+            amount,
+            currency,
+            reason: dispute.reason.clone(),
+            opened_at: at(dispute.created)?,
+        }
+        .into(),
+    })
+}
+
+pub fn dispute_closed(
+    dispute: &stripe::Dispute,
+    closed_at: DateTime<Utc>,
+) -> Result<ProcessorFact, String> {
+    let payment_id = dispute_payment_id(dispute)?;
+    Ok(ProcessorFact {
+        stream: StreamId::payment(&payment_id),
+        object_id: dispute.id.clone(),
+        event: DisputeClosed {
+            payment_id,
+            dispute_id: dispute.id.clone(),
+            status: dispute.status.clone(),
+            closed_at,
+        }
+        .into(),
+    })
+}
+
+/// Whether a dispute's status means it is over (Stripe: `won`, `lost`,
+/// `warning_closed`, `prevented`).
+pub fn dispute_is_closed(status: &str) -> bool {
+    matches!(status, "won" | "lost" | "warning_closed" | "prevented")
 }

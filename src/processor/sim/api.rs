@@ -60,6 +60,7 @@ pub fn router(sim: Simulator) -> Router {
         .route("/v1/charges", get(list_charges))
         .route("/v1/refunds", get(list_refunds).post(create_refund))
         .route("/v1/events", get(list_events))
+        .route("/v1/disputes", get(list_disputes))
         .layer(middleware::from_fn_with_state(sim.clone(), api_gate));
     Router::new()
         .merge(api)
@@ -67,6 +68,7 @@ pub fn router(sim: Simulator) -> Router {
         .route("/_sim/faults", post(set_faults).get(get_faults))
         .route("/_sim/charges", post(sim_charge))
         .route("/_sim/disputes", post(sim_dispute))
+        .route("/_sim/disputes/{id}/close", post(sim_close_dispute))
         .with_state(sim)
 }
 
@@ -297,6 +299,21 @@ async fn list_refunds(
         |_| true,
         &params,
         "/v1/refunds",
+    )
+}
+
+async fn list_disputes(
+    State(sim): State<Simulator>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let state = sim.lock();
+    list(
+        &state.disputes,
+        |d| &d.id,
+        |d| d.created,
+        |_| true,
+        &params,
+        "/v1/disputes",
     )
 }
 
@@ -620,6 +637,46 @@ async fn sim_dispute(
         let object = serde_json::to_value(&dispute).map_err(|e| invalid(e.to_string()))?;
         (
             vec![state.record_event("charge.dispute.created", object, dispute.created)],
+            dispute,
+        )
+    };
+    dispatch(&sim, events);
+    Ok(Json(
+        serde_json::to_value(dispute).map_err(|e| invalid(e.to_string()))?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct SimCloseDisputeRequest {
+    status: String,
+}
+
+/// Ends a dispute as the card network would: `won` or `lost`.
+async fn sim_close_dispute(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    Json(req): Json<SimCloseDisputeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(req.status.as_str(), "won" | "lost") {
+        return Err(invalid(format!(
+            "status must be won or lost, not {:?}",
+            req.status
+        )));
+    }
+    let (events, dispute) = {
+        let mut state = sim.lock();
+        let dispute = {
+            let d = state
+                .disputes
+                .iter_mut()
+                .find(|d| d.id == id)
+                .ok_or_else(|| missing("dispute", &id))?;
+            d.status = req.status.clone();
+            d.clone()
+        };
+        let object = serde_json::to_value(&dispute).map_err(|e| invalid(e.to_string()))?;
+        (
+            vec![state.record_event("charge.dispute.closed", object, now())],
             dispute,
         )
     };

@@ -1,0 +1,306 @@
+//! One run's bookkeeping: which facts the ledger already holds (one query
+//! per page, not per object), what is missing, and where the processor and
+//! the ledger disagree.
+
+use super::{metadata, ReconcileError, ReconcileReport, RunKind};
+use crate::processor::stripe::Charge;
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
+use crate::webhook::mapping::ProcessorFact;
+use chrono::{DateTime, Utc};
+use payledger_events::{Currency, DomainEvent, EventData, ProcessorDisagreement, StreamId};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// A charge the processor shows as (partly) refunded; checked against the
+/// ledger's refunds once every refund in the window has been recorded.
+struct RefundedCharge {
+    payment_id: String,
+    charge_id: String,
+    amount_refunded: i64,
+    currency: String,
+}
+
+pub(super) struct Run<'a> {
+    store: &'a PgEventStore,
+    report: ReconcileReport,
+    refunded: Vec<RefundedCharge>,
+    /// With --dry-run: ids that would have been appended, so the same fact
+    /// seen as a session and as a charge is counted once.
+    would_append: HashSet<Uuid>,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        store: &'a PgEventStore,
+        run_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Self {
+        Run {
+            store,
+            report: ReconcileReport {
+                run_id,
+                window_from: from,
+                window_to: to,
+                dry_run,
+                objects_seen: 0,
+                missing_appended: 0,
+                differences: 0,
+                problems: vec![],
+                appended: vec![],
+                duration_ms: 0,
+            },
+            refunded: vec![],
+            would_append: HashSet::new(),
+        }
+    }
+
+    pub fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (self.report.window_from, self.report.window_to)
+    }
+
+    pub fn into_report(self) -> ReconcileReport {
+        self.report
+    }
+
+    pub fn seen(&mut self, n: u64) {
+        self.report.objects_seen += n;
+    }
+
+    pub fn refunded_at_processor(&mut self, charge: &Charge) {
+        self.refunded.push(RefundedCharge {
+            payment_id: charge.payment_id().to_string(),
+            charge_id: charge.id.clone(),
+            amount_refunded: charge.amount_refunded,
+            currency: charge.currency.clone(),
+        });
+    }
+
+    fn data(&self, fact: &ProcessorFact) -> Result<EventData, ReconcileError> {
+        Ok(EventData::for_processor_fact(
+            &fact.event,
+            &fact.object_id,
+            metadata(self.report.run_id, RunKind::Manual),
+        )?)
+    }
+
+    /// One page of processor objects, each with the facts it states (or why
+    /// it states none that payledger can record).
+    pub async fn record_page(
+        &mut self,
+        objects: Vec<(String, Result<Vec<ProcessorFact>, String>)>,
+    ) -> Result<(), ReconcileError> {
+        self.seen(objects.len() as u64);
+        let mut facts = vec![];
+        for (object_id, stated) in objects {
+            match stated {
+                Ok(f) => facts.extend(f),
+                Err(reason) => {
+                    self.report.differences += 1;
+                    self.report.problems.push(format!("{object_id}: {reason}"));
+                }
+            }
+        }
+        let mut candidates = Vec::with_capacity(facts.len());
+        for fact in facts {
+            let data = self.data(&fact)?;
+            candidates.push((fact, data));
+        }
+        let ids: Vec<Uuid> = candidates.iter().map(|(_, d)| d.event_id).collect();
+        let known = self.known(&ids).await?;
+        let mut disagreements = vec![];
+        for (fact, data) in candidates {
+            match known.get(&data.event_id) {
+                Some(recorded) => disagreements.extend(disagreement(&fact, recorded)),
+                None => self.append_missing(fact, data).await?,
+            }
+        }
+        self.record_disagreements(disagreements).await
+    }
+
+    /// Processor-refunded charges whose payment has no `ChargeRefunded` in
+    /// the ledger (the refund happened outside the window, or its fact was
+    /// lost some other way).
+    pub async fn check_refunds(&mut self) -> Result<(), ReconcileError> {
+        let refunded = std::mem::take(&mut self.refunded);
+        for chunk in refunded.chunks(500) {
+            let streams: Vec<String> = chunk
+                .iter()
+                .map(|c| StreamId::payment(&c.payment_id).as_str().to_string())
+                .collect();
+            let client = self.store.pool().get().await.map_err(StoreError::from)?;
+            let rows = client
+                .query(include_str!("refunded_streams.sql"), &[&streams])
+                .await
+                .map_err(StoreError::from)?;
+            let with_refund: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            let mut disagreements = vec![];
+            for (c, stream) in chunk.iter().zip(&streams) {
+                if with_refund.contains(stream) || self.would_append_refund_of(&c.payment_id) {
+                    continue;
+                }
+                let Ok(currency) = Currency::new(&c.currency) else {
+                    continue;
+                };
+                disagreements.push(ProcessorDisagreement {
+                    payment_id: c.payment_id.clone(),
+                    kind: "refunded_at_processor".into(),
+                    ledger_amount: None,
+                    ledger_currency: None,
+                    processor_amount: c.amount_refunded,
+                    processor_currency: currency.clone(),
+                    processor_object_id: c.charge_id.clone(),
+                    detail: format!(
+                        "the processor shows {} refunded on {} but the ledger has no refund",
+                        currency.format_amount(c.amount_refunded),
+                        c.payment_id
+                    ),
+                });
+            }
+            self.record_disagreements(disagreements).await?;
+        }
+        Ok(())
+    }
+
+    fn would_append_refund_of(&self, payment_id: &str) -> bool {
+        let prefix = format!("ChargeRefunded {payment_id} ");
+        self.report.dry_run && self.report.appended.iter().any(|l| l.starts_with(&prefix))
+    }
+
+    /// Recorded payloads of the ids the ledger already holds.
+    async fn known(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, serde_json::Value>, ReconcileError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.store.pool().get().await.map_err(StoreError::from)?;
+        let rows = client
+            .query(include_str!("known_events.sql"), &[&ids])
+            .await
+            .map_err(StoreError::from)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn append_missing(
+        &mut self,
+        fact: ProcessorFact,
+        data: EventData,
+    ) -> Result<(), ReconcileError> {
+        let label = label(&fact.event, &fact.object_id);
+        if self.report.dry_run {
+            if self.would_append.insert(data.event_id) {
+                self.report.missing_appended += 1;
+                self.report.appended.push(label);
+            }
+            return Ok(());
+        }
+        let outcome = self
+            .store
+            .append(vec![StreamAppend::new(
+                fact.stream,
+                ExpectedVersion::Any,
+                vec![data],
+            )])
+            .await?;
+        // Zero stored: a webhook (or another reconciler) got there between
+        // our check and our append — the fact is recorded once either way.
+        if outcome.stored() > 0 {
+            self.report.missing_appended += 1;
+            self.report.appended.push(label);
+        }
+        Ok(())
+    }
+
+    async fn record_disagreements(
+        &mut self,
+        found: Vec<ProcessorDisagreement>,
+    ) -> Result<(), ReconcileError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut prepared = vec![];
+        for d in found {
+            self.report.differences += 1;
+            self.report.problems.push(d.detail.clone());
+            let key = format!(
+                "{}:{}:{}{}",
+                d.payment_id,
+                d.kind,
+                d.processor_amount,
+                d.processor_currency.as_str()
+            );
+            let stream = StreamId::payment(&d.payment_id);
+            let event: DomainEvent = d.into();
+            let data = EventData::for_processor_fact(
+                &event,
+                &key,
+                metadata(self.report.run_id, RunKind::Manual),
+            )?;
+            prepared.push((stream, data, label(&event, &key)));
+        }
+        if self.report.dry_run {
+            return Ok(());
+        }
+        for (stream, data, label) in prepared {
+            let outcome = self
+                .store
+                .append(vec![StreamAppend::new(
+                    stream,
+                    ExpectedVersion::Any,
+                    vec![data],
+                )])
+                .await?;
+            if outcome.stored() > 0 {
+                self.report.appended.push(label);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn label(event: &DomainEvent, object_id: &str) -> String {
+    match event {
+        DomainEvent::ChargeRefunded(r) => format!("ChargeRefunded {} {object_id}", r.payment_id),
+        other => format!("{} {object_id}", other.event_type()),
+    }
+}
+
+/// The processor's charge compared with the ledger's record of it.
+fn disagreement(
+    fact: &ProcessorFact,
+    recorded: &serde_json::Value,
+) -> Option<ProcessorDisagreement> {
+    let DomainEvent::ChargeSucceeded(seen) = &fact.event else {
+        return None;
+    };
+    let ledger_amount = recorded.get("amount").and_then(|v| v.as_i64())?;
+    let ledger_currency = recorded
+        .get("currency")
+        .and_then(|v| v.as_str())
+        .and_then(|c| Currency::new(c).ok())?;
+    let kind = if ledger_currency != seen.currency {
+        "currency_differs"
+    } else if ledger_amount != seen.amount {
+        "amount_differs"
+    } else {
+        return None;
+    };
+    Some(ProcessorDisagreement {
+        payment_id: seen.payment_id.clone(),
+        kind: kind.into(),
+        ledger_amount: Some(ledger_amount),
+        ledger_currency: Some(ledger_currency.clone()),
+        processor_amount: seen.amount,
+        processor_currency: seen.currency.clone(),
+        processor_object_id: fact.object_id.clone(),
+        detail: format!(
+            "payment {}: the ledger recorded {} but the processor shows {}",
+            seen.payment_id,
+            ledger_currency.format_amount(ledger_amount),
+            seen.currency.format_amount(seen.amount)
+        ),
+    })
+}
