@@ -129,6 +129,14 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One reconciliation run over N charges (all in the ledger, and 1%
+    /// missing) beside walking the same pages; time and peak memory.
+    Reconcile {
+        #[arg(long, default_value_t = 100_000)]
+        charges: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Signed webhooks/s over loopback HTTP beside raw INSERTs, 8 and 32 clients.
     Webhook {
         /// Seconds per measured run.
@@ -393,6 +401,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 payledger::bench::projections::print_projection_report(&report);
+            }
+        }
+        Command::Bench {
+            command: BenchCommand::Reconcile { charges, json },
+        } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let rows = payledger::bench::reconcile::run_reconcile_bench(&url, *charges).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                payledger::bench::reconcile::print_reconcile_report(&rows);
             }
         }
         Command::Bench {

@@ -4,6 +4,7 @@
 
 pub mod append;
 pub mod projections;
+pub mod reconcile;
 pub mod webhook;
 
 use crate::db::{create_database_if_missing, drop_database_if_exists, Database};

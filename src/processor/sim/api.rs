@@ -568,9 +568,7 @@ async fn sim_charge(
             .pay_session(&id, Some(req.email), now())
             .map_err(invalid)?;
         let session = state
-            .sessions
-            .iter()
-            .find(|s| s.id == id)
+            .session_mut(&id)
             .cloned()
             .ok_or_else(|| invalid("session vanished"))?;
         (events, session)

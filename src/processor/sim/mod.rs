@@ -8,7 +8,7 @@ mod delivery;
 mod state;
 
 pub use delivery::RetryPolicy;
-pub use state::{Faults, SimState};
+pub use state::{Faults, NewSession, SimState};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -138,7 +138,8 @@ impl SimState {
     }
 
     pub fn session_mut(&mut self, id: &str) -> Option<&mut CheckoutSession> {
-        self.sessions.iter_mut().find(|s| s.id == id)
+        // Newest first: the session being paid was almost always just opened.
+        self.sessions.iter_mut().rev().find(|s| s.id == id)
     }
 
     /// Records an event about `object` and returns it for delivery.
@@ -180,6 +181,7 @@ impl SimState {
         let session = self
             .sessions
             .iter()
+            .rev()
             .find(|s| s.id == session_id)
             .cloned()
             .ok_or_else(|| format!("no such checkout session: {session_id}"))?;
