@@ -9,6 +9,17 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// The newest migration this build knows; `/readyz` compares the
+/// database's with it.
+pub fn latest_migration_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The local server of a fresh machine; used when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/payledger";
 

@@ -6,6 +6,8 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod pages;
+pub mod plans;
 pub mod processor;
 pub mod reconcile;
 pub mod store;

@@ -304,11 +304,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db.migrate().await?;
             let clock: std::sync::Arc<dyn payledger::clock::Clock> =
                 std::sync::Arc::new(SystemClock);
-            let state = payledger::http::AppState {
-                store: payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
+            let site = payledger::pages::Site::from_env(bind)?;
+            payledger::pages::install_metrics();
+            let state = payledger::http::AppState::new(
+                payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
                 clock,
-                webhook_secrets: std::sync::Arc::new(secrets),
-            };
+                secrets,
+            )
+            .with_site(site);
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;

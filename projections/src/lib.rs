@@ -3,6 +3,7 @@
 //! projection is a deterministic function of the event sequence: no wall
 //! clock, no randomness, no network.
 
+pub mod customer_status;
 pub mod discrepancies;
 pub mod feed;
 pub mod ledger;
@@ -25,5 +26,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(outgoing_emails::OutgoingEmails),
         Arc::new(discrepancies::Discrepancies),
         Arc::new(timeline::Timeline),
+        Arc::new(customer_status::CustomerStatus),
     ]
 }

@@ -18,6 +18,11 @@ pub trait Projection: Send + Sync + 'static {
     fn schema_sql(&self) -> &'static str;
     /// Tables exposed to readers as `public.<table>` views.
     fn public_tables(&self) -> &'static [&'static str];
+    /// Statements run after the public views are (re)pointed, e.g. stable
+    /// views other applications read; names fully qualified.
+    fn public_sql(&self) -> &'static str {
+        ""
+    }
     fn apply<'a>(
         &'a self,
         tx: &'a Transaction<'a>,

@@ -139,7 +139,7 @@ async fn point_views(
         if replaced.is_err() {
             tx.batch_execute(&format!(
                 "ROLLBACK TO SAVEPOINT point_view;
-                 DROP VIEW IF EXISTS public.{table}; CREATE VIEW public.{table} AS SELECT * FROM {schema}.{table};"
+                 DROP VIEW IF EXISTS public.{table} CASCADE; CREATE VIEW public.{table} AS SELECT * FROM {schema}.{table};"
             ))
             .await?;
         }
@@ -147,6 +147,10 @@ async fn point_views(
             "RELEASE SAVEPOINT point_view; GRANT SELECT ON public.{table} TO payledger_auditor;"
         ))
         .await?;
+    }
+    // Views built on the public ones (a CASCADE above may have dropped them).
+    if !projection.public_sql().is_empty() {
+        tx.batch_execute(projection.public_sql()).await?;
     }
     Ok(())
 }

@@ -41,6 +41,9 @@ impl Projection for Subscriptions {
             include_str!("subscriptions.sql")
         )
     }
+    fn public_sql(&self) -> &'static str {
+        include_str!("payledger_access.sql")
+    }
     fn public_tables(&self) -> &'static [&'static str] {
         &["subscriptions"]
     }

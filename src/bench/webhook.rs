@@ -123,11 +123,11 @@ pub async fn run_webhook_bench(
 ) -> anyhow::Result<Vec<WebhookBenchRow>> {
     let db = fresh_bench_database(database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState {
-        store: PgEventStore::new(db.pool.clone(), clock.clone()),
+    let state = AppState::new(
+        PgEventStore::new(db.pool.clone(), clock.clone()),
         clock,
-        webhook_secrets: Arc::new(vec![SECRET.to_string()]),
-    };
+        vec![SECRET.to_string()],
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
     tokio::spawn(crate::http::serve(listener, state, std::future::pending()));

@@ -139,11 +139,16 @@ pub async fn start_serve(t: &TestDb, secrets: &[&str]) -> String {
 
 pub async fn start_serve_with_pool(pool: deadpool_postgres::Pool, secrets: &[&str]) -> String {
     let clock: Arc<dyn payledger::clock::Clock> = Arc::new(SystemClock);
-    let state = payledger::http::AppState {
-        store: PgEventStore::new(pool, clock.clone()),
+    let state = payledger::http::AppState::new(
+        PgEventStore::new(pool, clock.clone()),
         clock,
-        webhook_secrets: Arc::new(secrets.iter().map(|s| s.to_string()).collect()),
-    };
+        secrets.iter().map(|s| s.to_string()).collect(),
+    );
+    serve_state(state).await
+}
+
+/// `serve` in-process with the given state (its site settings included).
+pub async fn serve_state(state: payledger::http::AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

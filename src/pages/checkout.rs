@@ -1,0 +1,221 @@
+//! `GET /` and `POST /checkout`: the plan form, and the checkout that is
+//! recorded *before* the processor is asked for anything.
+
+use super::views::Home;
+use super::{internal_error, message, no_store, valid_email, Site};
+use crate::http::AppState;
+use crate::processor::client::NewCheckoutSession;
+use crate::store::{EventStore, ExpectedVersion, StoreError};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use payledger_events::{
+    deterministic_event_id, Actor, CheckoutStarted, DomainEvent, EventData, Metadata,
+    ProcessorSessionOpened, StreamId,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+pub struct CheckoutForm {
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    token: String,
+}
+
+fn home_page(site: &Site, plan: &str, email: &str, errors: Vec<String>) -> Home {
+    Home {
+        support_email: site.support_email.clone(),
+        reference: None,
+        plans: site.plans.all().to_vec(),
+        chosen_plan: if plan.is_empty() {
+            site.plans
+                .all()
+                .first()
+                .map(|p| p.id.clone())
+                .unwrap_or_default()
+        } else {
+            plan.to_string()
+        },
+        email: email.to_string(),
+        // A fresh token per form: a double submit of this form is one
+        // checkout, a new form is a new one.
+        token: Uuid::new_v4().to_string(),
+        errors,
+    }
+}
+
+pub async fn home(State(state): State<AppState>) -> Response {
+    home_page(&state.site, "", "", vec![]).into_response()
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    form: Result<Form<CheckoutForm>, FormRejection>,
+) -> Response {
+    let site = &state.site;
+    let Form(form) = match form {
+        Ok(f) => f,
+        Err(rejection) => {
+            let status = rejection.status();
+            let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "That form was too large. Nothing was recorded and you were not charged."
+            } else {
+                "The form could not be read. Nothing was recorded and you were not charged."
+            };
+            let page = home_page(site, "", "", vec![text.into()]);
+            return (status, page).into_response();
+        }
+    };
+    let email = form.email.trim().to_lowercase();
+    let mut errors = vec![];
+    if email.is_empty() {
+        errors.push("Please enter your email address.".to_string());
+    } else if !valid_email(&email) {
+        errors.push("That email address doesn't look right: please check it (for example name@example.com).".into());
+    }
+    let plan = site.plans.get(&form.plan).cloned();
+    if plan.is_none() {
+        errors.push("Please choose one of the plans below.".into());
+    }
+    let token = Uuid::parse_str(form.token.trim()).ok();
+    if token.is_none() && errors.is_empty() {
+        errors.push("This form has expired: please submit it again.".into());
+    }
+    let (Some(plan), Some(token), true) = (plan, token, errors.is_empty()) else {
+        let page = home_page(site, &form.plan, &form.email, errors);
+        return (StatusCode::BAD_REQUEST, page).into_response();
+    };
+
+    // The same form submitted twice is the same checkout.
+    let checkout_id = deterministic_event_id("checkout", &format!("{token}|{}|{email}", plan.id));
+    let stream = StreamId::checkout(checkout_id);
+    let actor = Actor::Customer(email.clone());
+    let started: DomainEvent = CheckoutStarted {
+        checkout_id,
+        email: email.clone(),
+        plan: plan.id.clone(),
+        amount: plan.amount,
+        currency: plan.currency.clone(),
+    }
+    .into();
+    let metadata = Metadata::new(checkout_id, actor.clone(), "checkout");
+    let recorded = async {
+        let data =
+            EventData::for_processor_fact(&started, &checkout_id.to_string(), metadata.clone())?;
+        state
+            .store
+            .append_to_stream(stream.clone(), ExpectedVersion::Any, vec![data])
+            .await
+    }
+    .await;
+    if let Err(e) = recorded {
+        return not_started(site, &e);
+    }
+    if let Ok(Some(url)) = opened_session_url(&state, &stream).await {
+        return see_other(&url);
+    }
+
+    let Some(processor) = site.processor.as_ref() else {
+        return internal_error(site, &"no processor is configured (STRIPE_API_KEY)");
+    };
+    let public = site.public_url.trim_end_matches('/');
+    let session = processor
+        .create_checkout_session(&NewCheckoutSession {
+            checkout_reference: checkout_id.to_string(),
+            customer_email: email.clone(),
+            product_name: plan.name.clone(),
+            amount: plan.amount,
+            currency: plan.currency.as_str().to_string(),
+            success_url: format!("{public}/checkout/return?session_id={{CHECKOUT_SESSION_ID}}"),
+            cancel_url: format!("{public}/"),
+        })
+        .await;
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            let reference = super::error_reference();
+            tracing::error!(reference = %reference, error = %e, checkout = %checkout_id, "the processor did not open a session");
+            let mut page = super::views::Message {
+                support_email: site.support_email.clone(),
+                reference: Some(reference),
+                heading: "We couldn't reach our payment provider".into(),
+                paragraphs: vec![
+                    "You have not been charged.".into(),
+                    "Please try again in a minute. If it keeps happening, write to us and mention the reference code below.".into(),
+                ],
+                link_href: Some("/".into()),
+                link_text: "Try again".into(),
+            }
+            .into_response();
+            *page.status_mut() = StatusCode::BAD_GATEWAY;
+            return no_store(page);
+        }
+    };
+    let Some(url) = session.url.clone() else {
+        return internal_error(
+            site,
+            &format!("session {} came without a pay page URL", session.id),
+        );
+    };
+    let opened: DomainEvent = ProcessorSessionOpened {
+        checkout_id,
+        session_id: session.id.clone(),
+        url: url.clone(),
+    }
+    .into();
+    // Keyed by the session id: the return page finds its checkout with it.
+    let appended = async {
+        let data =
+            EventData::for_processor_fact(&opened, &session.id, metadata.caused_by(checkout_id))?;
+        state
+            .store
+            .append_to_stream(stream, ExpectedVersion::Any, vec![data])
+            .await
+    }
+    .await;
+    if let Err(e) = appended {
+        // The session exists at the processor and carries the checkout id:
+        // whatever happens there is still matched. Send the customer on.
+        tracing::warn!(error = %e, checkout = %checkout_id, "could not record the opened session; the customer goes on to pay");
+    }
+    see_other(&url)
+}
+
+fn not_started(site: &Site, e: &StoreError) -> Response {
+    let reference = super::error_reference();
+    tracing::error!(reference = %reference, error = %e, "could not record a checkout");
+    message(
+        site,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "We couldn't start your checkout",
+        &[
+            "You have not been charged.",
+            "Please try again in a minute. If it keeps happening, write to us and mention the reference code below.",
+        ],
+        Some(reference),
+    )
+}
+
+fn see_other(url: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string())]).into_response()
+}
+
+/// The pay page of a session already opened for this checkout.
+async fn opened_session_url(
+    state: &AppState,
+    stream: &StreamId,
+) -> Result<Option<String>, StoreError> {
+    let client = state.store.pool().get().await?;
+    let row = client
+        .query_opt(
+            "SELECT payload->>'url' FROM events WHERE stream_id = $1 AND event_type = 'ProcessorSessionOpened' ORDER BY stream_version LIMIT 1",
+            &[&stream.as_str()],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
+}

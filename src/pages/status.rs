@@ -1,0 +1,332 @@
+//! The return page, the status page and the status-by-email form. They read
+//! the `customer_status` read model and never provision anything; the only
+//! events they append say that the customer came back or asked.
+
+use super::views::{Status, StatusForm};
+use super::{internal_error, masked_email, message, no_store, unavailable, valid_email, Site};
+use crate::http::AppState;
+use crate::store::{EventStore, ExpectedVersion, StoreError};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use payledger_events::{
+    deterministic_event_id, Actor, CheckoutReturned, DomainEvent, EventData, Metadata,
+    StatusLinkRequested, StreamId,
+};
+use payledger_projections::customer_status::reference_code;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const REFRESH_SECONDS: u32 = 5;
+
+#[derive(Deserialize)]
+pub struct ReturnQuery {
+    #[serde(default)]
+    session_id: String,
+}
+
+/// A database that cannot be reached gets the static promise; anything
+/// else is our bug and gets the error page.
+fn store_failure(site: &Site, e: &StoreError) -> Response {
+    match e {
+        StoreError::Unavailable(_) => unavailable(site, e),
+        StoreError::Database(db) if db.is_closed() || db.as_db_error().is_none() => {
+            unavailable(site, e)
+        }
+        _ => internal_error(site, e),
+    }
+}
+
+fn unknown(site: &Site, what: &str) -> Response {
+    message(
+        site,
+        StatusCode::NOT_FOUND,
+        &format!("We couldn't find {what}"),
+        &[
+            "The link may be incomplete or out of date.",
+            "If you paid, your payment is safe. Enter the email address you paid with on our status page and we will email you a link to each of your payments.",
+        ],
+        None,
+    )
+}
+
+pub async fn checkout_return(
+    State(state): State<AppState>,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let site = &state.site;
+    let session_id = q.session_id.trim();
+    if session_id.is_empty() || session_id.len() > 255 {
+        return unknown(site, "this checkout");
+    }
+    match returned(&state, session_id).await {
+        Ok(None) => unknown(site, "this checkout"),
+        Ok(Some((checkout_id, returned_at, row))) => {
+            let reference = reference_code("checkout", &checkout_id.to_string());
+            render(
+                site,
+                &reference,
+                row.as_ref(),
+                returned_at,
+                state.clock.now(),
+            )
+        }
+        Err(e) => store_failure(site, &e),
+    }
+}
+
+/// The checkout behind a session, with `CheckoutReturned` recorded once
+/// (its id is the checkout's, so a refreshing page appends nothing more).
+async fn returned(
+    state: &AppState,
+    session_id: &str,
+) -> Result<Option<(Uuid, DateTime<Utc>, Option<Row>)>, StoreError> {
+    let client = state.store.pool().get().await?;
+    let opened_id = deterministic_event_id("ProcessorSessionOpened", session_id);
+    let Some(opened) = client
+        .query_opt(
+            "SELECT payload->>'checkout_id' FROM events WHERE event_id = $1",
+            &[&opened_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(checkout_id) = opened
+        .get::<_, Option<String>>(0)
+        .and_then(|s| Uuid::parse_str(&s).ok())
+    else {
+        return Ok(None);
+    };
+    let event: DomainEvent = CheckoutReturned {
+        checkout_id,
+        session_id: session_id.to_string(),
+    }
+    .into();
+    let data = EventData::for_processor_fact(
+        &event,
+        &checkout_id.to_string(),
+        Metadata::new(
+            checkout_id,
+            Actor::Customer("return-page".into()),
+            "return-page",
+        ),
+    )?;
+    let returned_id = data.event_id;
+    state
+        .store
+        .append_to_stream(
+            StreamId::checkout(checkout_id),
+            ExpectedVersion::Any,
+            vec![data],
+        )
+        .await?;
+    let returned_at: DateTime<Utc> = client
+        .query_one(
+            "SELECT recorded_at FROM events WHERE event_id = $1",
+            &[&returned_id],
+        )
+        .await?
+        .get(0);
+    let row = client
+        .query_opt(
+            "SELECT * FROM customer_status WHERE checkout_id = $1",
+            &[&checkout_id.to_string()],
+        )
+        .await?;
+    Ok(Some((checkout_id, returned_at, row)))
+}
+
+pub async fn status_page(State(state): State<AppState>, Path(reference): Path<String>) -> Response {
+    let site = &state.site;
+    let reference = reference.trim().to_uppercase();
+    let well_formed = reference.len() == 22
+        && reference.starts_with("PL-")
+        && reference[3..]
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit());
+    if !well_formed {
+        return unknown(site, "this reference");
+    }
+    let found = async {
+        let client = state.store.pool().get().await?;
+        Ok::<_, StoreError>(
+            client
+                .query_opt(
+                    "SELECT * FROM customer_status WHERE reference = $1",
+                    &[&reference],
+                )
+                .await?,
+        )
+    }
+    .await;
+    match found {
+        Ok(Some(row)) => {
+            let since: DateTime<Utc> = row
+                .get::<_, Option<DateTime<Utc>>>("returned_at")
+                .or(row.get("paid_at"))
+                .unwrap_or_else(|| row.get("started_at"));
+            render(site, &reference, Some(&row), since, state.clock.now())
+        }
+        Ok(None) => unknown(site, "this reference"),
+        Err(e) => store_failure(site, &e),
+    }
+}
+
+/// What the customer is told, from the read model's state and how long
+/// they have been waiting since `since`.
+fn render(
+    site: &Site,
+    reference: &str,
+    row: Option<&Row>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Response {
+    let state_of = row.map(|r| r.get::<_, String>("state"));
+    let overdue = now - since > site.pending_window;
+    let state: &'static str = match state_of.as_deref() {
+        Some("active") => "active",
+        Some("refunded") => "refunded",
+        Some("expired") | Some("failed") => "not_completed",
+        Some("needs_attention") | Some("disputed") => "needs_attention",
+        _ if overdue => "needs_attention",
+        _ => "pending",
+    };
+    let heading = match state {
+        "active" => "You're in",
+        "pending" => "We're confirming your payment",
+        "needs_attention" => "A person is looking at your payment",
+        "refunded" => "Your payment was refunded",
+        _ => "This checkout was not completed",
+    };
+    let text = |col: &str| row.and_then(|r| r.get::<_, Option<String>>(col));
+    let date = |col: &str| {
+        row.and_then(|r| r.get::<_, Option<DateTime<Utc>>>(col))
+            .map(|d| d.format("%-d %B %Y").to_string())
+    };
+    let plan_id = text("plan").unwrap_or_default();
+    let plan = site
+        .plans
+        .get(&plan_id)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| {
+            if plan_id.is_empty() {
+                "plan".into()
+            } else {
+                plan_id.clone()
+            }
+        });
+    let amount = match (
+        row.and_then(|r| r.get::<_, Option<i64>>("amount")),
+        text("currency"),
+    ) {
+        (Some(a), Some(c)) => payledger_events::Currency::new(&c)
+            .map(|c| c.format_amount(a))
+            .unwrap_or_else(|_| format!("{a} {c}")),
+        _ => "your payment".into(),
+    };
+    let page = Status {
+        support_email: site.support_email.clone(),
+        reference: Some(reference.to_string()),
+        state,
+        heading: heading.into(),
+        code: reference.to_string(),
+        plan,
+        amount,
+        paid_on: date("paid_at"),
+        period_end: date("period_end"),
+        email: text("email")
+            .map(|e| masked_email(&e))
+            .unwrap_or_else(|| "the address you gave".into()),
+        refresh_seconds: REFRESH_SECONDS,
+    };
+    no_store(page.into_response())
+}
+
+pub async fn status_form(State(state): State<AppState>) -> Response {
+    StatusForm {
+        support_email: state.site.support_email.clone(),
+        reference: None,
+        email: String::new(),
+        error: None,
+    }
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct StatusRequest {
+    #[serde(default)]
+    email: String,
+}
+
+pub async fn request_links(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    form: Result<Form<StatusRequest>, FormRejection>,
+) -> Response {
+    let site = &state.site;
+    let email = form
+        .map(|Form(f)| f.email.trim().to_lowercase())
+        .unwrap_or_default();
+    if !valid_email(&email) {
+        let page = StatusForm {
+            support_email: site.support_email.clone(),
+            reference: None,
+            email,
+            error: Some(
+                "Please enter the email address you paid with (for example name@example.com)."
+                    .into(),
+            ),
+        };
+        return (StatusCode::BAD_REQUEST, page).into_response();
+    }
+    if !site.limiter.allow(&email, &peer.ip().to_string()) {
+        return message(
+            site,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Please wait a little",
+            &["We have already received several requests like this one. Please check your inbox (and spam folder), or try again in an hour."],
+            None,
+        );
+    }
+    let request_id = Uuid::new_v4();
+    let event: DomainEvent = StatusLinkRequested {
+        request_id,
+        email: email.clone(),
+    }
+    .into();
+    let appended = async {
+        let data = EventData::new(
+            &event,
+            request_id,
+            Metadata::new(request_id, Actor::Customer(email.clone()), "status-form"),
+        )?;
+        state
+            .store
+            .append_to_stream(
+                StreamId::status_request(request_id),
+                ExpectedVersion::NoStream,
+                vec![data],
+            )
+            .await
+    }
+    .await;
+    if let Err(e) = appended {
+        return store_failure(site, &e);
+    }
+    // The same words whether or not the address is known.
+    message(
+        site,
+        StatusCode::OK,
+        "Check your inbox",
+        &[
+            "If we have payments for this address, we have sent it an email with a link to the status of each one. It should arrive within a few minutes.",
+            "Nothing there? Check your spam folder, or write to us.",
+        ],
+        None,
+    )
+}

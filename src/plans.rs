@@ -1,0 +1,166 @@
+//! The plans a customer can buy, from the `PAYLEDGER_PLANS` TOML file.
+
+use payledger_events::Currency;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: Currency,
+    /// Only `year` today: the read models give a plan 365 days from the charge.
+    pub period: String,
+    /// The processor's price id, when the product is set up there.
+    pub processor_price_id: Option<String>,
+}
+
+impl Plan {
+    pub fn price(&self) -> String {
+        self.currency.format_amount(self.amount)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plans(Vec<Plan>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlansError {
+    #[error("PAYLEDGER_PLANS: cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("PAYLEDGER_PLANS: {path} is not valid TOML for plans: {reason}")]
+    Malformed { path: String, reason: String },
+    #[error("PAYLEDGER_PLANS: {path}: plan {id:?}: {reason}")]
+    Invalid {
+        path: String,
+        id: String,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlansFile {
+    #[serde(default)]
+    plan: Vec<PlanEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanEntry {
+    id: String,
+    name: String,
+    amount: i64,
+    currency: String,
+    period: String,
+    processor_price_id: Option<String>,
+}
+
+impl Plans {
+    pub fn new(plans: Vec<Plan>) -> Self {
+        Plans(plans)
+    }
+
+    pub fn all(&self) -> &[Plan] {
+        &self.0
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Plan> {
+        self.0.iter().find(|p| p.id == id)
+    }
+
+    /// The plans priced exactly `amount` in `currency`.
+    pub fn priced(&self, amount: i64, currency: &str) -> Vec<&Plan> {
+        self.0
+            .iter()
+            .filter(|p| p.amount == amount && p.currency.as_str() == currency)
+            .collect()
+    }
+
+    pub fn load(path: &str) -> Result<Self, PlansError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlansError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, PlansError> {
+        let file: PlansFile = toml::from_str(text).map_err(|e| PlansError::Malformed {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let mut plans = vec![];
+        for p in file.plan {
+            let invalid = |reason: String| PlansError::Invalid {
+                path: path.into(),
+                id: p.id.clone(),
+                reason,
+            };
+            if p.id.is_empty()
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid("the id must be letters, digits, - or _".into()));
+            }
+            if p.amount <= 0 {
+                return Err(invalid(format!(
+                    "amount {} must be positive (minor units, e.g. 24900 for $249)",
+                    p.amount
+                )));
+            }
+            let currency = Currency::new(&p.currency).map_err(|e| invalid(e.to_string()))?;
+            if !currency.is_iso4217() {
+                return Err(invalid(format!(
+                    "currency {:?} is not an ISO 4217 code",
+                    p.currency
+                )));
+            }
+            if p.period != "year" {
+                return Err(invalid(format!(
+                    "period {:?} is not supported: only \"year\"",
+                    p.period
+                )));
+            }
+            if plans.iter().any(|q: &Plan| q.id == p.id) {
+                return Err(invalid("appears twice".into()));
+            }
+            plans.push(Plan {
+                id: p.id,
+                name: p.name,
+                amount: p.amount,
+                currency,
+                period: p.period,
+                processor_price_id: p.processor_price_id,
+            });
+        }
+        if plans.is_empty() {
+            return Err(PlansError::Malformed {
+                path: path.into(),
+                reason: "no [[plan]] entries".into(),
+            });
+        }
+        Ok(Plans(plans))
+    }
+
+    /// From `PAYLEDGER_PLANS`; a missing variable is an error that names it.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let path = std::env::var("PAYLEDGER_PLANS")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .ok_or(crate::config::ConfigError::Missing {
+                name: "PAYLEDGER_PLANS",
+                hint: "point it at a TOML file of plans, e.g. plans.example.toml",
+            })?;
+        Self::load(path.trim()).map_err(|e| crate::config::ConfigError::Invalid {
+            name: "PAYLEDGER_PLANS",
+            reason: e.to_string(),
+        })
+    }
+}
