@@ -3,84 +3,8 @@
 
 mod common;
 
+use common::shop::*;
 use common::*;
-use payledger::clock::SystemClock;
-use payledger::http::AppState;
-use payledger::pages::Site;
-use payledger::plans::Plans;
-use payledger::store::PgEventStore;
-use std::sync::Arc;
-
-const PLANS: &str = r#"
-[[plan]]
-id = "annual"
-name = "One year of access"
-amount = 24900
-currency = "usd"
-period = "year"
-"#;
-
-struct Shop {
-    base: String,
-    sim: payledger::processor::sim::Simulator,
-    sim_base: String,
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn open_shop_with(
-    pool: deadpool_postgres::Pool,
-    deliver_webhooks: bool,
-    tune: impl FnOnce(&mut Site),
-    extra: axum::Router<AppState>,
-) -> Shop {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let hook = deliver_webhooks.then(|| format!("{base}/webhooks/stripe"));
-    let (sim, sim_base) = start_sim(hook, 41).await;
-    let mut site = Site {
-        plans: Plans::parse(PLANS, "test plans").unwrap(),
-        public_url: base.clone(),
-        processor: Some(processor_client(&sim_base)),
-        support_email: "help@shop.example".into(),
-        api_token: Some("token-for-tests".into()),
-        ..Site::default()
-    };
-    tune(&mut site);
-    let clock: Arc<dyn payledger::clock::Clock> = Arc::new(SystemClock);
-    let state = AppState::new(
-        PgEventStore::new(pool, clock.clone()),
-        clock,
-        vec![WEBHOOK_SECRET.into()],
-    )
-    .with_site(site);
-    let router = payledger::http::router_with(state, extra);
-    tokio::spawn(payledger::http::serve_router(
-        listener,
-        router,
-        std::future::pending(),
-    ));
-    Shop {
-        base,
-        sim,
-        sim_base,
-    }
-}
-
-async fn open_shop(t: &TestDb, deliver_webhooks: bool) -> Shop {
-    open_shop_with(
-        t.db.pool.clone(),
-        deliver_webhooks,
-        |_| {},
-        axum::Router::new(),
-    )
-    .await
-}
 
 fn form(plan: &str, email: &str, token: &str) -> Vec<(&'static str, String)> {
     vec![
