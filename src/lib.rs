@@ -9,6 +9,7 @@ pub mod http;
 pub mod pages;
 pub mod plans;
 pub mod processor;
+pub mod reactors;
 pub mod reconcile;
 pub mod store;
 pub mod webhook;

@@ -19,6 +19,8 @@ pub struct WorkerConfig {
     /// The processor to reconcile against, and how often; `None` when the
     /// schedule is off.
     pub reconcile: Option<(ProcessorClient, ScheduleConfig)>,
+    /// The email sender, auto-rescue and alerts.
+    pub reactors: crate::reactors::Reactors,
 }
 
 impl Default for WorkerConfig {
@@ -28,6 +30,7 @@ impl Default for WorkerConfig {
             seal_every: Duration::from_millis(500),
             batch: PROJECTION_BATCH,
             reconcile: None,
+            reactors: Default::default(),
         }
     }
 }
@@ -57,6 +60,7 @@ impl WorkerConfig {
                 Err(e) => tracing::warn!(error = %e, "the reconciliation schedule is off"),
             }
         }
+        config.reactors = crate::reactors::Reactors::from_env()?;
         Ok(config)
     }
 }
@@ -116,7 +120,14 @@ pub async fn run(
         let store = PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock));
         tokio::spawn(schedule::run(store, processor, every, stop.clone()))
     });
+    let reactors = config.reactors.spawn(
+        PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock)),
+        stop.clone(),
+    );
     runner::run(pool, projections, config.batch, config.poll, wake, stop).await;
+    for r in reactors {
+        let _ = r.await;
+    }
     listen.abort();
     let _ = sealer.await;
     if let Some(r) = reconciler {

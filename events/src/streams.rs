@@ -29,6 +29,10 @@ impl StreamId {
     pub fn email(email_id: Uuid) -> Self {
         StreamId(format!("email-{email_id}"))
     }
+    /// One outbox row's delivery history, e.g. `email-confirmation:pi_1`.
+    pub fn outbox(email_key: &str) -> Self {
+        StreamId(format!("email-{email_key}"))
+    }
     pub fn discrepancy(discrepancy_id: &str) -> Self {
         StreamId(format!("discrepancy-{discrepancy_id}"))
     }

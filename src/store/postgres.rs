@@ -53,6 +53,13 @@ impl PgEventStore {
         &self.clock
     }
 
+    /// After committing an `append_in` transaction: wake the readers.
+    pub fn appended(&self) {
+        if let Some(n) = &self.notifier {
+            n.ring();
+        }
+    }
+
     /// Appends on a connection or inside a transaction the caller owns (and
     /// commits). A `WriteRace` error means a concurrent writer stored the
     /// same id or version first; inside a caller's transaction that

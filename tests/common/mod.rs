@@ -302,6 +302,7 @@ pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Respo
 pub mod ledger;
 pub mod runner;
 pub mod shop;
+pub mod smtp;
 
 /// Installs every projection and steps them until each has applied every
 /// committed event (waiting out the gap-safe horizon if needed).

@@ -1,0 +1,146 @@
+//! Side effects driven by the read models: the email sender, auto-rescue
+//! and support alerts. Each records what it did as events, so the read
+//! models (and the auditors) see it.
+
+pub mod alerts;
+pub mod mail;
+pub mod rescue;
+pub mod sender;
+
+use crate::config::{duration_setting, ConfigError};
+use crate::plans::Plans;
+use crate::store::PgEventStore;
+use tokio::sync::watch;
+
+/// Which reactors `work` runs, from the environment; each that lacks its
+/// settings is off, and says so once at start-up.
+#[derive(Clone, Default)]
+pub struct Reactors {
+    pub sender: Option<(mail::Mailer, sender::SenderConfig)>,
+    pub rescue: Option<(Plans, chrono::Duration)>,
+    pub alerts: Option<alerts::AlertConfig>,
+}
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl Reactors {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mailer = mail::Mailer::from_env()?;
+        let plans = match setting("PAYLEDGER_PLANS") {
+            Some(_) => Some(Plans::from_env()?),
+            None => None,
+        };
+        let support = setting("PAYLEDGER_SUPPORT_EMAIL");
+        let mut reactors = Reactors::default();
+        match &mailer {
+            Some(m) => {
+                let mut config = sender::SenderConfig {
+                    lease: duration_setting("PAYLEDGER_MAIL_LEASE", chrono::Duration::seconds(60))?,
+                    first_backoff: duration_setting(
+                        "PAYLEDGER_MAIL_BACKOFF",
+                        chrono::Duration::seconds(5),
+                    )?,
+                    plans: plans.clone().unwrap_or_default(),
+                    ..Default::default()
+                };
+                if let Some(n) = setting("PAYLEDGER_MAIL_MAX_ATTEMPTS") {
+                    config.max_attempts =
+                        n.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or(ConfigError::Invalid {
+                                name: "PAYLEDGER_MAIL_MAX_ATTEMPTS",
+                                reason: format!("{n:?} is not a positive number"),
+                            })?;
+                }
+                if let Some(u) = setting("PAYLEDGER_PUBLIC_URL") {
+                    config.public_url = u.trim_end_matches('/').to_string();
+                }
+                if let Some(s) = &support {
+                    config.support_email = s.clone();
+                }
+                reactors.sender = Some((m.clone(), config));
+            }
+            None => tracing::warn!("the email sender is off: set SMTP_URL or PAYLEDGER_MAIL_DIR"),
+        }
+        match plans {
+            Some(p) => {
+                let grace =
+                    duration_setting("PAYLEDGER_RESCUE_GRACE", chrono::Duration::minutes(2))?;
+                reactors.rescue = Some((p, grace));
+            }
+            None => tracing::warn!("auto-rescue is off: set PAYLEDGER_PLANS"),
+        }
+        let webhook = match setting("PAYLEDGER_ALERT_WEBHOOK") {
+            Some(raw) => Some(url::Url::parse(&raw).map_err(|_| ConfigError::Invalid {
+                name: "PAYLEDGER_ALERT_WEBHOOK",
+                reason: "not a URL".into(),
+            })?),
+            None => None,
+        };
+        let email = match (&support, &mailer) {
+            (Some(s), Some(m)) => Some((
+                s.parse().map_err(|_| ConfigError::Invalid {
+                    name: "PAYLEDGER_SUPPORT_EMAIL",
+                    reason: format!("{s:?} is not an address"),
+                })?,
+                m.clone(),
+            )),
+            _ => None,
+        };
+        if webhook.is_some() || email.is_some() {
+            reactors.alerts = Some(alerts::AlertConfig {
+                webhook,
+                email,
+                interval: duration_setting(
+                    "PAYLEDGER_ALERT_INTERVAL",
+                    chrono::Duration::minutes(1),
+                )?,
+                tick: std::time::Duration::from_secs(2),
+            });
+        } else {
+            tracing::warn!("support alerts are off: set PAYLEDGER_ALERT_WEBHOOK and/or PAYLEDGER_SUPPORT_EMAIL (with a mail transport)");
+        }
+        Ok(reactors)
+    }
+
+    /// Spawns every configured reactor; they stop when `stop` turns true.
+    pub fn spawn(
+        self,
+        store: PgEventStore,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![];
+        if let Some((mailer, config)) = self.sender {
+            tasks.push(tokio::spawn(sender::run(
+                store.clone(),
+                mailer,
+                config,
+                stop.clone(),
+            )));
+        }
+        if let Some((plans, grace)) = self.rescue {
+            let (store, mut stop) = (store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = rescue::rescue_due(&store, &plans, grace).await {
+                        tracing::warn!(error = %e, "auto-rescue pass failed; will retry");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        if let Some(config) = self.alerts {
+            tasks.push(tokio::spawn(alerts::run(store, config, stop)));
+        }
+        tasks
+    }
+}

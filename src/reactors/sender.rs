@@ -1,0 +1,464 @@
+//! The email sender: claims due outbox rows (`FOR UPDATE SKIP LOCKED`, with
+//! a lease a crashed sender's claim outlives by at most its length), renders
+//! and sends them, and records `EmailSent` / `EmailFailed` in the same
+//! transaction that settles the claim. A duplicate is possible only when a
+//! process dies between the SMTP server's acceptance and that commit.
+
+use super::mail::{Mailer, SendFailure};
+use crate::plans::Plans;
+use crate::store::{ExpectedVersion, PgEventStore, StoreError, StreamAppend};
+use askama::Template;
+use chrono::{DateTime, Duration, Utc};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use payledger_events::{
+    Actor, Currency, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, StreamId,
+};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_postgres::Row;
+
+#[derive(Clone)]
+pub struct SenderConfig {
+    pub worker_id: String,
+    pub batch: i64,
+    pub lease: Duration,
+    pub max_attempts: i32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub poll: std::time::Duration,
+    pub public_url: String,
+    pub support_email: String,
+    pub plans: Plans,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            worker_id: format!("sender-{}", uuid::Uuid::new_v4().simple()),
+            batch: 20,
+            lease: Duration::seconds(60),
+            max_attempts: 8,
+            first_backoff: Duration::seconds(5),
+            max_backoff: Duration::minutes(10),
+            poll: std::time::Duration::from_millis(500),
+            public_url: "http://127.0.0.1:8080".into(),
+            support_email: "support@localhost".into(),
+            plans: Plans::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: u32,
+    pub failed: u32,
+    pub given_up: u32,
+}
+
+struct Link {
+    reference: String,
+    summary: String,
+    url: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/body.txt")]
+struct TextBody<'a> {
+    kind: &'a str,
+    plan: &'a str,
+    amount: &'a str,
+    refund_amount: &'a str,
+    paid_on: &'a str,
+    reference: &'a str,
+    period_end: &'a str,
+    status_url: &'a str,
+    links: &'a [Link],
+    support_email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/body.html")]
+struct HtmlBody<'a> {
+    kind: &'a str,
+    plan: &'a str,
+    amount: &'a str,
+    refund_amount: &'a str,
+    paid_on: &'a str,
+    reference: &'a str,
+    period_end: &'a str,
+    status_url: &'a str,
+    links: &'a [Link],
+    support_email: &'a str,
+}
+
+/// Everything an email shows, gathered from the read models.
+#[derive(Default)]
+struct View {
+    plan: String,
+    amount: String,
+    refund_amount: String,
+    paid_on: String,
+    reference: String,
+    period_end: String,
+    status_url: String,
+}
+
+fn money(amount: Option<i64>, currency: Option<String>) -> String {
+    match (amount, currency.and_then(|c| Currency::new(&c).ok())) {
+        (Some(a), Some(c)) => c.format_amount(a),
+        _ => "your payment".into(),
+    }
+}
+
+fn day(d: Option<DateTime<Utc>>) -> String {
+    d.map(|d| d.format("%-d %B %Y").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+async fn view_of(
+    client: &deadpool_postgres::Object,
+    config: &SenderConfig,
+    key: &str,
+    payment_id: Option<&str>,
+) -> Result<View, StoreError> {
+    let mut view = View::default();
+    let Some(payment_id) = payment_id else {
+        return Ok(view);
+    };
+    if let Some(r) = client
+        .query_opt(
+            "SELECT * FROM customer_status WHERE payment_id = $1",
+            &[&payment_id],
+        )
+        .await?
+    {
+        let plan: Option<String> = r.get("plan");
+        view.plan = plan
+            .map(|p| config.plans.get(&p).map(|x| x.name.clone()).unwrap_or(p))
+            .unwrap_or_else(|| "plan".into());
+        view.amount = money(r.get("amount"), r.get("currency"));
+        view.paid_on = day(r.get("paid_at"));
+        view.period_end = day(r.get("period_end"));
+        view.reference = r.get("reference");
+        view.status_url = format!(
+            "{}/status/{}",
+            config.public_url.trim_end_matches('/'),
+            view.reference
+        );
+    }
+    if let Some(refund_id) = key.strip_prefix("refund_confirmation:") {
+        let id = payledger_events::deterministic_event_id("ChargeRefunded", refund_id);
+        if let Some(r) = client
+            .query_opt("SELECT (payload->>'amount')::bigint, payload->>'currency' FROM events WHERE event_id = $1", &[&id])
+            .await?
+        {
+            view.refund_amount = money(r.get(0), r.get(1));
+        }
+    }
+    Ok(view)
+}
+
+async fn links_for(
+    client: &deadpool_postgres::Object,
+    config: &SenderConfig,
+    email: &str,
+) -> Result<Vec<Link>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT reference, state, amount, currency, started_at FROM customer_status WHERE email = $1 ORDER BY started_at",
+            &[&email],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let state: String = r.get("state");
+            let what = match state.as_str() {
+                "active" => "paid, access active",
+                "refunded" => "refunded",
+                "awaiting_payment" => "checkout started, no payment confirmed yet",
+                "expired" | "failed" => "checkout not completed, not charged",
+                _ => "paid, a person is looking at it",
+            };
+            let reference: String = r.get("reference");
+            Link {
+                summary: format!(
+                    "{} from {}: {what}",
+                    money(r.get("amount"), r.get("currency")),
+                    day(r.get("started_at"))
+                ),
+                url: format!(
+                    "{}/status/{reference}",
+                    config.public_url.trim_end_matches('/')
+                ),
+                reference,
+            }
+        })
+        .collect())
+}
+
+fn subject(kind: &str, view: &View) -> String {
+    match kind {
+        "confirmation" => format!("Your receipt: {} — {}", view.plan, view.amount),
+        "rescue_confirmation" => format!(
+            "Your account is active — receipt for {} of {}",
+            view.amount, view.paid_on
+        ),
+        "refund_confirmation" => format!("Your refund of {}", view.refund_amount),
+        _ => "Where your payments stand".into(),
+    }
+}
+
+/// `<hash of key and generation>@domain`: the same outbox row and resend
+/// generation always carries the same Message-ID, so a duplicate delivery is
+/// recognisable (and mail clients thread it).
+pub fn message_id(key: &str, generation: i32, domain: &str) -> String {
+    let h = hex::encode(Sha256::digest(format!("{key}:{generation}").as_bytes()));
+    format!("<{}.{generation}@{domain}>", &h[..32])
+}
+
+fn build(
+    mailer: &Mailer,
+    config: &SenderConfig,
+    to: Mailbox,
+    kind: &str,
+    view: &View,
+    links: &[Link],
+    id: &str,
+) -> Result<Message, String> {
+    macro_rules! body {
+        ($t:ident) => {
+            $t {
+                kind,
+                plan: &view.plan,
+                amount: &view.amount,
+                refund_amount: &view.refund_amount,
+                paid_on: &view.paid_on,
+                reference: &view.reference,
+                period_end: &view.period_end,
+                status_url: &view.status_url,
+                links,
+                support_email: &config.support_email,
+            }
+            .render()
+            .map_err(|e| e.to_string())?
+        };
+    }
+    let text = body!(TextBody);
+    let html = body!(HtmlBody);
+    let reply_to: Mailbox = config
+        .support_email
+        .parse()
+        .map_err(|e| format!("support address: {e}"))?;
+    Message::builder()
+        .from(mailer.from.clone())
+        .reply_to(reply_to)
+        .to(to)
+        .subject(subject(kind, view))
+        .message_id(Some(id.to_string()))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// How a claim ends, in the transaction that records the outcome.
+enum Settle {
+    Sent,
+    GaveUp,
+    Retry(DateTime<Utc>),
+}
+
+const CLAIM: &str = include_str!("claim_emails.sql");
+
+/// One pass: claim up to `batch` due rows and try each once.
+pub async fn send_due(
+    store: &PgEventStore,
+    mailer: &Mailer,
+    config: &SenderConfig,
+) -> Result<SendReport, StoreError> {
+    let now = store.clock().now();
+    let client = store.pool().get().await?;
+    client
+        .execute(
+            "INSERT INTO email_deliveries (email_key) SELECT email_key FROM outgoing_emails WHERE status IN ('pending', 'failed') ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?;
+    let claimed = client
+        .query(
+            CLAIM,
+            &[
+                &config.worker_id,
+                &(now + config.lease),
+                &now,
+                &config.batch,
+            ],
+        )
+        .await?;
+    drop(client);
+    let mut report = SendReport::default();
+    for row in claimed {
+        send_one(store, mailer, config, &row, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn send_one(
+    store: &PgEventStore,
+    mailer: &Mailer,
+    config: &SenderConfig,
+    row: &Row,
+    report: &mut SendReport,
+) -> Result<(), StoreError> {
+    let key: String = row.get("email_key");
+    let kind: String = row.get("kind");
+    let recipient: String = row.get("recipient");
+    let generation: i32 = row.get("generation");
+    let attempt = row.get::<_, i32>("attempts") + 1;
+    let payment_id: Option<String> = row.get("payment_id");
+    let id = message_id(&key, generation, &mailer.domain());
+
+    let client = store.pool().get().await?;
+    let view = view_of(&client, config, &key, payment_id.as_deref()).await?;
+    let links = if kind == "status_link" {
+        links_for(&client, config, &recipient).await?
+    } else {
+        vec![]
+    };
+    drop(client);
+    let outcome = match recipient.parse::<Mailbox>() {
+        Err(e) => Err(SendFailure {
+            message: format!("{recipient:?} is not a deliverable address: {e}"),
+            permanent: true,
+        }),
+        Ok(to) => match build(mailer, config, to, &kind, &view, &links, &id) {
+            Err(e) => Err(SendFailure {
+                message: format!("could not build the message: {e}"),
+                permanent: true,
+            }),
+            Ok(message) => mailer.send(message).await,
+        },
+    };
+    let metadata = Metadata::new(
+        uuid::Uuid::new_v4(),
+        Actor::System("email-sender".into()),
+        "email-sender",
+    );
+    let (event, object, settle) = match &outcome {
+        Ok(()) => {
+            report.sent += 1;
+            (
+                EmailSent {
+                    email_key: key.clone(),
+                    message_id: id.clone(),
+                    attempt: attempt as u32,
+                }
+                .into(),
+                format!("{key}:{generation}"),
+                Settle::Sent,
+            )
+        }
+        Err(f) => {
+            let give_up = f.permanent || attempt >= config.max_attempts;
+            if give_up {
+                report.given_up += 1;
+                tracing::warn!(email_key = %key, attempt, error = %f, "giving up on an email");
+            } else {
+                report.failed += 1;
+                tracing::info!(email_key = %key, attempt, error = %f, "email failed; will retry");
+            }
+            let event: DomainEvent = EmailFailed {
+                email_key: key.clone(),
+                attempt: attempt as u32,
+                error: f.message.clone(),
+                permanent: give_up,
+            }
+            .into();
+            let settle = if give_up {
+                Settle::GaveUp
+            } else {
+                Settle::Retry(store.clock().now() + backoff(config, attempt))
+            };
+            (event, format!("{key}:{generation}:{attempt}"), settle)
+        }
+    };
+    let data = EventData::for_processor_fact(&event, &object, metadata)?;
+    let mut client = store.pool().get().await?;
+    let tx = client.transaction().await?;
+    store
+        .append_in(
+            &tx,
+            &[StreamAppend::new(
+                StreamId::outbox(&key),
+                ExpectedVersion::Any,
+                vec![data],
+            )],
+        )
+        .await?;
+    match settle {
+        Settle::Sent => {
+            tx.execute(include_str!("settle_sent.sql"), &[&key, &generation])
+                .await?
+        }
+        Settle::GaveUp => {
+            tx.execute(include_str!("settle_given_up.sql"), &[&key, &generation])
+                .await?
+        }
+        Settle::Retry(next) => {
+            tx.execute(include_str!("settle_retry.sql"), &[&key, &next])
+                .await?
+        }
+    };
+    tx.commit().await?;
+    store.appended();
+    Ok(())
+}
+
+/// Exponential from `first_backoff`, capped, with ±25% jitter so a crowd of
+/// failures does not come back at the same instant.
+fn backoff(config: &SenderConfig, attempt: i32) -> Duration {
+    let base = config.first_backoff.num_milliseconds().max(1) as f64
+        * 2f64.powi((attempt - 1).clamp(0, 30));
+    let capped = base.min(config.max_backoff.num_milliseconds() as f64);
+    let jitter = rand::rng().random_range(0.75..1.25);
+    Duration::milliseconds((capped * jitter) as i64)
+}
+
+/// Sends until `stop`; a database hiccup is logged and retried.
+pub async fn run(
+    store: PgEventStore,
+    mailer: Mailer,
+    config: SenderConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let busy = match send_due(&store, &mailer, &config).await {
+            Ok(r) => r.sent + r.failed + r.given_up > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "email sender pass failed; will retry");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll) => {}
+                _ = stop.changed() => return,
+            }
+        } else if *stop.borrow() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Support alerts against a local HTTP receiver: one new discrepancy → one
+//! alert; a burst → one grouped alert per interval; a receiver that is down
+//! → retried, not lost.
+
+mod common;
+
+use common::ledger::*;
+use common::*;
+use payledger::clock::ManualClock;
+use payledger::reactors::alerts::{alert_due, AlertConfig};
+use payledger::store::PgEventStore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Receiver {
+    posts: Arc<Mutex<Vec<serde_json::Value>>>,
+    fail_next: Arc<AtomicUsize>,
+}
+
+async fn start_receiver() -> (Receiver, url::Url) {
+    let receiver = Receiver::default();
+    let r = receiver.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let r = r.clone();
+            async move {
+                if r.fail_next.load(Ordering::SeqCst) > 0 {
+                    r.fail_next.fetch_sub(1, Ordering::SeqCst);
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                r.posts.lock().unwrap().push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (receiver, url)
+}
+
+fn config(url: url::Url) -> AlertConfig {
+    AlertConfig {
+        webhook: Some(url),
+        email: None,
+        interval: chrono::Duration::minutes(1),
+        tick: std::time::Duration::from_millis(100),
+    }
+}
+
+fn at_offset(t: &TestDb, seconds: i64) -> PgEventStore {
+    PgEventStore::new(
+        t.db.pool.clone(),
+        Arc::new(ManualClock::new(
+            chrono::Utc::now() + chrono::Duration::seconds(seconds),
+        )),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_new_discrepancy_is_one_alert_and_a_burst_is_one_grouped_alert() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (receiver, url) = start_receiver().await;
+    append(
+        &store,
+        vec![charge("pi_alone", None, Some("a@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    assert_eq!(
+        alert_due(&at_offset(&t, 0), &config(url.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        alert_due(&at_offset(&t, 120), &config(url.clone()))
+            .await
+            .unwrap(),
+        0,
+        "told once"
+    );
+    {
+        let posts = receiver.posts.lock().unwrap();
+        assert_eq!(posts.len(), 1);
+        let text = posts[0]["text"].as_str().unwrap();
+        for needle in [
+            "unmatched_charge",
+            "249.00 USD",
+            "a@example.com",
+            "payledger support rescue pi_alone",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in {text}");
+        }
+    }
+
+    let burst: Vec<_> = (0..50)
+        .map(|i| {
+            charge(
+                &format!("pi_burst_{i}"),
+                None,
+                Some(&format!("b{i}@example.com")),
+                24900,
+                i,
+            )
+        })
+        .collect();
+    append(&store, burst).await;
+    project_everything(&t.db.pool).await;
+    // Within the minute of the last alert: held back, not lost.
+    assert_eq!(
+        alert_due(&at_offset(&t, 30), &config(url.clone()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        alert_due(&at_offset(&t, 200), &config(url.clone()))
+            .await
+            .unwrap(),
+        50
+    );
+    let posts = receiver.posts.lock().unwrap();
+    assert_eq!(posts.len(), 2, "the burst is one message");
+    assert!(posts[1]["text"]
+        .as_str()
+        .unwrap()
+        .contains("50 new discrepancies"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_the_receiver_refuses_is_retried_until_delivered() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (receiver, url) = start_receiver().await;
+    receiver.fail_next.store(3, Ordering::SeqCst);
+    append(
+        &store,
+        vec![charge("pi_retry", None, Some("r@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    for _ in 0..3 {
+        assert!(alert_due(&store, &config(url.clone())).await.is_err());
+    }
+    assert_eq!(alert_due(&store, &config(url.clone())).await.unwrap(), 1);
+    assert_eq!(receiver.posts.lock().unwrap().len(), 1);
+    let recorded: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM alert_deliveries WHERE discrepancy_id = 'unmatched_charge:pi_retry'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
+}

@@ -1,0 +1,362 @@
+//! The email sender and auto-rescue against real PostgreSQL and a real SMTP
+//! server (aiosmtpd), reading what the server received.
+
+mod common;
+
+use common::ledger::*;
+use common::shop::PLANS;
+use common::smtp::SmtpSink;
+use common::*;
+use payledger::clock::ManualClock;
+use payledger::plans::Plans;
+use payledger::reactors::mail::Mailer;
+use payledger::reactors::rescue::rescue_due;
+use payledger::reactors::sender::{send_due, SenderConfig};
+use payledger::store::PgEventStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn mailer(sink: &SmtpSink) -> Mailer {
+    Mailer::smtp(&sink.url(), "payments@shop.example".parse().unwrap()).unwrap()
+}
+
+fn config() -> SenderConfig {
+    SenderConfig {
+        first_backoff: chrono::Duration::milliseconds(100),
+        max_backoff: chrono::Duration::milliseconds(500),
+        max_attempts: 5,
+        public_url: "https://shop.example".into(),
+        support_email: "help@shop.example".into(),
+        plans: Plans::parse(PLANS, "test").unwrap(),
+        batch: 50,
+        ..Default::default()
+    }
+}
+
+fn paid_checkout(
+    email: &str,
+    payment: &str,
+) -> Vec<(payledger_events::StreamId, payledger_events::EventData)> {
+    let checkout = Uuid::new_v4();
+    vec![
+        checkout_started(checkout, email, 24900),
+        charge(payment, Some(checkout), Some(email), 24900, 0),
+    ]
+}
+
+/// Sends until nothing is due or `secs` pass.
+async fn send_all(
+    store: &PgEventStore,
+    mailer: &Mailer,
+    config: &SenderConfig,
+    expected: usize,
+    sink: &SmtpSink,
+    secs: u64,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while sink.received().len() < expected && std::time::Instant::now() < deadline {
+        project_everything(store.pool()).await;
+        send_due(store, mailer, config).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matched_charge_gets_exactly_one_confirmation_with_the_receipt() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    append(&store, paid_checkout("ann@example.com", "pi_ann")).await;
+    project_everything(&t.db.pool).await;
+    let first = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(first.sent, 1);
+    project_everything(&t.db.pool).await;
+    let again = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(again.sent, 0, "sent once, never twice");
+
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    let mail = &got[0];
+    assert_eq!(mail.to, "ann@example.com");
+    let body = mail.text();
+    for needle in [
+        "249.00 USD",
+        "1 March 2026",
+        "PL-",
+        "One year of access",
+        "Access until",
+        "https://shop.example/status/PL-",
+    ] {
+        assert!(body.contains(needle), "{needle:?} missing from {body}");
+    }
+    assert_eq!(
+        mail.header("Reply-To").as_deref(),
+        Some("help@shop.example")
+    );
+    assert!(mail
+        .header("Message-ID")
+        .unwrap()
+        .ends_with("@shop.example>"));
+    assert_eq!(count_events(&t, "EmailSent").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_with_an_email_and_a_plan_price_is_rescued_after_the_grace_period_with_one_rescue_email(
+) {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    let plans = Plans::parse(PLANS, "test").unwrap();
+    append(
+        &store,
+        vec![charge(
+            "pi_orphan",
+            None,
+            Some("orphan@example.com"),
+            24900,
+            0,
+        )],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+
+    let grace = chrono::Duration::minutes(2);
+    let early = rescue_due(&store, &plans, grace).await.unwrap();
+    assert!(
+        early.matched.is_empty(),
+        "the normal path gets its grace period"
+    );
+    let later = PgEventStore::new(
+        t.db.pool.clone(),
+        Arc::new(ManualClock::new(
+            chrono::Utc::now() + chrono::Duration::minutes(3),
+        )),
+    );
+    let rescued = rescue_due(&later, &plans, grace).await.unwrap();
+    assert_eq!(rescued.matched, vec!["pi_orphan".to_string()]);
+    let actor: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT metadata->>'actor' FROM events WHERE event_type = 'ChargeMatched'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor, "system:auto-rescue");
+
+    send_all(&store, &mailer(&sink), &config(), 1, &sink, 10).await;
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "exactly one email");
+    let body = got[0].text();
+    assert!(body.contains("a fault on our side"), "{body}");
+    assert!(body.contains("We are sorry"));
+    assert!(got[0]
+        .header("Subject")
+        .unwrap()
+        .contains("Your account is active"));
+    let kinds: Vec<String> = t
+        .client()
+        .await
+        .query("SELECT kind FROM outgoing_emails", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["rescue_confirmation".to_string()],
+        "no plain confirmation"
+    );
+    let status: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM discrepancies WHERE id = 'unmatched_charge:pi_orphan'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "resolved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_orphans_are_left_for_a_person() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let two_plans = Plans::parse(
+        &format!("{PLANS}\n[[plan]]\nid = \"annual-eu\"\nname = \"EU\"\namount = 24900\ncurrency = \"usd\"\nperiod = \"year\"\n"),
+        "test",
+    )
+    .unwrap();
+    let one_plan = Plans::parse(PLANS, "test").unwrap();
+    let mut history = paid_checkout("dup@example.com", "pi_first");
+    history.extend([
+        charge("pi_noemail", None, None, 24900, 1),
+        charge("pi_odd", None, Some("odd@example.com"), 1234, 2),
+        charge("pi_dup", None, Some("dup@example.com"), 24900, 3),
+        charge("pi_two", None, Some("two@example.com"), 24900, 4),
+    ]);
+    append(&store, history).await;
+    project_everything(&t.db.pool).await;
+
+    let report = rescue_due(&store, &one_plan, chrono::Duration::zero())
+        .await
+        .unwrap();
+    let left: BTreeMap<String, String> = report.left.into_iter().collect();
+    assert!(left["pi_noemail"].contains("no email"));
+    assert!(left["pi_odd"].contains("fits no plan"));
+    assert!(left["pi_dup"].contains("possibly a duplicate"));
+    assert_eq!(report.matched, vec!["pi_two".to_string()]);
+
+    let ambiguous = rescue_due(&store, &two_plans, chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert!(ambiguous.left.iter().all(|(_, why)| !why.is_empty()));
+    let t2 = TestDb::new().await;
+    let store2 = t2.store();
+    append(
+        &store2,
+        vec![charge("pi_two", None, Some("two@example.com"), 24900, 4)],
+    )
+    .await;
+    project_everything(&t2.db.pool).await;
+    let report = rescue_due(&store2, &two_plans, chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert!(report.matched.is_empty());
+    assert!(
+        report.left[0].1.contains("fits 2 plans"),
+        "{:?}",
+        report.left
+    );
+    assert_eq!(count_events(&t2, "ChargeMatched").await, 0);
+    assert_eq!(
+        count_events(&t, "ChargeMatched").await,
+        1,
+        "only the unambiguous one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_smtp_down_emails_are_retried_and_all_delivered_once_it_is_back() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let mut sink = SmtpSink::start().await;
+    sink.stop();
+    let mut history = vec![];
+    for i in 0..10 {
+        history.extend(paid_checkout(
+            &format!("c{i}@example.com"),
+            &format!("pi_{i}"),
+        ));
+    }
+    append(&store, history).await;
+    project_everything(&t.db.pool).await;
+    let down = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!((down.sent, down.failed, down.given_up), (0, 10, 0));
+    let permanent: i64 = t
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'EmailFailed' AND (payload->>'permanent')::boolean", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(permanent, 0, "a server that is down is a transient failure");
+
+    sink.resume().await;
+    send_all(&store, &mailer(&sink), &config(), 10, &sink, 20).await;
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    let got = sink.received();
+    let recipients: std::collections::BTreeSet<String> = got.iter().map(|m| m.to.clone()).collect();
+    assert_eq!(got.len(), 10, "none lost, none doubled");
+    assert_eq!(recipients.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_address_is_given_up_and_opens_email_undeliverable() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    append(&store, paid_checkout("refuse-me@example.com", "pi_refused")).await;
+    project_everything(&t.db.pool).await;
+    let report = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(report.given_up, 1);
+    project_everything(&t.db.pool).await;
+    let status: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM discrepancies WHERE kind = 'email_undeliverable'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "open");
+    let again = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(
+        again,
+        Default::default(),
+        "given up: not tried again until a resend"
+    );
+    assert!(sink.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_senders_at_once_never_send_the_same_row() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    let mut history = vec![];
+    for i in 0..100 {
+        history.extend(paid_checkout(
+            &format!("two{i}@example.com"),
+            &format!("pi_two_{i}"),
+        ));
+    }
+    append_batched(&store, history, 100).await;
+    project_everything(&t.db.pool).await;
+    let senders = (0..2).map(|n| {
+        let (store, mailer) = (store.clone(), mailer(&sink));
+        let config = SenderConfig {
+            worker_id: format!("sender-{n}"),
+            batch: 5,
+            ..config()
+        };
+        tokio::spawn(async move {
+            let mut sent = 0;
+            loop {
+                let r = send_due(&store, &mailer, &config).await.unwrap();
+                if r.sent == 0 {
+                    return sent;
+                }
+                sent += r.sent;
+            }
+        })
+    });
+    let counts: Vec<u32> = futures_util::future::join_all(senders)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u32>(), 100, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "both senders took part: {counts:?}"
+    );
+    let ids: std::collections::BTreeSet<String> = sink
+        .received()
+        .iter()
+        .map(|m| m.header("Message-ID").unwrap())
+        .collect();
+    assert_eq!(sink.received().len(), 100);
+    assert_eq!(ids.len(), 100, "no row was sent by both");
+}
