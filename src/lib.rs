@@ -1,6 +1,7 @@
 //! payledger: the event store, ingestion, reconciliation, support and audit.
 //! See `docs/architecture.md` for the flow.
 
+pub mod audit;
 pub mod bench;
 pub mod clock;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod processor;
 pub mod reactors;
 pub mod reconcile;
 pub mod store;
+pub mod support;
 pub mod webhook;
 pub mod worker;

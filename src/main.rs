@@ -67,6 +67,11 @@ enum Command {
         #[arg(long)]
         public_url: Option<String>,
     },
+    /// The support desk: queue, find, rescue, refund, resend-email, resolve, grant, reply.
+    Support {
+        #[command(subcommand)]
+        command: payledger::support::cli::SupportCommand,
+    },
     /// Auditor's commands.
     Audit {
         #[command(subcommand)]
@@ -103,6 +108,8 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Read(payledger::audit::cli::AuditReadCommand),
 }
 
 #[derive(Subcommand)]
@@ -183,6 +190,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let config = payledger::worker::WorkerConfig::from_env()?;
             payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
+        }
+        Command::Support { command } => {
+            let db = connect(&cli).await?;
+            let ctx = payledger::support::cli::SupportContext {
+                store: payledger::store::PgEventStore::new(
+                    db.pool.clone(),
+                    std::sync::Arc::new(SystemClock),
+                ),
+                plans: match std::env::var("PAYLEDGER_PLANS") {
+                    Ok(_) => payledger::plans::Plans::from_env()?,
+                    Err(_) => Default::default(),
+                },
+                processor: payledger::config::processor_api().ok().map(|api| {
+                    payledger::processor::client::ProcessorClient::new(
+                        api.base,
+                        api.api_key,
+                        Default::default(),
+                    )
+                }),
+            };
+            if let Err(e) = payledger::support::cli::run(&ctx, command).await {
+                eprintln!("payledger support: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Read(read),
+        } => {
+            let db = connect(&cli).await?;
+            let code = payledger::audit::cli::run(&db.pool, read).await?;
+            return Ok(ExitCode::from(code as u8));
         }
         Command::Projections {
             command: ProjectionsCommand::Status { json },

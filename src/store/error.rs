@@ -24,8 +24,17 @@ pub enum StoreError {
     Corrupt { position: i64, reason: String },
     #[error("could not encode event: {0}")]
     Encode(#[from] serde_json::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", db_detail(.0))]
     Database(tokio_postgres::Error),
+}
+
+/// The server's own message ("permission denied for table events"), which
+/// tokio-postgres' Display hides behind "db error".
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -277,11 +277,16 @@ async fn list_charges(
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
+    let payment_intent = param(&params, "payment_intent").map(str::to_string);
     list(
         &state.charges,
         |c| &c.id,
         |c| c.created,
-        |_| true,
+        |c| {
+            payment_intent
+                .as_deref()
+                .is_none_or(|p| c.payment_intent.as_ref().and_then(|x| x.id()) == Some(p))
+        },
         &params,
         "/v1/charges",
     )

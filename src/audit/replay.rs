@@ -1,0 +1,61 @@
+//! A read model as the log says it was: replayed into temporary tables
+//! inside one transaction that is rolled back, so the live tables are never
+//! touched and nothing is left behind (the auditor role may do this).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use payledger_events::Checkpoint;
+use payledger_projections::{feed, Projection};
+
+/// Rows of `table` (as JSON, sorted) after replaying every event recorded
+/// up to `until` (or up to `checkpoint`, whichever is given).
+pub async fn replay(
+    pool: &Pool,
+    projection: &dyn Projection,
+    table: &str,
+    until: Option<DateTime<Utc>>,
+    checkpoint: Option<Checkpoint>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut client = pool.get().await?;
+    client.statement_cache.clear();
+    let rows = {
+        let tx = client.transaction().await?;
+        // pg_temp first: the projection's unqualified CREATE TABLEs and
+        // statements land in this session's temporary schema.
+        tx.batch_execute("SET LOCAL search_path = pg_temp, public")
+            .await?;
+        tx.batch_execute(projection.schema_sql()).await?;
+        let mut at = Checkpoint::default();
+        'replay: loop {
+            let batch = feed::read_after(&tx, at, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for event in &batch {
+                if checkpoint.is_some_and(|c| event.checkpoint() > c) {
+                    break 'replay;
+                }
+                at = event.checkpoint();
+                if until.is_some_and(|u| event.recorded_at > u)
+                    || !projection.handles(&event.event_type)
+                {
+                    continue;
+                }
+                let decoded = event.decode()?;
+                projection.apply(&tx, event, &decoded).await?;
+            }
+        }
+        let rows = tx
+            .query(
+                &format!("SELECT row_to_json(t)::text FROM pg_temp.{table} t ORDER BY 1"),
+                &[],
+            )
+            .await?;
+        tx.rollback().await?;
+        rows
+    };
+    client.statement_cache.clear();
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(r.get::<_, &str>(0))?))
+        .collect()
+}

@@ -1,0 +1,280 @@
+//! `support find`: who this is and everything about their money, on one
+//! screen — the ledger beside the processor's live view.
+
+use super::SupportError;
+use crate::processor::client::{ListFilter, ProcessorClient};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Object, Pool};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Customer {
+    pub email: Option<String>,
+    pub subscription: Option<Subscription>,
+    pub payments: Vec<Payment>,
+    pub emails: Vec<Email>,
+    pub open_discrepancies: Vec<Discrepancy>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Subscription {
+    pub plan: String,
+    pub status: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub activation: String,
+    pub payment_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Payment {
+    pub reference: String,
+    pub checkout_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub state: String,
+    pub plan: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// What the processor shows right now, when it could be asked.
+    pub processor: Option<ProcessorView>,
+    /// Where the two disagree.
+    pub differences: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessorView {
+    pub charge_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub amount_refunded: i64,
+    pub disputed: bool,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Email {
+    pub email_key: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Discrepancy {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub suggested_action: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub event_type: String,
+    pub actor: String,
+    pub summary: String,
+}
+
+/// The email and payments a key names: an email, a `PL-` reference, a
+/// checkout id or a payment id.
+async fn resolve(
+    client: &Object,
+    key: &str,
+) -> Result<(Option<String>, Vec<String>), SupportError> {
+    let key = key.trim();
+    if key.starts_with("ERR-") {
+        return Err(SupportError::NotFound(format!(
+            "{key} is a log reference: it names a failed request, not a customer — search the server log for it, then find the customer by email"
+        )));
+    }
+    if super::looks_like_email(key) {
+        if !crate::pages::valid_email(key) {
+            return Err(SupportError::Invalid(format!(
+                "{key:?} is not an email address"
+            )));
+        }
+        return Ok((Some(key.to_lowercase()), vec![]));
+    }
+    let column = if key.to_uppercase().starts_with("PL-") {
+        "reference"
+    } else if uuid::Uuid::parse_str(key).is_ok() {
+        "checkout_id"
+    } else {
+        "payment_id"
+    };
+    let value = if column == "reference" {
+        key.to_uppercase()
+    } else {
+        key.to_string()
+    };
+    let sql = format!("SELECT email, payment_id FROM customer_status WHERE {column} = $1");
+    if let Some(r) = client.query_opt(&sql, &[&value]).await? {
+        return Ok((
+            r.get(0),
+            r.get::<_, Option<String>>(1).into_iter().collect(),
+        ));
+    }
+    if column == "payment_id" {
+        let id = payledger_events::deterministic_event_id("ChargeSucceeded", key);
+        if let Some(r) = client
+            .query_opt(
+                "SELECT payload->>'customer_email' FROM events WHERE event_id = $1",
+                &[&id],
+            )
+            .await?
+        {
+            return Ok((r.get(0), vec![key.to_string()]));
+        }
+    }
+    Err(SupportError::NotFound(format!(
+        "nothing matches {key:?}: not a known email, reference code, checkout id or payment id"
+    )))
+}
+
+pub async fn find(
+    pool: &Pool,
+    processor: Option<&ProcessorClient>,
+    key: &str,
+) -> Result<Customer, SupportError> {
+    let client = pool.get().await?;
+    let (email, payment_ids) = resolve(&client, key).await?;
+    let subscription = match &email {
+        Some(e) => client
+            .query_opt("SELECT * FROM subscriptions WHERE email = $1", &[e])
+            .await?
+            .map(|r| Subscription {
+                plan: r.get("plan"),
+                status: r.get("status"),
+                period_start: r.get("period_start"),
+                period_end: r.get("period_end"),
+                activation: r.get("activation"),
+                payment_id: r.get("payment_id"),
+            }),
+        None => None,
+    };
+    let rows = client
+        .query(
+            "SELECT * FROM customer_status WHERE email = $1 OR payment_id = ANY($2) ORDER BY started_at",
+            &[&email, &payment_ids],
+        )
+        .await?;
+    let mut payments = vec![];
+    let mut all_payment_ids = payment_ids.clone();
+    for r in rows {
+        let payment_id: Option<String> = r.get("payment_id");
+        all_payment_ids.extend(payment_id.clone());
+        let mut p = Payment {
+            reference: r.get("reference"),
+            checkout_id: r.get("checkout_id"),
+            payment_id,
+            state: r.get("state"),
+            plan: r.get("plan"),
+            amount: r.get("amount"),
+            currency: r.get("currency"),
+            paid_at: r.get("paid_at"),
+            processor: None,
+            differences: vec![],
+        };
+        if let (Some(proc), Some(id)) = (processor, p.payment_id.clone()) {
+            live_view(proc, &id, &mut p).await;
+        }
+        payments.push(p);
+    }
+    let emails = client
+        .query(
+            "SELECT email_key, kind, status, attempts, last_error FROM outgoing_emails WHERE recipient = $1 OR payment_id = ANY($2) ORDER BY requested_at",
+            &[&email, &all_payment_ids],
+        )
+        .await?
+        .iter()
+        .map(|r| Email { email_key: r.get(0), kind: r.get(1), status: r.get(2), attempts: r.get(3), last_error: r.get(4) })
+        .collect();
+    let open_discrepancies = client
+        .query(
+            "SELECT id, kind, status, suggested_action FROM discrepancies
+             WHERE status <> 'resolved' AND (customer_email = $1 OR split_part(subject, ':', 1) = ANY($2)) ORDER BY first_seen",
+            &[&email, &all_payment_ids],
+        )
+        .await?
+        .iter()
+        .map(|r| Discrepancy { id: r.get(0), kind: r.get(1), status: r.get(2), suggested_action: r.get(3) })
+        .collect();
+    let timeline = client
+        .query(
+            "SELECT recorded_at, event_type, actor, summary FROM timeline WHERE email = $1 ORDER BY position",
+            &[&email],
+        )
+        .await?
+        .iter()
+        .map(|r| TimelineEntry { at: r.get(0), event_type: r.get(1), actor: r.get(2), summary: r.get(3) })
+        .collect();
+    let customer = Customer {
+        email,
+        subscription,
+        payments,
+        emails,
+        open_discrepancies,
+        timeline,
+    };
+    if customer.subscription.is_none()
+        && customer.payments.is_empty()
+        && customer.timeline.is_empty()
+        && customer.emails.is_empty()
+    {
+        return Err(SupportError::NotFound(format!(
+            "nothing matches {:?}: no payment, checkout or email is known for it",
+            key.trim()
+        )));
+    }
+    Ok(customer)
+}
+
+async fn live_view(processor: &ProcessorClient, payment_id: &str, p: &mut Payment) {
+    let filter = ListFilter {
+        limit: Some(10),
+        extra: vec![("payment_intent".into(), payment_id.to_string())],
+        ..Default::default()
+    };
+    let charges = match processor.charges(filter).next_page().await {
+        Ok(Some(c)) => c,
+        Ok(None) => vec![],
+        Err(e) => {
+            p.differences
+                .push(format!("the processor could not be asked: {e}"));
+            return;
+        }
+    };
+    let Some(c) = charges.into_iter().next() else {
+        p.differences
+            .push("the processor shows no charge for this payment".into());
+        return;
+    };
+    if p.amount.is_some_and(|a| a != c.amount)
+        || p.currency.as_deref().is_some_and(|cur| cur != c.currency)
+    {
+        p.differences.push(format!(
+            "amount: ledger {:?} {:?}, processor {} {}",
+            p.amount, p.currency, c.amount, c.currency
+        ));
+    }
+    if c.amount_refunded > 0 && p.state != "refunded" {
+        p.differences.push(format!(
+            "the processor shows {} refunded; the ledger says {}",
+            c.amount_refunded, p.state
+        ));
+    }
+    if c.disputed && p.state != "disputed" {
+        p.differences.push("the processor shows a dispute".into());
+    }
+    p.processor = Some(ProcessorView {
+        charge_id: c.id,
+        amount: c.amount,
+        currency: c.currency,
+        amount_refunded: c.amount_refunded,
+        disputed: c.disputed,
+        status: c.status,
+    });
+}

@@ -1,0 +1,510 @@
+//! The support desk and the auditor's desk, through the real CLI, against
+//! real PostgreSQL, the simulator and an SMTP server.
+
+mod common;
+
+use common::ledger::*;
+use common::shop::PLANS;
+use common::smtp::SmtpSink;
+use common::*;
+use payledger::reactors::mail::Mailer;
+use payledger::reactors::sender::{send_due, SenderConfig};
+use std::process::Output;
+
+struct Desk {
+    url: String,
+    plans_file: std::path::PathBuf,
+    sim_base: Option<String>,
+}
+
+impl Desk {
+    fn new(t: &TestDb, sim_base: Option<String>) -> Desk {
+        let plans_file = std::env::temp_dir().join(format!("plans-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&plans_file, PLANS).unwrap();
+        Desk {
+            url: t.url.clone(),
+            plans_file,
+            sim_base,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"));
+        c.args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("PAYLEDGER_PLANS", &self.plans_file)
+            .env_remove("PAYLEDGER_ACTOR")
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null());
+        match &self.sim_base {
+            Some(b) => c
+                .env("STRIPE_API_BASE", b)
+                .env("STRIPE_API_KEY", "sk_test_desk"),
+            None => c.env_remove("STRIPE_API_KEY"),
+        };
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Fails with exactly one line naming the problem.
+    fn refused(&self, args: &[&str], says: &str) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(says), "{says:?} not in {err}");
+    }
+}
+
+fn sender_config() -> SenderConfig {
+    SenderConfig {
+        public_url: "https://shop.example".into(),
+        support_email: "help@shop.example".into(),
+        plans: payledger::plans::Plans::parse(PLANS, "test").unwrap(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_story_from_supports_side() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::smtp(&sink.url(), "payments@shop.example".parse().unwrap()).unwrap();
+    // The orphan: charged, no checkout recorded, and (say) auto-rescue off.
+    append(
+        &store,
+        vec![charge("pi_seed", None, Some("seed@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+
+    let queue: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["support", "queue", "--json"])).unwrap();
+    assert_eq!(queue[0]["kind"], "unmatched_charge");
+    assert_eq!(
+        queue[0]["command"],
+        "payledger support rescue pi_seed --email seed@example.com --plan annual --as NAME"
+    );
+    let found = desk.ok(&["support", "find", "seed@example.com"]);
+    assert!(found.contains("subscription: none"), "{found}");
+    assert!(
+        found.contains("pi_seed") && found.contains("249.00 USD"),
+        "{found}"
+    );
+
+    let rescued = desk.ok(&["support", "rescue", "pi_seed", "--as", "alice", "--yes"]);
+    assert!(rescued.contains("done: match payment pi_seed"), "{rescued}");
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer, &sender_config()).await.unwrap();
+    let status: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM subscriptions WHERE email = 'seed@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "active");
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0]
+        .header("Subject")
+        .unwrap()
+        .contains("Your account is active"));
+    let d: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM discrepancies WHERE id = 'unmatched_charge:pi_seed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(d, "resolved");
+    let actor: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT metadata->>'actor' FROM events WHERE event_type = 'ChargeMatched'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor, "support:alice");
+
+    let again = desk.ok(&["support", "rescue", "pi_seed", "--as", "alice", "--yes"]);
+    assert!(again.contains("already matched"), "{again}");
+    assert_eq!(
+        count_events(&t, "ChargeMatched").await,
+        1,
+        "changes nothing"
+    );
+
+    let reply = desk.ok(&["support", "reply", "seed@example.com", "--sign", "Alice"]);
+    assert!(
+        reply.contains("a fault on our side")
+            && reply.contains("249.00 USD")
+            && reply.contains("PL-"),
+        "{reply}"
+    );
+
+    // As of before the rescue, and after.
+    let before = chrono::Utc::now() - chrono::Duration::hours(1);
+    let past: serde_json::Value = serde_json::from_str(&desk.ok(&[
+        "audit",
+        "as-of",
+        &before.to_rfc3339(),
+        "subscriptions",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(past.as_array().unwrap().len(), 0);
+    let now = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let present: serde_json::Value = serde_json::from_str(&desk.ok(&[
+        "audit",
+        "as-of",
+        &now.to_rfc3339(),
+        "subscriptions",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(present[0]["email"], "seed@example.com");
+    assert_eq!(present[0]["activation"], "rescue");
+    assert!(desk
+        .ok(&["audit", "invariants"])
+        .contains("OK: no violations"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunding_twice_refunds_once_with_one_email() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::smtp(&sink.url(), "payments@shop.example".parse().unwrap()).unwrap();
+    let (sim, sim_base) = start_sim(None, 51).await;
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![checkout_started(checkout, "ref@example.com", 24900)],
+    )
+    .await;
+    let paid = sim_charge(&sim_base, serde_json::json!({"email": "ref@example.com", "amount": 24900, "currency": "usd", "client_reference_id": checkout.to_string()})).await;
+    let pi = paid["payment_intent_id"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now();
+    payledger::reconcile::reconcile(
+        &store,
+        &processor_client(&sim_base),
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+        false,
+    )
+    .await
+    .unwrap();
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer, &sender_config()).await.unwrap();
+
+    let desk = Desk::new(&t, Some(sim_base.clone()));
+    for _ in 0..2 {
+        desk.ok(&[
+            "support",
+            "refund",
+            &pi,
+            "--reason",
+            "customer asked",
+            "--as",
+            "bob",
+            "--yes",
+        ]);
+    }
+    assert_eq!(sim.lock().refunds.len(), 1, "one refund at the processor");
+    assert_eq!(count_events(&t, "ChargeRefunded").await, 1);
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer, &sender_config()).await.unwrap();
+    let status: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status FROM subscriptions WHERE email = 'ref@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "refunded");
+    let refunds: Vec<_> = sink
+        .received()
+        .into_iter()
+        .filter(|m| m.header("Subject").unwrap().contains("refund"))
+        .collect();
+    assert_eq!(refunds.len(), 1, "one refund email");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_by_every_key_finds_the_same_customer_and_bad_input_is_one_line() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "keys@example.com", 24900),
+            charge(
+                "pi_keys",
+                Some(checkout),
+                Some("keys@example.com"),
+                24900,
+                0,
+            ),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let reference: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT reference FROM customer_status WHERE payment_id = 'pi_keys'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let desk = Desk::new(&t, None);
+    for key in [
+        "keys@example.com",
+        "pi_keys",
+        &checkout.to_string(),
+        &reference,
+    ] {
+        let c: serde_json::Value =
+            serde_json::from_str(&desk.ok(&["support", "find", key, "--json"])).unwrap();
+        assert_eq!(c["email"], "keys@example.com", "by {key}");
+        assert_eq!(c["subscription"]["status"], "active");
+    }
+    desk.refused(
+        &["support", "find", "nobody@example.com"],
+        "nothing matches",
+    );
+    desk.refused(
+        &["support", "find", "pi_unknown"],
+        "nothing matches \"pi_unknown\"",
+    );
+    desk.refused(
+        &["support", "find", "not an email@"],
+        "not an email address",
+    );
+    desk.refused(&["support", "rescue", "pi_keys", "--yes"], "--as NAME");
+    desk.refused(
+        &["support", "rescue", "pi_nope", "--as", "alice", "--yes"],
+        "payment pi_nope is unknown",
+    );
+    desk.refused(
+        &[
+            "support", "refund", "pi_nope", "--reason", "x", "--as", "alice", "--yes",
+        ],
+        "not configured",
+    );
+    desk.refused(
+        &[
+            "support",
+            "resolve",
+            "unmatched_charge:none",
+            "--note",
+            "x",
+            "--as",
+            "alice",
+        ],
+        "no discrepancy",
+    );
+    desk.refused(
+        &[
+            "support", "grant", "--email", "bad", "--plan", "annual", "--reason", "x", "--as",
+            "alice",
+        ],
+        "not an email address",
+    );
+    desk.refused(
+        &[
+            "support",
+            "resend-email",
+            "confirmation:pi_none",
+            "--as",
+            "alice",
+        ],
+        "no email is known",
+    );
+    assert_eq!(
+        count_events(&t, "ChargeMatched").await
+            + count_events(&t, "DiscrepancyResolved").await
+            + count_events(&t, "SubscriptionGranted").await,
+        0,
+        "nothing appended"
+    );
+
+    // Resolving twice: the second is refused.
+    append(&store, vec![charge("pi_lone", None, None, 100, 1)]).await;
+    project_everything(&t.db.pool).await;
+    desk.ok(&[
+        "support",
+        "resolve",
+        "unmatched_charge:pi_lone",
+        "--note",
+        "test charge",
+        "--as",
+        "alice",
+    ]);
+    project_everything(&t.db.pool).await;
+    desk.refused(
+        &[
+            "support",
+            "resolve",
+            "unmatched_charge:pi_lone",
+            "--note",
+            "again",
+            "--as",
+            "alice",
+        ],
+        "already resolved",
+    );
+    // A grant is shown as a grant.
+    desk.ok(&[
+        "support",
+        "grant",
+        "--email",
+        "friend@example.com",
+        "--plan",
+        "annual",
+        "--reason",
+        "press",
+        "--as",
+        "alice",
+    ]);
+    project_everything(&t.db.pool).await;
+    let activation: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT activation FROM subscriptions WHERE email = 'friend@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(activation, "grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invariants_fail_when_a_charge_has_no_read_model_effect() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append(
+        &store,
+        vec![charge("pi_before", None, Some("x@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    assert!(desk.ok(&["audit", "invariants"]).contains("OK"));
+    // A stuck projection: the charge is in the log, nothing downstream knows.
+    append(
+        &store,
+        vec![charge("pi_stuck", None, Some("y@example.com"), 24900, 1)],
+    )
+    .await;
+    let out = desk.run(&["audit", "invariants", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report["violations"].as_array().unwrap();
+    assert!(
+        v.iter()
+            .any(|v| v["guarantee"] == 2 && v["subject"] == "pi_stuck"),
+        "{v:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_streams_as_valid_json_and_csv() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append_batched(&store, mixed_history(300), 100).await;
+    let desk = Desk::new(&t, None);
+    let json: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["audit", "log", "--json"])).unwrap();
+    let total = count_events(&t, "ChargeSucceeded").await;
+    assert!(json.as_array().unwrap().len() > 300);
+    let charges: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["audit", "log", "--type", "ChargeSucceeded", "--json"]))
+            .unwrap();
+    assert_eq!(charges.as_array().unwrap().len() as i64, total);
+    let csv = desk.ok(&["audit", "log", "--csv"]);
+    assert_eq!(
+        csv.lines().count(),
+        json.as_array().unwrap().len() + 1,
+        "a header and one line per event"
+    );
+    assert!(csv.starts_with("position,transaction_id,recorded_at"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_role_reads_and_postgres_refuses_it_any_append() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append(
+        &store,
+        vec![charge("pi_aud", None, Some("a@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let auditor_url = t
+        .url
+        .replacen("postgres://postgres@", "postgres://payledger_auditor@", 1);
+    let desk = Desk {
+        url: auditor_url.clone(),
+        ..Desk::new(&t, None)
+    };
+    assert!(desk.ok(&["audit", "log", "--json"]).contains("pi_aud"));
+    assert!(
+        desk.ok(&["audit", "verify"]).to_lowercase().contains("ok")
+            || desk.run(&["audit", "verify"]).status.success()
+    );
+    let asof = desk.ok(&[
+        "audit",
+        "as-of",
+        &(chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339(),
+        "discrepancies",
+        "--json",
+    ]);
+    assert!(asof.contains("unmatched_charge:pi_aud"), "{asof}");
+    let out = desk.run(&[
+        "support",
+        "resolve",
+        "unmatched_charge:pi_aud",
+        "--note",
+        "x",
+        "--as",
+        "mallory",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") || err.contains("insufficient"),
+        "{err}"
+    );
+    assert_eq!(count_events(&t, "DiscrepancyResolved").await, 0);
+}
