@@ -38,9 +38,28 @@ pub async fn write_log(
     format: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
-    let client = pool.get().await?;
-    let statement = client.prepare(include_str!("log_page.sql")).await?;
-    let (mut tx, mut pos) = (-1i64, -1i64);
+    let mut client = pool.get().await?;
+    // One query, read through a portal a page at a time: the server keeps
+    // the cursor, this process keeps one page.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let statement = tx.prepare(include_str!("log_query.sql")).await?;
+    let portal = tx
+        .bind(
+            &statement,
+            &[
+                &filter.stream,
+                &filter.event_type,
+                &filter.actor,
+                &filter.from,
+                &filter.to,
+            ],
+        )
+        .await?;
     let mut n = 0u64;
     match format {
         Format::Json => write!(out, "[")?,
@@ -48,21 +67,7 @@ pub async fn write_log(
         Format::Text => {}
     }
     loop {
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &tx,
-                    &pos,
-                    &filter.stream,
-                    &filter.event_type,
-                    &filter.actor,
-                    &filter.from,
-                    &filter.to,
-                    &PAGE,
-                ],
-            )
-            .await?;
+        let rows = tx.query_portal(&portal, PAGE as i32).await?;
         for r in &rows {
             let position: i64 = r.get("position");
             let transaction_id: i64 = r.get("transaction_id");
@@ -105,12 +110,12 @@ pub async fn write_log(
                 )?,
             }
             n += 1;
-            (tx, pos) = (transaction_id, position);
         }
         if (rows.len() as i64) < PAGE {
             break;
         }
     }
+    tx.commit().await?;
     if format == Format::Json {
         writeln!(out, "{}]", if n == 0 { "" } else { "\n" })?;
     }
