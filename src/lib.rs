@@ -6,6 +6,8 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod failpoint;
 pub mod http;
 pub mod pages;
 pub mod plans;

@@ -23,14 +23,27 @@ struct Cli {
 enum Command {
     /// Apply the database migrations (running it twice is a no-op).
     Migrate,
-    /// Run the background workers: projections and the hash-chain sealer.
+    /// Run the background workers: projections, the hash-chain sealer, the
+    /// reconciliation schedule, the email sender, auto-rescue and alerts.
     Work,
+    /// `serve` and `work` in one process (the small-deployment default).
+    Run,
+    /// The seed story, end to end, narrated: a purchase, a crash, a lost
+    /// webhook, a rescue, and the support desk.
+    Demo {
+        /// Drop the demo database first.
+        #[arg(long)]
+        reset: bool,
+        /// Leave the server and the simulator running at the end.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Projection checkpoints, lag and state; rebuilds.
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
-    /// The HTTP server: processor webhooks (and, later, the customer's pages).
+    /// The HTTP server: processor webhooks, the customer's pages, the access API.
     Serve,
     /// Ask the processor what it charged and refunded; append what the ledger missed.
     Reconcile {
@@ -158,6 +171,28 @@ fn database_url(cli: &Cli) -> anyhow::Result<String> {
     cli.database_url.clone().context(
         "DATABASE_URL is not set: point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger",
     )
+}
+
+/// Everything `serve` needs from the environment, and its listener.
+async fn serving_state(
+    db: &Database,
+) -> anyhow::Result<(payledger::http::AppState, tokio::net::TcpListener)> {
+    let bind = payledger::config::bind_address()?;
+    let secrets = payledger::config::webhook_secrets()?;
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = std::sync::Arc::new(SystemClock);
+    let site = payledger::pages::Site::from_env(bind)?;
+    payledger::pages::install_metrics();
+    let state = payledger::http::AppState::new(
+        payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
+        clock,
+        secrets,
+    )
+    .with_site(site);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;
+    tracing::info!(%bind, database = %db.shown_url(), "serving");
+    Ok((state, listener))
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Database> {
@@ -335,26 +370,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Serve => {
-            let url = payledger::config::database_url()?;
-            let bind = payledger::config::bind_address()?;
-            let secrets = payledger::config::webhook_secrets()?;
-            let db = Database::connect(&url, 16).await?;
+            let db = connect(&cli).await?;
             db.migrate().await?;
-            let clock: std::sync::Arc<dyn payledger::clock::Clock> =
-                std::sync::Arc::new(SystemClock);
-            let site = payledger::pages::Site::from_env(bind)?;
-            payledger::pages::install_metrics();
-            let state = payledger::http::AppState::new(
-                payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
-                clock,
-                secrets,
-            )
-            .with_site(site);
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;
-            tracing::info!(%bind, database = %db.shown_url(), "serving");
+            let (state, listener) = serving_state(&db).await?;
             payledger::http::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Run => {
+            let db = connect(&cli).await?;
+            db.migrate().await?;
+            let (state, listener) = serving_state(&db).await?;
+            let config = payledger::worker::WorkerConfig::from_env()?;
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            let mut server_stop = stop.clone();
+            let server = tokio::spawn(payledger::http::serve(listener, state, async move {
+                let _ = server_stop.changed().await;
+            }));
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("stopping: no new requests; finishing in-flight appends");
+                let _ = stop_tx.send(true);
+            });
+            tracing::info!(database = %db.shown_url(), "running serve and work in one process");
+            payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
+            server.await??;
+        }
+        Command::Demo {
+            reset,
+            keep_running,
+        } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let ok = payledger::demo::run(&url, *reset, *keep_running).await?;
+            if !ok {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::ProcessorSim {
             bind,
@@ -506,14 +557,21 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo narrates on stdout; its log stays quiet unless asked.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("payledger: {e:#}");

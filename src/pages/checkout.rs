@@ -104,6 +104,7 @@ pub async fn start(
     }
     .into();
     let metadata = Metadata::new(checkout_id, actor.clone(), "checkout");
+    crate::failpoint::hit("checkout.before_record");
     let recorded = async {
         let data =
             EventData::for_processor_fact(&started, &checkout_id.to_string(), metadata.clone())?;
@@ -116,6 +117,7 @@ pub async fn start(
     if let Err(e) = recorded {
         return not_started(site, &e);
     }
+    crate::failpoint::hit("checkout.after_record");
     if let Ok(Some(url)) = opened_session_url(&state, &stream).await {
         return see_other(&url);
     }
@@ -156,6 +158,7 @@ pub async fn start(
             return no_store(page);
         }
     };
+    crate::failpoint::hit("checkout.after_processor");
     let Some(url) = session.url.clone() else {
         return internal_error(
             site,

@@ -104,6 +104,7 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
         tx.rollback().await?;
         return Err(e);
     }
+    crate::failpoint::hit("alerts.after_delivery");
     tx.execute(
         "INSERT INTO alert_deliveries (discrepancy_id, alerted_at) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
         &[&ids, &now],

@@ -93,6 +93,7 @@ pub async fn rescue_due(
             &payment_id,
             Metadata::new(uuid::Uuid::new_v4(), Actor::auto_rescue(), "auto-rescue"),
         )?;
+        crate::failpoint::hit("rescue.before_match");
         store
             .append_to_stream(
                 StreamId::payment(&payment_id),

@@ -201,11 +201,8 @@ async fn links_for(
 
 fn subject(kind: &str, view: &View) -> String {
     match kind {
-        "confirmation" => format!("Your receipt: {} — {}", view.plan, view.amount),
-        "rescue_confirmation" => format!(
-            "Your account is active — receipt for {} of {}",
-            view.amount, view.paid_on
-        ),
+        "confirmation" => format!("Your receipt: {}, {}", view.plan, view.amount),
+        "rescue_confirmation" => format!("Your account is active: receipt for {}", view.amount),
         "refund_confirmation" => format!("Your refund of {}", view.refund_amount),
         _ => "Where your payments stand".into(),
     }
@@ -349,7 +346,10 @@ async fn send_one(
                 message: format!("could not build the message: {e}"),
                 permanent: true,
             }),
-            Ok(message) => mailer.send(message).await,
+            Ok(message) => {
+                crate::failpoint::hit("sender.before_send");
+                mailer.send(message).await
+            }
         },
     };
     let metadata = Metadata::new(
@@ -395,6 +395,7 @@ async fn send_one(
             (event, format!("{key}:{generation}:{attempt}"), settle)
         }
     };
+    crate::failpoint::hit("sender.after_smtp");
     let data = EventData::for_processor_fact(&event, &object, metadata)?;
     let mut client = store.pool().get().await?;
     let tx = client.transaction().await?;

@@ -116,7 +116,9 @@ impl<'a> Run<'a> {
                 None => self.append_missing(fact, data).await?,
             }
         }
-        self.record_disagreements(disagreements).await
+        self.record_disagreements(disagreements).await?;
+        crate::failpoint::hit("reconcile.after_page");
+        Ok(())
     }
 
     /// Processor-refunded charges whose payment has no `ChargeRefunded` in
@@ -197,6 +199,7 @@ impl<'a> Run<'a> {
             }
             return Ok(());
         }
+        crate::failpoint::hit("reconcile.before_append");
         let outcome = self
             .store
             .append(vec![StreamAppend::new(

@@ -53,8 +53,10 @@ async fn receive_stripe_webhook(
         }
     };
     let started = std::time::Instant::now();
+    crate::failpoint::hit("webhook.before_append");
     match state.store.append(mapped.appends).await {
         Ok(outcome) => {
+            crate::failpoint::hit("webhook.after_append");
             metrics::histogram!("payledger_append_seconds").record(started.elapsed().as_secs_f64());
             let result = if mapped.unparsed_reason.is_some() {
                 "unparsed"

@@ -534,6 +534,8 @@ async fn get_faults(State(sim): State<Simulator>) -> Json<Faults> {
 
 #[derive(Deserialize)]
 struct SimChargeRequest {
+    /// Empty: a charge that names no customer (e.g. a wallet without email).
+    #[serde(default)]
     email: String,
     amount: i64,
     currency: String,
@@ -563,7 +565,7 @@ async fn sim_charge(
             amount: req.amount,
             currency: req.currency.clone(),
             client_reference_id: req.client_reference_id.clone(),
-            customer_email: Some(req.email.clone()),
+            customer_email: Some(req.email.clone()).filter(|e| !e.is_empty()),
             mode: "payment".into(),
             payment_intent_metadata,
             ..NewSession::default()

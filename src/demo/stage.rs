@@ -1,0 +1,535 @@
+//! The demo's stage: the database, the simulator, the `run` child process,
+//! the mail directory, and the narration with its checks.
+
+use crate::clock::SystemClock;
+use crate::db::{create_database_if_missing, drop_database_if_exists, Database};
+use crate::processor::client::{ClientRetry, ProcessorClient};
+use crate::processor::sim::{SimConfig, Simulator};
+use crate::reconcile::ReconcileReport;
+use crate::store::PgEventStore;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_demo";
+const API_TOKEN: &str = "demo-token";
+
+pub struct Stage {
+    pub db: Database,
+    pub url: String,
+    pub base: String,
+    pub port: u16,
+    pub sim_base: String,
+    pub mail_dir: PathBuf,
+    plans_file: PathBuf,
+    child: Option<Child>,
+    run_tag: String,
+    http: reqwest::Client,
+    pub checks: u32,
+    pub failures: u32,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn demo_url(database_url: &str) -> anyhow::Result<String> {
+    let config: tokio_postgres::Config = database_url.parse()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    Ok(format!(
+        "postgres://{}@{}:{}/payledger_demo",
+        config.get_user().unwrap_or("postgres"),
+        host,
+        config.get_ports().first().copied().unwrap_or(5432)
+    ))
+}
+
+impl Stage {
+    pub async fn set_up(database_url: &str, reset: bool) -> anyhow::Result<Stage> {
+        let url = demo_url(database_url)?;
+        if reset {
+            drop_database_if_exists(&url).await?;
+            println!(
+                "dropped the demo database ({})",
+                crate::db::redact_url(&url)
+            );
+        }
+        let created = create_database_if_missing(&url).await?;
+        let db = Database::connect(&url, 4).await?;
+        db.migrate().await?;
+        println!(
+            "{} the demo database {} and migrated it; it stays for exploring (--reset starts over)",
+            if created { "created" } else { "using" },
+            crate::db::redact_url(&url)
+        );
+        let dir = std::env::current_dir()?
+            .join("target")
+            .join("payledger-demo");
+        let mail_dir = dir.join("mail");
+        std::fs::create_dir_all(&mail_dir)?;
+        let plans_file = dir.join("plans.toml");
+        std::fs::write(&plans_file, include_str!("../../plans.example.toml"))?;
+
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let sim_base = format!("http://{}", listener.local_addr()?);
+        let sim = Simulator::new(SimConfig {
+            webhook_url: Some(format!("{base}/webhooks/stripe")),
+            webhook_secret: SECRET.into(),
+            seed: rand::random(),
+            public_url: sim_base.clone(),
+            retry: crate::processor::sim::RetryPolicy {
+                first_backoff: Duration::from_millis(300),
+                max_backoff: Duration::from_secs(1),
+                ..Default::default()
+            },
+        });
+        tokio::spawn(crate::processor::sim::serve(sim.clone(), listener));
+        println!(
+            "processor simulator at {sim_base}; mail goes to {}",
+            mail_dir.display()
+        );
+        Ok(Stage {
+            db,
+            url,
+            base,
+            port,
+            sim_base,
+            mail_dir,
+            plans_file,
+            child: None,
+            run_tag: uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            checks: 0,
+            failures: 0,
+        })
+    }
+
+    /// A fresh address per demo run, so a kept database never sees a
+    /// customer "pay twice".
+    pub fn email(&self, name: &str) -> String {
+        format!("{name}.{}@example.com", self.run_tag)
+    }
+
+    pub fn step(&self, n: u32, title: &str) {
+        println!("\n== Step {n}: {title}");
+    }
+
+    pub fn check(&mut self, ok: bool, claim: &str) {
+        self.checks += 1;
+        if ok {
+            println!("  ✓ {claim}");
+        } else {
+            self.failures += 1;
+            println!("  ✗ FAILED: {claim}");
+        }
+    }
+
+    /// What a party sees on a page: its heading, checked for `expect`.
+    pub fn says(&mut self, who: &str, page: &str, expect: &str) {
+        let page = page.replace("&#39;", "'");
+        let heading = page
+            .split("<h1>")
+            .nth(1)
+            .and_then(|h| h.split("</h1>").next())
+            .unwrap_or("(no heading)")
+            .to_string();
+        println!("  {who} sees: \"{heading}\"");
+        self.check(
+            page.contains(expect),
+            &format!("the page says \"{expect}\""),
+        );
+    }
+
+    pub async fn start_server(&mut self, failpoints: Option<&str>) -> anyhow::Result<()> {
+        let exe = std::env::current_exe()?;
+        let mut c = Command::new(exe);
+        c.arg("run")
+            .env("DATABASE_URL", &self.url)
+            .env("PAYLEDGER_BIND", format!("127.0.0.1:{}", self.port))
+            .env("PAYLEDGER_PUBLIC_URL", &self.base)
+            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("STRIPE_API_BASE", &self.sim_base)
+            .env("STRIPE_API_KEY", "sk_test_demo")
+            .env("PAYLEDGER_PLANS", &self.plans_file)
+            .env("PAYLEDGER_MAIL_DIR", &self.mail_dir)
+            .env("PAYLEDGER_MAIL_FROM", "payments@shop.example")
+            .env("PAYLEDGER_SUPPORT_EMAIL", "help@shop.example")
+            .env("PAYLEDGER_API_TOKEN", API_TOKEN)
+            .env("PAYLEDGER_RESCUE_GRACE", "4s")
+            .env("PAYLEDGER_PENDING_WINDOW", "2m")
+            .env("PAYLEDGER_RECONCILE_EVERY", "off")
+            .env_remove("SMTP_URL")
+            .env_remove("PAYLEDGER_ALERT_WEBHOOK")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match failpoints {
+            Some(f) => c.env("PAYLEDGER_FAILPOINTS", f),
+            None => c.env_remove("PAYLEDGER_FAILPOINTS"),
+        };
+        self.child = Some(c.spawn()?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    println!(
+                        "  payledger run is up at {}{}",
+                        self.base,
+                        failpoints
+                            .map(|f| format!(" (failpoint armed: {f})"))
+                            .unwrap_or_default()
+                    );
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("payledger run did not become ready")
+    }
+
+    pub fn stop_server(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart_server(&mut self, failpoints: Option<&str>) -> anyhow::Result<()> {
+        self.stop_server();
+        self.start_server(failpoints).await
+    }
+
+    pub async fn wait_server_death(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    use std::os::unix::process::ExitStatusExt;
+                    self.child = None;
+                    return status.signal() == Some(9);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    pub async fn sim_faults(&self, faults: serde_json::Value) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/_sim/faults", self.sim_base))
+            .json(&faults)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// The customer's path: the plan page, checkout, the processor's pay
+    /// page. Returns the session id of the return URL.
+    pub async fn buy(&mut self, email: &str) -> anyhow::Result<String> {
+        let home = self.get("/").await?;
+        let token = home
+            .split("name=\"token\" value=\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .ok_or_else(|| anyhow::anyhow!("the plan page has no form token"))?
+            .to_string();
+        println!(
+            "  customer opens the shop, picks \"One year of access — 249.00 USD\", enters {email}"
+        );
+        let r = self
+            .http
+            .post(format!("{}/checkout", self.base))
+            .form(&[("plan", "annual"), ("email", email), ("token", &token)])
+            .send()
+            .await?;
+        let pay_url = r
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| anyhow::anyhow!("checkout did not redirect ({})", r.status()))?
+            .to_string();
+        let session = pay_url.rsplit('/').next().unwrap_or_default().to_string();
+        println!("  checkout recorded, then the processor's pay page: {pay_url}");
+        let r = self
+            .http
+            .post(&pay_url)
+            .form(&[("email", "")])
+            .send()
+            .await?;
+        self.check(
+            r.status().is_redirection(),
+            "the processor charged 249.00 USD and sent the customer back",
+        );
+        Ok(session)
+    }
+
+    /// A charge at the processor that no checkout in the ledger knows.
+    pub async fn orphan_charge(&mut self, email: Option<&str>) -> anyhow::Result<String> {
+        let body = serde_json::json!({
+            "email": email.unwrap_or(""), "amount": 24900, "currency": "usd",
+            "client_reference_id": uuid::Uuid::new_v4().to_string(),
+        });
+        let paid: serde_json::Value = self
+            .http
+            .post(format!("{}/_sim/charges", self.sim_base))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let pi = paid["payment_intent_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        println!(
+            "  the processor charged 249.00 USD ({pi}){}",
+            email
+                .map(|e| format!(" from {e}"))
+                .unwrap_or_else(|| " — no email on the charge".into())
+        );
+        Ok(pi)
+    }
+
+    pub async fn reconcile(&mut self) -> anyhow::Result<ReconcileReport> {
+        let store = PgEventStore::new(self.db.pool.clone(), Arc::new(SystemClock));
+        let processor = ProcessorClient::new(
+            url::Url::parse(&self.sim_base)?,
+            "sk_test_demo",
+            ClientRetry::default(),
+        );
+        let now = chrono::Utc::now();
+        let report = crate::reconcile::reconcile(
+            &store,
+            &processor,
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::minutes(1),
+            false,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "  payledger reconcile: {} objects seen, {} missing appended",
+            report.objects_seen, report.missing_appended
+        );
+        Ok(report)
+    }
+
+    pub async fn count(&self, sql: &str, arg: &str) -> anyhow::Result<i64> {
+        let c = self.db.pool.get().await?;
+        Ok(c.query_one(sql, &[&arg]).await?.get(0))
+    }
+
+    async fn poll(&self, sql: &str, arg: &str, secs: u64) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let c = self.db.pool.get().await?;
+            if c.query_opt(sql, &[&arg]).await.ok().flatten().is_some() {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            drop(c);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_active(&self, email: &str, secs: u64) -> anyhow::Result<bool> {
+        self.poll(
+            "SELECT 1 FROM subscriptions WHERE email = $1 AND status = 'active'",
+            email,
+            secs,
+        )
+        .await
+    }
+
+    pub async fn wait_discrepancy(
+        &self,
+        id: &str,
+        status: &str,
+        secs: u64,
+    ) -> anyhow::Result<bool> {
+        let sql = format!(
+            "SELECT 1 FROM discrepancies WHERE id = $1 AND status = '{}'",
+            status.replace('\'', "")
+        );
+        self.poll(&sql, id, secs).await
+    }
+
+    /// How many mails to `to` whose subject contains `subject`, once at least
+    /// one arrived (or `secs` passed).
+    pub async fn wait_mail(&self, to: &str, subject: &str, secs: u64) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let n = self
+                .mails(to)
+                .iter()
+                .filter(|(s, _)| s.contains(subject))
+                .count();
+            if n > 0 || Instant::now() > deadline {
+                // A moment more, so a duplicate would show too.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let all = self.mails(to);
+                for (s, f) in &all {
+                    println!("  mail to {to}: \"{s}\" ({f})");
+                }
+                return all.iter().filter(|(s, _)| s.contains(subject)).count();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// (subject, file name) of every mail to `to` in the mail directory.
+    fn mails(&self, to: &str) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.mail_dir) else {
+            return vec![];
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let header = |name: &str| {
+                    text.lines()
+                        .find(|l| l.starts_with(name))
+                        .map(|l| l[name.len()..].trim().to_string())
+                };
+                (header("To:")? == to).then(|| {
+                    (
+                        header("Subject:").unwrap_or_default(),
+                        e.file_name().to_string_lossy().into_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `payledger ARGS` against the demo database and shows its output.
+    pub async fn cli(&mut self, args: &[&str]) -> String {
+        println!("  $ payledger {}", args.join(" "));
+        let out = match std::env::current_exe() {
+            Ok(exe) => Command::new(exe)
+                .args(args)
+                .env("DATABASE_URL", &self.url)
+                .env("PAYLEDGER_PLANS", &self.plans_file)
+                .env("STRIPE_API_BASE", &self.sim_base)
+                .env("STRIPE_API_KEY", "sk_test_demo")
+                .env("RUST_LOG", "error")
+                .stdin(Stdio::null())
+                .output(),
+            Err(e) => Err(e),
+        };
+        match out {
+            Ok(o) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                for line in text.lines() {
+                    println!("    {line}");
+                }
+                if !o.status.success() {
+                    self.check(
+                        false,
+                        &format!("payledger {} exited with {}", args.join(" "), o.status),
+                    );
+                }
+                text
+            }
+            Err(e) => {
+                self.check(
+                    false,
+                    &format!("could not run payledger {}: {e}", args.join(" ")),
+                );
+                String::new()
+            }
+        }
+    }
+
+    pub async fn end_state(&mut self) {
+        println!("\n== Step 5: The end state");
+        if let Ok(c) = self.db.pool.get().await {
+            if let Ok(rows) = c.query("SELECT email, plan, status, activation, period_end FROM subscriptions ORDER BY email", &[]).await {
+                println!("  subscriptions:");
+                for r in rows {
+                    let end: chrono::DateTime<chrono::Utc> = r.get(4);
+                    println!("    {:<32} {} {} ({}) until {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3), end.format("%Y-%m-%d"));
+                }
+            }
+            if let Ok(rows) = c
+                .query(
+                    "SELECT id, status FROM discrepancies ORDER BY first_seen",
+                    &[],
+                )
+                .await
+            {
+                println!("  discrepancies:");
+                for r in rows {
+                    println!(
+                        "    {:<48} {}",
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1)
+                    );
+                }
+            }
+        }
+        println!("  mail directory {}:", self.mail_dir.display());
+        let mut files: Vec<String> = std::fs::read_dir(&self.mail_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        for f in files.iter().rev().take(8) {
+            println!("    {f}");
+        }
+        // The worker seals the chain every half second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let verify = self.cli(&["audit", "verify"]).await;
+        self.check(
+            !verify.contains("BROKEN"),
+            "audit verify: the hash chain verifies",
+        );
+        let inv = self.cli(&["audit", "invariants"]).await;
+        self.check(
+            inv.contains("OK: no violations"),
+            "audit invariants: no violations",
+        );
+        println!(
+            "\n  Explore (DATABASE_URL={}):",
+            crate::db::redact_url(&self.url)
+        );
+        println!("    cargo run --release -- support queue --all");
+        println!(
+            "    cargo run --release -- support find {}",
+            self.email("cal")
+        );
+        println!("    cargo run --release -- audit log --type ChargeSucceeded");
+        println!("    cargo run --release -- demo --keep-running   # then open the shop and the status pages in a browser");
+    }
+}

@@ -1,0 +1,34 @@
+//! Named failpoints for crash tests and the demo: when
+//! `PAYLEDGER_FAILPOINTS` names one (comma-separated), reaching it kills this
+//! process with SIGKILL — no destructors, no graceful anything, exactly like
+//! a power cut at that line.
+
+/// Every failpoint, so tests and docs can list them.
+pub const ALL: &[&str] = &[
+    "webhook.before_append",
+    "webhook.after_append",
+    "checkout.before_record",
+    "checkout.after_record",
+    "checkout.after_processor",
+    "sender.after_smtp",
+    "sender.before_send",
+    "reconcile.before_append",
+    "reconcile.after_page",
+    "rescue.before_match",
+    "alerts.after_delivery",
+];
+
+pub fn hit(name: &str) {
+    let Ok(list) = std::env::var("PAYLEDGER_FAILPOINTS") else {
+        return;
+    };
+    if list.split(',').any(|f| f.trim() == name) {
+        tracing::error!(failpoint = name, "failpoint reached: SIGKILL");
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        // `kill` missing: still never go on past a failpoint.
+        std::process::abort();
+    }
+}
