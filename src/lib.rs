@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -18,3 +19,12 @@ pub mod store;
 pub mod support;
 pub mod webhook;
 pub mod worker;
+
+/// Readable events not yet applied, summed over every projection.
+pub async fn projections_lag(pool: &deadpool_postgres::Pool) -> anyhow::Result<i64> {
+    Ok(payledger_projections::runner::status(pool)
+        .await?
+        .iter()
+        .map(|s| s.lag)
+        .sum())
+}

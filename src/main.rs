@@ -28,6 +28,15 @@ enum Command {
     Work,
     /// `serve` and `work` in one process (the small-deployment default).
     Run,
+    /// Purchases under faults and real crashes; checks every guarantee; prints a table.
+    Chaos {
+        #[arg(long, default_value_t = 300)]
+        purchases: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// The seed story, end to end, narrated: a purchase, a crash, a lost
     /// webhook, a rescue, and the support desk.
     Demo {
@@ -394,6 +403,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
             server.await??;
         }
+        Command::Chaos {
+            purchases,
+            seed,
+            json,
+        } => {
+            let url = cli
+                .database_url
+                .clone()
+                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let report = payledger::chaos::run(&url, *purchases, *seed).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+            if !report.violations.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Command::Demo {
             reset,
             keep_running,
@@ -559,7 +587,7 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; its log stays quiet unless asked.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+    let default_level = if matches!(cli.command, Command::Demo { .. } | Command::Chaos { .. }) {
         "warn"
     } else {
         "info"

@@ -3,12 +3,12 @@
 //! is really killed, and a mail directory. Every claim printed is checked;
 //! the exit status says whether all held.
 
-mod stage;
+pub mod stage;
 
 use stage::Stage;
 
 pub async fn run(database_url: &str, reset: bool, keep_running: bool) -> anyhow::Result<bool> {
-    let mut s = Stage::set_up(database_url, reset).await?;
+    let mut s = Stage::set_up(database_url, "payledger_demo", reset, false, rand::random()).await?;
     let outcome = play(&mut s).await;
     if let Err(e) = &outcome {
         s.check(false, &format!("the demo could not go on: {e:#}"));

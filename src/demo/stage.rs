@@ -28,6 +28,7 @@ pub struct Stage {
     http: reqwest::Client,
     pub checks: u32,
     pub failures: u32,
+    pub quiet: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -36,14 +37,23 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn demo_url(database_url: &str) -> anyhow::Result<String> {
+/// Prints unless quiet (the chaos run keeps only its table).
+macro_rules! say {
+    ($quiet:expr, $($arg:tt)*) => {
+        if !$quiet {
+            println!($($arg)*);
+        }
+    };
+}
+
+fn db_url(database_url: &str, name: &str) -> anyhow::Result<String> {
     let config: tokio_postgres::Config = database_url.parse()?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".into(),
     };
     Ok(format!(
-        "postgres://{}@{}:{}/payledger_demo",
+        "postgres://{}@{}:{}/{name}",
         config.get_user().unwrap_or("postgres"),
         host,
         config.get_ports().first().copied().unwrap_or(5432)
@@ -51,11 +61,18 @@ fn demo_url(database_url: &str) -> anyhow::Result<String> {
 }
 
 impl Stage {
-    pub async fn set_up(database_url: &str, reset: bool) -> anyhow::Result<Stage> {
-        let url = demo_url(database_url)?;
+    pub async fn set_up(
+        database_url: &str,
+        name: &str,
+        reset: bool,
+        quiet: bool,
+        seed: u64,
+    ) -> anyhow::Result<Stage> {
+        let url = db_url(database_url, name)?;
         if reset {
             drop_database_if_exists(&url).await?;
-            println!(
+            say!(
+                quiet,
                 "dropped the demo database ({})",
                 crate::db::redact_url(&url)
             );
@@ -63,14 +80,15 @@ impl Stage {
         let created = create_database_if_missing(&url).await?;
         let db = Database::connect(&url, 4).await?;
         db.migrate().await?;
-        println!(
+        say!(
+            quiet,
             "{} the demo database {} and migrated it; it stays for exploring (--reset starts over)",
             if created { "created" } else { "using" },
             crate::db::redact_url(&url)
         );
         let dir = std::env::current_dir()?
             .join("target")
-            .join("payledger-demo");
+            .join(name.replace('_', "-"));
         let mail_dir = dir.join("mail");
         std::fs::create_dir_all(&mail_dir)?;
         let plans_file = dir.join("plans.toml");
@@ -83,7 +101,7 @@ impl Stage {
         let sim = Simulator::new(SimConfig {
             webhook_url: Some(format!("{base}/webhooks/stripe")),
             webhook_secret: SECRET.into(),
-            seed: rand::random(),
+            seed,
             public_url: sim_base.clone(),
             retry: crate::processor::sim::RetryPolicy {
                 first_backoff: Duration::from_millis(300),
@@ -92,7 +110,8 @@ impl Stage {
             },
         });
         tokio::spawn(crate::processor::sim::serve(sim.clone(), listener));
-        println!(
+        say!(
+            quiet,
             "processor simulator at {sim_base}; mail goes to {}",
             mail_dir.display()
         );
@@ -111,6 +130,7 @@ impl Stage {
                 .build()?,
             checks: 0,
             failures: 0,
+            quiet,
         })
     }
 
@@ -121,16 +141,16 @@ impl Stage {
     }
 
     pub fn step(&self, n: u32, title: &str) {
-        println!("\n== Step {n}: {title}");
+        say!(self.quiet, "\n== Step {n}: {title}");
     }
 
     pub fn check(&mut self, ok: bool, claim: &str) {
         self.checks += 1;
         if ok {
-            println!("  ✓ {claim}");
+            say!(self.quiet, "  ✓ {claim}");
         } else {
             self.failures += 1;
-            println!("  ✗ FAILED: {claim}");
+            say!(self.quiet, "  ✗ FAILED: {claim}");
         }
     }
 
@@ -143,7 +163,7 @@ impl Stage {
             .and_then(|h| h.split("</h1>").next())
             .unwrap_or("(no heading)")
             .to_string();
-        println!("  {who} sees: \"{heading}\"");
+        say!(self.quiet, "  {who} sees: \"{heading}\"");
         self.check(
             page.contains(expect),
             &format!("the page says \"{expect}\""),
@@ -180,9 +200,18 @@ impl Stage {
         self.child = Some(c.spawn()?);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+            {
+                self.child = None;
+                anyhow::bail!("payledger run died while starting (failpoint {failpoints:?})");
+            }
             if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
                 if r.status().is_success() {
-                    println!(
+                    say!(
+                        self.quiet,
                         "  payledger run is up at {}{}",
                         self.base,
                         failpoints
@@ -202,6 +231,32 @@ impl Stage {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Whether the server process has died (a failpoint fired), reaping it.
+    pub fn server_died(&mut self) -> bool {
+        let died = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if died {
+            self.child = None;
+        }
+        died || self.child.is_none()
+    }
+
+    /// Cuts every connection to the database but this one's: PostgreSQL
+    /// gone for an instant, as in a failover.
+    pub async fn cut_connections(&self) -> anyhow::Result<u64> {
+        let c = self.db.pool.get().await?;
+        let n = c
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await?
+            .len();
+        Ok(n as u64)
     }
 
     pub async fn restart_server(&mut self, failpoints: Option<&str>) -> anyhow::Result<()> {
@@ -254,7 +309,8 @@ impl Stage {
             .and_then(|t| t.split('"').next())
             .ok_or_else(|| anyhow::anyhow!("the plan page has no form token"))?
             .to_string();
-        println!(
+        say!(
+            self.quiet,
             "  customer opens the shop, picks \"One year of access — 249.00 USD\", enters {email}"
         );
         let r = self
@@ -270,7 +326,10 @@ impl Stage {
             .ok_or_else(|| anyhow::anyhow!("checkout did not redirect ({})", r.status()))?
             .to_string();
         let session = pay_url.rsplit('/').next().unwrap_or_default().to_string();
-        println!("  checkout recorded, then the processor's pay page: {pay_url}");
+        say!(
+            self.quiet,
+            "  checkout recorded, then the processor's pay page: {pay_url}"
+        );
         let r = self
             .http
             .post(&pay_url)
@@ -303,7 +362,8 @@ impl Stage {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        println!(
+        say!(
+            self.quiet,
             "  the processor charged 249.00 USD ({pi}){}",
             email
                 .map(|e| format!(" from {e}"))
@@ -329,11 +389,27 @@ impl Stage {
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!(
+        say!(
+            self.quiet,
             "  payledger reconcile: {} objects seen, {} missing appended",
-            report.objects_seen, report.missing_appended
+            report.objects_seen,
+            report.missing_appended
         );
         Ok(report)
+    }
+
+    /// How many charges the processor holds (all of them, paged).
+    pub async fn processor_charges(&self) -> anyhow::Result<usize> {
+        let processor = ProcessorClient::new(
+            url::Url::parse(&self.sim_base)?,
+            "sk_test_demo",
+            ClientRetry::default(),
+        );
+        Ok(processor
+            .charges(Default::default())
+            .collect_all()
+            .await?
+            .len())
     }
 
     pub async fn count(&self, sql: &str, arg: &str) -> anyhow::Result<i64> {
@@ -393,7 +469,7 @@ impl Stage {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let all = self.mails(to);
                 for (s, f) in &all {
-                    println!("  mail to {to}: \"{s}\" ({f})");
+                    say!(self.quiet, "  mail to {to}: \"{s}\" ({f})");
                 }
                 return all.iter().filter(|(s, _)| s.contains(subject)).count();
             }
@@ -428,7 +504,7 @@ impl Stage {
 
     /// Runs `payledger ARGS` against the demo database and shows its output.
     pub async fn cli(&mut self, args: &[&str]) -> String {
-        println!("  $ payledger {}", args.join(" "));
+        say!(self.quiet, "  $ payledger {}", args.join(" "));
         let out = match std::env::current_exe() {
             Ok(exe) => Command::new(exe)
                 .args(args)
@@ -449,7 +525,7 @@ impl Stage {
                     String::from_utf8_lossy(&o.stderr)
                 );
                 for line in text.lines() {
-                    println!("    {line}");
+                    say!(self.quiet, "    {line}");
                 }
                 if !o.status.success() {
                     self.check(
@@ -470,13 +546,13 @@ impl Stage {
     }
 
     pub async fn end_state(&mut self) {
-        println!("\n== Step 5: The end state");
+        say!(self.quiet, "\n== Step 5: The end state");
         if let Ok(c) = self.db.pool.get().await {
             if let Ok(rows) = c.query("SELECT email, plan, status, activation, period_end FROM subscriptions ORDER BY email", &[]).await {
-                println!("  subscriptions:");
+                say!(self.quiet, "  subscriptions:");
                 for r in rows {
                     let end: chrono::DateTime<chrono::Utc> = r.get(4);
-                    println!("    {:<32} {} {} ({}) until {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3), end.format("%Y-%m-%d"));
+                    say!(self.quiet, "    {:<32} {} {} ({}) until {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3), end.format("%Y-%m-%d"));
                 }
             }
             if let Ok(rows) = c
@@ -486,9 +562,10 @@ impl Stage {
                 )
                 .await
             {
-                println!("  discrepancies:");
+                say!(self.quiet, "  discrepancies:");
                 for r in rows {
-                    println!(
+                    say!(
+                        self.quiet,
                         "    {:<48} {}",
                         r.get::<_, String>(0),
                         r.get::<_, String>(1)
@@ -496,7 +573,7 @@ impl Stage {
                 }
             }
         }
-        println!("  mail directory {}:", self.mail_dir.display());
+        say!(self.quiet, "  mail directory {}:", self.mail_dir.display());
         let mut files: Vec<String> = std::fs::read_dir(&self.mail_dir)
             .map(|d| {
                 d.filter_map(|e| e.ok())
@@ -506,7 +583,7 @@ impl Stage {
             .unwrap_or_default();
         files.sort();
         for f in files.iter().rev().take(8) {
-            println!("    {f}");
+            say!(self.quiet, "    {f}");
         }
         // The worker seals the chain every half second.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -520,16 +597,21 @@ impl Stage {
             inv.contains("OK: no violations"),
             "audit invariants: no violations",
         );
-        println!(
+        say!(
+            self.quiet,
             "\n  Explore (DATABASE_URL={}):",
             crate::db::redact_url(&self.url)
         );
-        println!("    cargo run --release -- support queue --all");
-        println!(
+        say!(self.quiet, "    cargo run --release -- support queue --all");
+        say!(
+            self.quiet,
             "    cargo run --release -- support find {}",
             self.email("cal")
         );
-        println!("    cargo run --release -- audit log --type ChargeSucceeded");
-        println!("    cargo run --release -- demo --keep-running   # then open the shop and the status pages in a browser");
+        say!(
+            self.quiet,
+            "    cargo run --release -- audit log --type ChargeSucceeded"
+        );
+        say!(self.quiet, "    cargo run --release -- demo --keep-running   # then open the shop and the status pages in a browser");
     }
 }

@@ -1,0 +1,207 @@
+//! `payledger chaos`: N purchases through the real pages and the simulator
+//! with its faults on, while `payledger run` is killed with SIGKILL at random
+//! moments and at named failpoints and its database connections are cut;
+//! then reconciliation, quiescence, and every guarantee checked.
+
+use crate::demo::stage::Stage;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize)]
+pub struct ChaosReport {
+    pub purchases: usize,
+    pub kills: u32,
+    pub failpoint_kills: u32,
+    pub connection_cuts: u32,
+    pub faults_injected: u32,
+    pub charges_at_processor: i64,
+    pub charge_succeeded_events: i64,
+    pub active_subscriptions: i64,
+    pub emails_delivered: usize,
+    pub duplicate_emails: usize,
+    pub violations: Vec<String>,
+}
+
+impl ChaosReport {
+    pub fn print(&self) {
+        let rows: [(&str, String); 11] = [
+            ("purchases", self.purchases.to_string()),
+            ("kills (SIGKILL)", self.kills.to_string()),
+            ("  of which at failpoints", self.failpoint_kills.to_string()),
+            ("database connection cuts", self.connection_cuts.to_string()),
+            (
+                "processor faults switched on",
+                self.faults_injected.to_string(),
+            ),
+            (
+                "charges at the processor",
+                self.charges_at_processor.to_string(),
+            ),
+            (
+                "ChargeSucceeded events",
+                self.charge_succeeded_events.to_string(),
+            ),
+            (
+                "active subscriptions",
+                self.active_subscriptions.to_string(),
+            ),
+            ("emails delivered", self.emails_delivered.to_string()),
+            ("duplicate emails", self.duplicate_emails.to_string()),
+            ("violations", self.violations.len().to_string()),
+        ];
+        for (k, v) in rows {
+            println!("{k:<30} {v:>8}");
+        }
+        for v in &self.violations {
+            println!("VIOLATION: {v}");
+        }
+    }
+}
+
+/// Starts the server with `failpoint` armed; a failpoint that fires while
+/// it starts (a due email, say) is a kill too, and it starts again unarmed.
+async fn restart(
+    s: &mut Stage,
+    failpoint: Option<&'static str>,
+    kills: &mut u32,
+    failpoint_kills: &mut u32,
+) -> anyhow::Result<bool> {
+    if s.start_server(failpoint).await.is_ok() {
+        return Ok(failpoint.is_some());
+    }
+    *kills += 1;
+    *failpoint_kills += 1;
+    s.start_server(None).await?;
+    Ok(false)
+}
+
+pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Result<ChaosReport> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut s = Stage::set_up(database_url, "payledger_chaos", true, true, seed).await?;
+    let _ = std::fs::remove_dir_all(&s.mail_dir);
+    std::fs::create_dir_all(&s.mail_dir)?;
+    let (mut kills, mut failpoint_kills, mut cuts, mut faults) = (0u32, 0u32, 0u32, 0u32);
+    let mut armed = false;
+    let arm = |rng: &mut rand_chacha::ChaCha8Rng| -> Option<&'static str> {
+        rng.random_bool(0.4)
+            .then(|| crate::failpoint::ALL[rng.random_range(0..crate::failpoint::ALL.len())])
+    };
+    s.start_server(None).await?;
+    let mut paid = 0usize;
+    let mut customer = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60 + purchases as u64);
+    while paid < purchases && Instant::now() < deadline {
+        if rng.random_bool(0.15) {
+            let f = serde_json::json!({
+                "drop": rng.random_range(0.0..0.3), "duplicate": rng.random_range(0.0..0.3),
+                "reorder": rng.random_bool(0.5), "delay_ms": rng.random_range(0..200),
+                "endpoint_down": rng.random_bool(0.1),
+            });
+            s.sim_faults(f).await?;
+            faults += 1;
+        }
+        if rng.random_bool(0.01) {
+            s.cut_connections().await?;
+            cuts += 1;
+        }
+        if s.server_died() {
+            kills += 1;
+            if armed {
+                failpoint_kills += 1;
+            }
+            armed = restart(&mut s, arm(&mut rng), &mut kills, &mut failpoint_kills).await?;
+        } else if rng.random_bool(0.1) {
+            s.stop_server();
+            kills += 1;
+            armed = restart(&mut s, arm(&mut rng), &mut kills, &mut failpoint_kills).await?;
+        }
+        let email = s.email(&format!("c{customer}"));
+        if s.buy(&email).await.is_ok() {
+            paid += 1;
+            customer += 1;
+        }
+    }
+    // Calm: faults off, no failpoints, a last reconciliation, then quiet.
+    s.sim_faults(serde_json::json!({})).await?;
+    s.restart_server(None).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.reconcile().await?;
+    let quiet_by = Instant::now() + Duration::from_secs(120);
+    let c = s.db.pool.get().await?;
+    loop {
+        let pending: i64 = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM outgoing_emails WHERE status <> 'sent')
+                      + (SELECT count(*) FROM customer_status WHERE payment_id IS NOT NULL AND state NOT IN ('active', 'refunded'))",
+                &[],
+            )
+            .await?
+            .get(0);
+        let lag: i64 = crate::projections_lag(&s.db.pool).await?;
+        if (pending == 0 && lag == 0) || Instant::now() > quiet_by {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.map(|r| r.get::<_, i64>(0)) }
+    };
+    let charge_succeeded_events =
+        count("SELECT count(*) FROM events WHERE event_type = 'ChargeSucceeded'").await?;
+    let active_subscriptions =
+        count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await?;
+    let sent_keys = count("SELECT count(*) FROM outgoing_emails WHERE status = 'sent'").await?;
+    let charges_at_processor = s.processor_charges().await? as i64;
+    let mut per_id = std::collections::HashMap::<String, usize>::new();
+    for entry in std::fs::read_dir(&s.mail_dir)?.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(id) = text
+            .lines()
+            .find(|l| l.to_lowercase().starts_with("message-id:"))
+        {
+            *per_id.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    let duplicate_emails: usize = per_id.values().map(|n| n - 1).sum();
+    let mut violations: Vec<String> = crate::audit::invariants::check(&s.db.pool)
+        .await?
+        .violations
+        .into_iter()
+        .map(|v| format!("guarantee {}: {}: {}", v.guarantee, v.subject, v.detail))
+        .collect();
+    if charge_succeeded_events != charges_at_processor {
+        violations.push(format!("guarantee 1: {charges_at_processor} charges at the processor, {charge_succeeded_events} ChargeSucceeded"));
+    }
+    if active_subscriptions != paid as i64 {
+        violations.push(format!(
+            "{paid} customers paid, {active_subscriptions} active subscriptions"
+        ));
+    }
+    if (per_id.len() as i64) < sent_keys || per_id.len() < paid {
+        violations.push(format!(
+            "guarantee 4: {} distinct emails delivered for {paid} activations",
+            per_id.len()
+        ));
+    }
+    if duplicate_emails > kills as usize {
+        violations.push(format!(
+            "guarantee 4: {duplicate_emails} duplicate emails > {kills} kills"
+        ));
+    }
+    s.stop_server();
+    Ok(ChaosReport {
+        purchases: paid,
+        kills,
+        failpoint_kills,
+        connection_cuts: cuts,
+        faults_injected: faults,
+        charges_at_processor,
+        charge_succeeded_events,
+        active_subscriptions,
+        emails_delivered: per_id.len(),
+        duplicate_emails,
+        violations,
+    })
+}
