@@ -182,21 +182,36 @@ fn database_url(cli: &Cli) -> anyhow::Result<String> {
     )
 }
 
-/// Everything `serve` needs from the environment, and its listener.
+/// Everything `serve` needs from the environment — read before touching
+/// the database, so a missing setting stops start-up with nothing changed.
+struct ServeConfig {
+    bind: std::net::SocketAddr,
+    secrets: Vec<String>,
+    site: payledger::pages::Site,
+}
+
+fn serve_config() -> anyhow::Result<ServeConfig> {
+    let bind = payledger::config::bind_address()?;
+    Ok(ServeConfig {
+        bind,
+        secrets: payledger::config::webhook_secrets()?,
+        site: payledger::pages::Site::from_env(bind)?,
+    })
+}
+
 async fn serving_state(
     db: &Database,
+    config: ServeConfig,
 ) -> anyhow::Result<(payledger::http::AppState, tokio::net::TcpListener)> {
-    let bind = payledger::config::bind_address()?;
-    let secrets = payledger::config::webhook_secrets()?;
     let clock: std::sync::Arc<dyn payledger::clock::Clock> = std::sync::Arc::new(SystemClock);
-    let site = payledger::pages::Site::from_env(bind)?;
     payledger::pages::install_metrics();
+    let bind = config.bind;
     let state = payledger::http::AppState::new(
         payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
         clock,
-        secrets,
+        config.secrets,
     )
-    .with_site(site);
+    .with_site(config.site);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;
@@ -224,6 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Work => {
+            let config = payledger::worker::WorkerConfig::from_env()?;
             let db = connect(&cli).await?;
             db.migrate().await?;
             tracing::info!(database = %db.shown_url(), "worker started");
@@ -232,7 +248,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
-            let config = payledger::worker::WorkerConfig::from_env()?;
             payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
         }
         Command::Support { command } => {
@@ -379,16 +394,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Serve => {
+            let config = serve_config()?;
             let db = connect(&cli).await?;
             db.migrate().await?;
-            let (state, listener) = serving_state(&db).await?;
+            let (state, listener) = serving_state(&db, config).await?;
             payledger::http::serve(listener, state, shutdown_signal()).await?;
         }
         Command::Run => {
+            let serve = serve_config()?;
+            let config = payledger::worker::WorkerConfig::from_env()?;
             let db = connect(&cli).await?;
             db.migrate().await?;
-            let (state, listener) = serving_state(&db).await?;
-            let config = payledger::worker::WorkerConfig::from_env()?;
+            let (state, listener) = serving_state(&db, serve).await?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let mut server_stop = stop.clone();
             let server = tokio::spawn(payledger::http::serve(listener, state, async move {

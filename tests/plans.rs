@@ -54,7 +54,7 @@ fn serve_refuses_to_start_without_plans_and_says_which_setting() {
         .arg("serve")
         .env(
             "DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/postgres",
+            "postgres://postgres@127.0.0.1:1/never-reached",
         )
         .env("STRIPE_WEBHOOK_SECRET", "whsec_x")
         .env_remove("PAYLEDGER_PLANS")
