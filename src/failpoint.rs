@@ -15,6 +15,8 @@ pub const ALL: &[&str] = &[
     "reconcile.before_append",
     "reconcile.after_page",
     "rescue.before_match",
+    "return.before_record",
+    "status.before_record",
     "alerts.after_delivery",
 ];
 

@@ -233,6 +233,12 @@ async fn refunding_twice_refunds_once_with_one_email() {
         ]);
     }
     assert_eq!(sim.lock().refunds.len(), 1, "one refund at the processor");
+    desk.refused(
+        &[
+            "support", "refund", "pi_nope", "--reason", "x", "--as", "bob", "--yes",
+        ],
+        "payment pi_nope is unknown",
+    );
     assert_eq!(count_events(&t, "ChargeRefunded").await, 1);
     project_everything(&t.db.pool).await;
     send_due(&store, &mailer, &sender_config()).await.unwrap();

@@ -117,6 +117,7 @@ async fn returned(
         ),
     )?;
     let returned_id = data.event_id;
+    crate::failpoint::hit("return.before_record");
     state
         .store
         .append_to_stream(
@@ -299,6 +300,7 @@ pub async fn request_links(
         email: email.clone(),
     }
     .into();
+    crate::failpoint::hit("status.before_record");
     let appended = async {
         let data = EventData::new(
             &event,
