@@ -200,7 +200,11 @@ async fn a_version_change_rebuilds_the_projection_at_start() {
         )
         .await
         .unwrap();
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+    use payledger_projections::Projection;
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, i32>(1)),
+        (discrepancies.version(), 2)
+    );
     let n: i64 = t
         .client()
         .await
