@@ -331,26 +331,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     name.as_deref().unwrap_or("nothing")
                 );
             }
-            // Rebuilds are bound by round trips, not CPU: run them side by side.
-            let rebuilds = chosen.into_iter().map(|p| {
-                let pool = db.pool.clone();
-                async move {
-                    let started = std::time::Instant::now();
-                    let batch = payledger::worker::PROJECTION_BATCH;
-                    payledger_projections::runner::install(&pool, p.as_ref(), batch).await?;
-                    let read =
-                        payledger_projections::runner::rebuild(&pool, p.as_ref(), batch).await?;
-                    println!(
-                        "{}: rebuilt from {read} events in {:.1?} and swapped in",
-                        p.name(),
-                        started.elapsed()
-                    );
-                    Ok::<_, anyhow::Error>(())
-                }
-            });
-            for result in futures_util::future::join_all(rebuilds).await {
-                result?;
+            // One read of the log feeds every chosen projection.
+            let started = std::time::Instant::now();
+            let batch = payledger::worker::PROJECTION_BATCH;
+            for p in &chosen {
+                payledger_projections::runner::install(&db.pool, p.as_ref(), batch).await?;
             }
+            let refs: Vec<&dyn payledger_projections::Projection> =
+                chosen.iter().map(|p| p.as_ref()).collect();
+            let read = payledger_projections::runner::rebuild_many(&db.pool, &refs, batch).await?;
+            let names: Vec<_> = chosen.iter().map(|p| p.name()).collect();
+            println!(
+                "{}: rebuilt from {read} events in {:.1?} and swapped in",
+                names.join(", "),
+                started.elapsed()
+            );
         }
         Command::Reconcile {
             since,

@@ -3,13 +3,14 @@
 //! reference code. "Pending" versus "needs attention" depends on how long
 //! ago, so it is decided when read, not stored.
 
-use crate::ledger::{self, LedgerChange};
-use crate::projection::{ApplyFuture, Projection};
-use crate::sql;
+use crate::ledger::{Ledger, LedgerChange};
+use crate::projection::{Projection, ProjectionRows};
 use crate::subscriptions::PLAN_PERIOD_DAYS;
-use deadpool_postgres::Transaction;
+use crate::table::{Db, Table};
+use chrono::{DateTime, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
 use sha2::{Digest, Sha256};
+use tokio_postgres::Error;
 
 pub struct CustomerStatus;
 
@@ -57,161 +58,240 @@ impl Projection for CustomerStatus {
     fn public_tables(&self) -> &'static [&'static str] {
         &["customer_status"]
     }
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a RecordedEvent,
-        decoded: &'a DomainEvent,
-    ) -> ApplyFuture<'a> {
-        Box::pin(async move {
-            let position = event.position;
-            match decoded {
-                DomainEvent::CheckoutStarted(c) => {
-                    let id = c.checkout_id.to_string();
-                    sql::exec(tx,
-                        "INSERT INTO customer_status (reference, checkout_id, email, plan, amount, currency, started_at, state, updated_position)
-                         VALUES ($1, $2, lower($3), $4, $5, $6, $7, 'awaiting_payment', $8) ON CONFLICT DO NOTHING",
-                        &[&reference_code("checkout", &id), &id, &c.email, &c.plan, &c.amount, &c.currency.as_str(), &event.recorded_at, &position],
-                    )
-                    .await?;
-                }
-                DomainEvent::ProcessorSessionOpened(o) => {
-                    sql::exec(
-                        tx,
-                        "UPDATE customer_status SET session_id = $2, updated_position = $3 WHERE checkout_id = $1",
-                        &[&o.checkout_id.to_string(), &o.session_id, &position],
-                    )
-                    .await?;
-                }
-                DomainEvent::CheckoutReturned(r) => {
-                    sql::exec(tx,
-                        "UPDATE customer_status SET returned_at = COALESCE(returned_at, $2), updated_position = $3 WHERE checkout_id = $1",
-                        &[&r.checkout_id.to_string(), &event.recorded_at, &position],
-                    )
-                    .await?;
-                }
-                DomainEvent::CheckoutSessionExpired(e) => {
-                    end_unpaid(tx, e.checkout_reference.as_deref(), "expired", position).await?
-                }
-                DomainEvent::CheckoutPaymentFailed(f) => {
-                    end_unpaid(tx, f.checkout_reference.as_deref(), "failed", position).await?
-                }
-                _ => {}
-            }
-            for change in ledger::track(tx, event, decoded).await? {
-                apply_change(tx, event, change).await?;
-            }
-            Ok(())
-        })
+    fn rows(&self) -> Box<dyn ProjectionRows> {
+        Box::<CustomerStatusRows>::default()
     }
 }
 
-async fn end_unpaid(
-    tx: &Transaction<'_>,
-    checkout: Option<&str>,
-    state: &str,
-    position: i64,
-) -> Result<(), tokio_postgres::Error> {
-    let Some(checkout) = checkout else {
-        return Ok(());
-    };
-    sql::exec(tx,
-        "UPDATE customer_status SET state = $2, updated_position = $3 WHERE checkout_id = $1 AND state = 'awaiting_payment'",
-        &[&checkout, &state, &position],
-    )
-    .await
-    .map(|_| ())
+crate::record! {
+    Status in "customer_status", key(reference), indexes(checkout_id, payment_id) {
+        reference: String = TEXT,
+        checkout_id: Option<String> = TEXT,
+        payment_id: Option<String> = TEXT,
+        session_id: Option<String> = TEXT,
+        email: Option<String> = TEXT,
+        plan: Option<String> = TEXT,
+        amount: Option<i64> = INT8,
+        currency: Option<String> = TEXT,
+        started_at: DateTime<Utc> = TIMESTAMPTZ,
+        returned_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        paid_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        state: String = TEXT,
+        activation: Option<String> = TEXT,
+        period_end: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        updated_position: i64 = INT8,
+    }
 }
 
-async fn apply_change(
-    tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    change: LedgerChange,
-) -> Result<(), tokio_postgres::Error> {
-    let position = event.position;
-    let (payment_id, state) = match &change {
-        LedgerChange::Activated {
-            payment_id,
-            email,
-            plan,
-            activation,
-            paid_at,
-            money,
-            ..
-        } => {
-            let reference = row_for_payment(tx, event, payment_id).await?;
-            let period_end = *paid_at + chrono::Duration::days(PLAN_PERIOD_DAYS);
-            sql::exec(tx,
-                "UPDATE customer_status SET state = 'active', email = lower($2), plan = $3, activation = $4, paid_at = $5,
-                     amount = $6, currency = $7, period_end = $8, updated_position = $9
-                 WHERE reference = $1",
-                &[&reference, &email, &plan, &activation.as_str(), &paid_at, &money.amount, &money.currency, &period_end, &position],
-            )
-            .await?;
-            return Ok(());
+const BY_CHECKOUT: usize = 0;
+const BY_PAYMENT: usize = 1;
+
+#[derive(Default)]
+pub struct CustomerStatusRows {
+    ledger: Ledger,
+    customer_status: Table<Status>,
+}
+
+crate::projection_rows!(CustomerStatusRows {
+    ledger,
+    customer_status
+});
+
+impl CustomerStatusRows {
+    async fn apply_event(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        let position = event.position;
+        match decoded {
+            DomainEvent::CheckoutStarted(c) => {
+                let id = c.checkout_id.to_string();
+                let reference = reference_code("checkout", &id);
+                if self.customer_status.get(db, &reference).await?.is_none() {
+                    self.customer_status.put(Status {
+                        reference,
+                        checkout_id: Some(id),
+                        payment_id: None,
+                        session_id: None,
+                        email: Some(c.email.to_lowercase()),
+                        plan: Some(c.plan.clone()),
+                        amount: Some(c.amount),
+                        currency: Some(c.currency.as_str().into()),
+                        started_at: event.recorded_at,
+                        returned_at: None,
+                        paid_at: None,
+                        state: "awaiting_payment".into(),
+                        activation: None,
+                        period_end: None,
+                        updated_position: position,
+                    });
+                }
+            }
+            DomainEvent::ProcessorSessionOpened(o) => {
+                for mut row in self.of_checkout(db, &o.checkout_id.to_string()).await? {
+                    row.session_id = Some(o.session_id.clone());
+                    row.updated_position = position;
+                    self.customer_status.put(row);
+                }
+            }
+            DomainEvent::CheckoutReturned(r) => {
+                for mut row in self.of_checkout(db, &r.checkout_id.to_string()).await? {
+                    row.returned_at = row.returned_at.or(Some(event.recorded_at));
+                    row.updated_position = position;
+                    self.customer_status.put(row);
+                }
+            }
+            DomainEvent::CheckoutSessionExpired(e) => {
+                self.end_unpaid(db, e.checkout_reference.as_deref(), "expired", position)
+                    .await?
+            }
+            DomainEvent::CheckoutPaymentFailed(f) => {
+                self.end_unpaid(db, f.checkout_reference.as_deref(), "failed", position)
+                    .await?
+            }
+            _ => {}
         }
-        LedgerChange::Unmatched { payment_id, .. } => (payment_id, "paid_unmatched"),
-        LedgerChange::Duplicate { payment_id, .. }
-        | LedgerChange::AmountMismatch { payment_id, .. } => (payment_id, "needs_attention"),
-        LedgerChange::Refunded {
-            payment_id,
-            fully: true,
-            charge_seen: true,
-            ..
-        } => (payment_id, "refunded"),
-        LedgerChange::DisputeOpened { payment_id, .. } => (payment_id, "disputed"),
-        _ => return Ok(()),
-    };
-    let reference = row_for_payment(tx, event, payment_id).await?;
-    sql::exec(
-        tx,
-        "UPDATE customer_status SET state = $2, updated_position = $3 WHERE reference = $1",
-        &[&reference, &state, &position],
-    )
-    .await
-    .map(|_| ())
-}
+        for change in self.ledger.track(db, event, decoded).await? {
+            self.apply_change(db, event, change).await?;
+        }
+        Ok(())
+    }
 
-/// The row a payment belongs to: its own, its checkout's (when the checkout
-/// has no payment yet), or a new one under the payment's reference.
-async fn row_for_payment(
-    tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    payment_id: &str,
-) -> Result<String, tokio_postgres::Error> {
-    if let Some(r) = sql::query_opt(
-        tx,
-        "SELECT reference FROM customer_status WHERE payment_id = $1",
-        &[&payment_id],
-    )
-    .await?
-    {
-        return Ok(r.get(0));
+    async fn of_checkout(&mut self, db: Db<'_>, checkout_id: &str) -> Result<Vec<Status>, Error> {
+        self.customer_status
+            .find(db, BY_CHECKOUT, checkout_id)
+            .await
     }
-    if let Some(r) = sql::query_opt(tx,
-        "UPDATE customer_status SET payment_id = $1
-         WHERE payment_id IS NULL AND checkout_id = (SELECT checkout_reference FROM ledger_payments WHERE payment_id = $1)
-         RETURNING reference",
-        &[&payment_id],
-    )
-    .await?
-    {
-        let reference: String = r.get(0);
-        sql::exec(tx,
-            "UPDATE customer_status s SET paid_at = p.paid_at FROM ledger_payments p WHERE s.reference = $1 AND p.payment_id = $2",
-            &[&reference, &payment_id],
-        )
-        .await?;
-        return Ok(reference);
+
+    async fn end_unpaid(
+        &mut self,
+        db: Db<'_>,
+        checkout: Option<&str>,
+        state: &str,
+        position: i64,
+    ) -> Result<(), Error> {
+        let Some(checkout) = checkout else {
+            return Ok(());
+        };
+        for mut row in self.of_checkout(db, checkout).await? {
+            if row.state == "awaiting_payment" {
+                row.state = state.into();
+                row.updated_position = position;
+                self.customer_status.put(row);
+            }
+        }
+        Ok(())
     }
-    let reference = reference_code("payment", payment_id);
-    sql::exec(tx,
-        "INSERT INTO customer_status (reference, payment_id, email, amount, currency, started_at, paid_at, state, updated_position)
-         SELECT $1, $2, COALESCE(account_email, customer_email), amount, currency, $3, paid_at, 'paid_unmatched', $4
-         FROM ledger_payments WHERE payment_id = $2
-         ON CONFLICT DO NOTHING",
-        &[&reference, &payment_id, &event.recorded_at, &event.position],
-    )
-    .await?;
-    Ok(reference)
+
+    async fn apply_change(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        change: LedgerChange,
+    ) -> Result<(), Error> {
+        let position = event.position;
+        let (payment_id, state) = match &change {
+            LedgerChange::Activated {
+                payment_id,
+                email,
+                plan,
+                activation,
+                paid_at,
+                money,
+                ..
+            } => {
+                if let Some(mut row) = self.row_for_payment(db, event, payment_id).await? {
+                    row.state = "active".into();
+                    row.email = Some(email.to_lowercase());
+                    row.plan = Some(plan.clone());
+                    row.activation = Some(activation.as_str().into());
+                    row.paid_at = Some(*paid_at);
+                    row.amount = Some(money.amount);
+                    row.currency = Some(money.currency.clone());
+                    row.period_end = Some(*paid_at + chrono::Duration::days(PLAN_PERIOD_DAYS));
+                    row.updated_position = position;
+                    self.customer_status.put(row);
+                }
+                return Ok(());
+            }
+            LedgerChange::Unmatched { payment_id, .. } => (payment_id, "paid_unmatched"),
+            LedgerChange::Duplicate { payment_id, .. }
+            | LedgerChange::AmountMismatch { payment_id, .. } => (payment_id, "needs_attention"),
+            LedgerChange::Refunded {
+                payment_id,
+                fully: true,
+                charge_seen: true,
+                ..
+            } => (payment_id, "refunded"),
+            LedgerChange::DisputeOpened { payment_id, .. } => (payment_id, "disputed"),
+            _ => return Ok(()),
+        };
+        if let Some(mut row) = self.row_for_payment(db, event, payment_id).await? {
+            row.state = state.into();
+            row.updated_position = position;
+            self.customer_status.put(row);
+        }
+        Ok(())
+    }
+
+    /// The row a payment belongs to: its own, its checkout's (when the
+    /// checkout has no payment yet), or a new one under the payment's
+    /// reference.
+    async fn row_for_payment(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        payment_id: &str,
+    ) -> Result<Option<Status>, Error> {
+        if let Some(row) = self
+            .customer_status
+            .find(db, BY_PAYMENT, payment_id)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(row));
+        }
+        let Some(payment) = self.ledger.payments.get(db, payment_id).await? else {
+            return Ok(None);
+        };
+        if let Some(checkout) = &payment.checkout_reference {
+            let unpaid = self
+                .of_checkout(db, checkout)
+                .await?
+                .into_iter()
+                .find(|r| r.payment_id.is_none());
+            if let Some(mut row) = unpaid {
+                row.payment_id = Some(payment_id.into());
+                row.paid_at = payment.paid_at;
+                self.customer_status.put(row.clone());
+                return Ok(Some(row));
+            }
+        }
+        let reference = reference_code("payment", payment_id);
+        if let Some(row) = self.customer_status.get(db, &reference).await? {
+            return Ok(Some(row));
+        }
+        let row = Status {
+            reference,
+            checkout_id: None,
+            payment_id: Some(payment_id.into()),
+            session_id: None,
+            email: payment.email(),
+            plan: None,
+            amount: payment.amount,
+            currency: payment.currency.clone(),
+            started_at: event.recorded_at,
+            returned_at: None,
+            paid_at: payment.paid_at,
+            state: "paid_unmatched".into(),
+            activation: None,
+            period_end: None,
+            updated_position: event.position,
+        };
+        self.customer_status.put(row.clone());
+        Ok(Some(row))
+    }
 }

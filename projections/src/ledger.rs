@@ -1,13 +1,13 @@
 //! The payment rules every projection shares (docs/projections.md): how a
 //! charge is matched to a checkout, when it is a duplicate or a mismatch,
-//! when it activates. `track` updates the ledger tables of the current schema
-//! and says what changed; each projection turns the changes into its rows.
+//! when it activates. `Ledger::track` updates the ledger's rows and says what
+//! changed; each projection turns the changes into its own rows.
 
-use crate::sql;
+use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
-use tokio_postgres::Row;
+use tokio_postgres::Error;
 
 pub const SCHEMA_SQL: &str = include_str!("ledger.sql");
 
@@ -94,117 +94,194 @@ pub enum LedgerChange {
     },
 }
 
-fn email_of(row: &Row) -> Option<String> {
-    row.get::<_, Option<String>>("account_email")
-        .or(row.get("customer_email"))
+crate::record! {
+    Checkout in "ledger_checkouts", key(checkout_id), indexes() {
+        checkout_id: String = TEXT,
+        email: String = TEXT,
+        plan: String = TEXT,
+        amount: i64 = INT8,
+        currency: String = TEXT,
+        started_at: DateTime<Utc> = TIMESTAMPTZ,
+        paid_payment_id: Option<String> = TEXT,
+    }
 }
 
-async fn payment(
-    tx: &Transaction<'_>,
-    payment_id: &str,
-) -> Result<Option<Row>, tokio_postgres::Error> {
-    sql::query_opt(
-        tx,
-        "SELECT * FROM ledger_payments WHERE payment_id = $1",
-        &[&payment_id],
-    )
-    .await
+crate::record! {
+    Payment in "ledger_payments", key(payment_id), indexes(checkout_reference, account_email) {
+        payment_id: String = TEXT,
+        charge_seen: bool = BOOL,
+        checkout_reference: Option<String> = TEXT,
+        customer_email: Option<String> = TEXT,
+        amount: Option<i64> = INT8,
+        currency: Option<String> = TEXT,
+        paid_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        source: Option<String> = TEXT,
+        state: String = TEXT,
+        account_email: Option<String> = TEXT,
+        plan: Option<String> = TEXT,
+        activation: Option<String> = TEXT,
+        refunded: i64 = INT8,
+    }
 }
 
-pub async fn track(
-    tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    decoded: &DomainEvent,
-) -> Result<Vec<LedgerChange>, tokio_postgres::Error> {
-    match decoded {
-        DomainEvent::CheckoutStarted(c) => {
-            let id = c.checkout_id.to_string();
-            sql::exec(tx,
-                "INSERT INTO ledger_checkouts (checkout_id, email, plan, amount, currency, started_at)
-                 VALUES ($1, lower($2), $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[&id, &c.email, &c.plan, &c.amount, &c.currency.as_str(), &event.recorded_at],
-            )
-            .await?;
-            // A charge recorded before its checkout (a restored backup):
-            // match it now.
-            let waiting = sql::query(tx,
-                    "SELECT * FROM ledger_payments
-                     WHERE checkout_reference = $1 AND charge_seen AND state = 'unmatched' ORDER BY paid_at, payment_id",
-                    &[&id],
-                )
-                .await?;
-            let mut changes = vec![];
-            for row in waiting {
-                changes.push(LedgerChange::Settled {
-                    payment_id: row.get("payment_id"),
-                });
-                changes.extend(match_to_checkout(tx, &row, true).await?);
-            }
-            Ok(changes)
+const BY_REFERENCE: usize = 0;
+const BY_ACCOUNT: usize = 1;
+
+impl Payment {
+    /// A payment known only from a refund or a match, its charge not seen.
+    fn pending(payment_id: &str) -> Payment {
+        Payment {
+            payment_id: payment_id.into(),
+            charge_seen: false,
+            checkout_reference: None,
+            customer_email: None,
+            amount: None,
+            currency: None,
+            paid_at: None,
+            source: None,
+            state: "pending".into(),
+            account_email: None,
+            plan: None,
+            activation: None,
+            refunded: 0,
         }
-        DomainEvent::ChargeSucceeded(c) => {
-            let existing = payment(tx, &c.payment_id).await?;
-            if existing
-                .as_ref()
-                .is_some_and(|r| r.get::<_, bool>("charge_seen"))
-            {
-                return Ok(vec![]);
-            }
-            let late = c.source != payledger_events::ChargeSource::Webhook;
-            let recorded = sql::query_one(tx,
-                "INSERT INTO ledger_payments (payment_id, charge_seen, checkout_reference, customer_email, amount, currency, paid_at, source, state)
-                 VALUES ($1, true, $2, lower($3), $4, $5, $6, $7, 'unmatched')
-                 ON CONFLICT (payment_id) DO UPDATE SET charge_seen = true, checkout_reference = $2, customer_email = lower($3),
-                     amount = $4, currency = $5, paid_at = $6, source = $7
-                 RETURNING *",
-                &[
-                    &c.payment_id,
-                    &c.checkout_reference,
-                    &c.customer_email,
-                    &c.amount,
-                    &c.currency.as_str(),
-                    &c.paid_at,
-                    &format!("{:?}", c.source).to_lowercase(),
-                ],
-            )
-            .await?;
-            let mut changes = vec![];
-            if existing
-                .as_ref()
-                .is_some_and(|r| r.get::<_, i64>("refunded") > 0)
-            {
-                changes.push(LedgerChange::ChargeAfterRefund {
-                    payment_id: c.payment_id.clone(),
-                });
-            }
-            // A match recorded before the charge itself arrived.
-            if let Some(prior) = existing
-                .as_ref()
-                .filter(|r| r.get::<_, Option<String>>("plan").is_some())
-            {
-                let email: String = prior.get("account_email");
-                let plan: String = prior.get("plan");
-                changes.extend(
-                    activate(tx, &c.payment_id, &email, &plan, Activation::Rescue, true).await?,
-                );
-                return Ok(changes);
-            }
-            changes.extend(match_to_checkout(tx, &recorded, late).await?);
-            Ok(changes)
+    }
+
+    /// Whose payment it is: the account it was matched to, else the email
+    /// the processor gave.
+    pub fn email(&self) -> Option<String> {
+        self.account_email
+            .clone()
+            .or_else(|| self.customer_email.clone())
+    }
+
+    fn money(&self) -> Money {
+        Money {
+            amount: self.amount.unwrap_or(0),
+            currency: self.currency.clone().unwrap_or_default(),
         }
-        DomainEvent::ChargeMatched(m) => {
-            let row = payment(tx, &m.payment_id).await?;
-            match row {
-                Some(r) if r.get::<_, bool>("charge_seen") => {
-                    if r.get::<_, String>("state") == "active" {
+    }
+}
+
+/// The checkouts and payments a projection reasons about (each projection
+/// keeps its own copy, so each rebuilds on its own).
+#[derive(Default)]
+pub struct Ledger {
+    pub checkouts: Table<Checkout>,
+    pub payments: Table<Payment>,
+}
+
+impl Ledger {
+    pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        self.checkouts.flush(tx).await?;
+        self.payments.flush(tx).await
+    }
+
+    pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        self.checkouts.copy_into(tx).await?;
+        self.payments.copy_into(tx).await.map(|_| ())
+    }
+
+    /// The email a payment belongs to, if the payment is known.
+    pub async fn email_of_payment(
+        &mut self,
+        db: Db<'_>,
+        payment_id: &str,
+    ) -> Result<Option<String>, Error> {
+        Ok(self
+            .payments
+            .get(db, payment_id)
+            .await?
+            .and_then(|p| p.email()))
+    }
+
+    pub async fn track(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        match decoded {
+            DomainEvent::CheckoutStarted(c) => {
+                let id = c.checkout_id.to_string();
+                if self.checkouts.get(db, &id).await?.is_none() {
+                    self.checkouts.put(Checkout {
+                        checkout_id: id.clone(),
+                        email: c.email.to_lowercase(),
+                        plan: c.plan.clone(),
+                        amount: c.amount,
+                        currency: c.currency.as_str().into(),
+                        started_at: event.recorded_at,
+                        paid_payment_id: None,
+                    });
+                }
+                // A charge recorded before its checkout (a restored backup):
+                // match it now.
+                let mut waiting: Vec<Payment> = self
+                    .payments
+                    .find(db, BY_REFERENCE, &id)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.charge_seen && p.state == "unmatched")
+                    .collect();
+                waiting.sort_by(|a, b| (a.paid_at, &a.payment_id).cmp(&(b.paid_at, &b.payment_id)));
+                let mut changes = vec![];
+                for payment in waiting {
+                    changes.push(LedgerChange::Settled {
+                        payment_id: payment.payment_id.clone(),
+                    });
+                    changes.extend(self.match_to_checkout(db, &payment, true).await?);
+                }
+                Ok(changes)
+            }
+            DomainEvent::ChargeSucceeded(c) => {
+                let existing = self.payments.get(db, &c.payment_id).await?;
+                if existing.as_ref().is_some_and(|p| p.charge_seen) {
+                    return Ok(vec![]);
+                }
+                let late = c.source != payledger_events::ChargeSource::Webhook;
+                let mut recorded = existing.clone().unwrap_or_else(|| Payment {
+                    state: "unmatched".into(),
+                    ..Payment::pending(&c.payment_id)
+                });
+                recorded.charge_seen = true;
+                recorded.checkout_reference = c.checkout_reference.clone();
+                recorded.customer_email = c.customer_email.as_ref().map(|e| e.to_lowercase());
+                recorded.amount = Some(c.amount);
+                recorded.currency = Some(c.currency.as_str().into());
+                recorded.paid_at = Some(c.paid_at);
+                recorded.source = Some(format!("{:?}", c.source).to_lowercase());
+                self.payments.put(recorded.clone());
+                let mut changes = vec![];
+                if existing.as_ref().is_some_and(|p| p.refunded > 0) {
+                    changes.push(LedgerChange::ChargeAfterRefund {
+                        payment_id: c.payment_id.clone(),
+                    });
+                }
+                // A match recorded before the charge itself arrived.
+                if let Some(prior) = existing.filter(|p| p.plan.is_some()) {
+                    let email = prior.account_email.unwrap_or_default();
+                    let plan = prior.plan.unwrap_or_default();
+                    changes.extend(
+                        self.activate(db, &c.payment_id, &email, &plan, Activation::Rescue, true)
+                            .await?,
+                    );
+                    return Ok(changes);
+                }
+                changes.extend(self.match_to_checkout(db, &recorded, late).await?);
+                Ok(changes)
+            }
+            DomainEvent::ChargeMatched(m) => match self.payments.get(db, &m.payment_id).await? {
+                Some(p) if p.charge_seen => {
+                    if p.state == "active" {
                         return Ok(vec![]);
                     }
                     let mut changes = vec![LedgerChange::Settled {
                         payment_id: m.payment_id.clone(),
                     }];
                     changes.extend(
-                        activate(
-                            tx,
+                        self.activate(
+                            db,
                             &m.payment_id,
                             &m.email,
                             &m.plan,
@@ -215,206 +292,189 @@ pub async fn track(
                     );
                     Ok(changes)
                 }
-                _ => {
+                known => {
                     // Remember the match; it takes effect when the charge arrives.
-                    sql::exec(tx,
-                        "INSERT INTO ledger_payments (payment_id, charge_seen, state, account_email, plan)
-                         VALUES ($1, false, 'pending', lower($2), $3)
-                         ON CONFLICT (payment_id) DO UPDATE SET account_email = lower($2), plan = $3",
-                        &[&m.payment_id, &m.email, &m.plan],
-                    )
-                    .await?;
+                    let mut p = known.unwrap_or_else(|| Payment::pending(&m.payment_id));
+                    p.account_email = Some(m.email.to_lowercase());
+                    p.plan = Some(m.plan.clone());
+                    self.payments.put(p);
                     Ok(vec![])
                 }
+            },
+            DomainEvent::ChargeRefunded(r) => {
+                let mut p = self
+                    .payments
+                    .get(db, &r.payment_id)
+                    .await?
+                    .unwrap_or_else(|| Payment::pending(&r.payment_id));
+                p.refunded += r.amount;
+                self.payments.put(p.clone());
+                Ok(vec![LedgerChange::Refunded {
+                    payment_id: r.payment_id.clone(),
+                    refund_id: r.refund_id.clone(),
+                    email: p.email(),
+                    money: Money {
+                        amount: r.amount,
+                        currency: r.currency.to_string(),
+                    },
+                    fully: p.charge_seen && p.amount.is_some_and(|a| p.refunded >= a),
+                    charge_seen: p.charge_seen,
+                }])
             }
-        }
-        DomainEvent::ChargeRefunded(r) => {
-            let row = sql::query_one(
-                tx,
-                "INSERT INTO ledger_payments (payment_id, charge_seen, state, refunded)
-                     VALUES ($1, false, 'pending', $2)
-                     ON CONFLICT (payment_id) DO UPDATE SET refunded = ledger_payments.refunded + $2
-                     RETURNING *",
-                &[&r.payment_id, &r.amount],
-            )
-            .await?;
-            let charge_seen: bool = row.get("charge_seen");
-            let amount: Option<i64> = row.get("amount");
-            Ok(vec![LedgerChange::Refunded {
-                payment_id: r.payment_id.clone(),
-                refund_id: r.refund_id.clone(),
-                email: email_of(&row),
-                money: Money {
-                    amount: r.amount,
-                    currency: r.currency.to_string(),
-                },
-                fully: charge_seen && amount.is_some_and(|a| row.get::<_, i64>("refunded") >= a),
-                charge_seen,
-            }])
-        }
-        DomainEvent::DisputeOpened(d) => {
-            let email = payment(tx, &d.payment_id)
-                .await?
-                .as_ref()
-                .and_then(email_of);
-            Ok(vec![LedgerChange::DisputeOpened {
+            DomainEvent::DisputeOpened(d) => Ok(vec![LedgerChange::DisputeOpened {
                 payment_id: d.payment_id.clone(),
                 dispute_id: d.dispute_id.clone(),
-                email,
+                email: self.email_of_payment(db, &d.payment_id).await?,
                 money: Money {
                     amount: d.amount,
                     currency: d.currency.to_string(),
                 },
-            }])
-        }
-        DomainEvent::DisputeClosed(d) => {
-            let email = payment(tx, &d.payment_id)
-                .await?
-                .as_ref()
-                .and_then(email_of);
-            Ok(vec![LedgerChange::DisputeClosed {
+            }]),
+            DomainEvent::DisputeClosed(d) => Ok(vec![LedgerChange::DisputeClosed {
                 payment_id: d.payment_id.clone(),
                 dispute_id: d.dispute_id.clone(),
-                email,
+                email: self.email_of_payment(db, &d.payment_id).await?,
                 status: d.status.clone(),
-            }])
+            }]),
+            _ => Ok(vec![]),
         }
-        _ => Ok(vec![]),
     }
-}
 
-/// Matches a seen charge to its checkout by reference, or leaves it
-/// unmatched.
-async fn match_to_checkout(
-    tx: &Transaction<'_>,
-    p: &Row,
-    late: bool,
-) -> Result<Vec<LedgerChange>, tokio_postgres::Error> {
-    let payment_id: &str = p.get("payment_id");
-    let money = Money {
-        amount: p.get::<_, Option<i64>>("amount").unwrap_or(0),
-        currency: p.get::<_, Option<String>>("currency").unwrap_or_default(),
-    };
-    let email: Option<String> = p.get("customer_email");
-    let reference: Option<String> = p.get("checkout_reference");
-    let checkout = match &reference {
-        Some(r) => {
-            sql::query_opt(
-                tx,
-                "SELECT * FROM ledger_checkouts WHERE checkout_id = $1",
-                &[r],
-            )
+    /// Matches a seen charge to its checkout by reference, or leaves it
+    /// unmatched.
+    async fn match_to_checkout(
+        &mut self,
+        db: Db<'_>,
+        p: &Payment,
+        late: bool,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        let payment_id = p.payment_id.as_str();
+        let money = p.money();
+        let checkout = match &p.checkout_reference {
+            Some(r) => self.checkouts.get(db, r).await?,
+            None => None,
+        };
+        let Some(mut checkout) = checkout else {
+            return Ok(vec![LedgerChange::Unmatched {
+                payment_id: payment_id.into(),
+                email: p.customer_email.clone(),
+                money,
+            }]);
+        };
+        let account = checkout.email.clone();
+        let plan = checkout.plan.clone();
+        if let Some(first) = checkout.paid_payment_id.clone().filter(|f| f != payment_id) {
+            self.set_state(db, payment_id, "duplicate", &account, &plan)
+                .await?;
+            return Ok(vec![LedgerChange::Duplicate {
+                payment_id: payment_id.into(),
+                email: Some(account),
+                money,
+                of_payment: first,
+            }]);
+        }
+        checkout.paid_payment_id = Some(payment_id.into());
+        let expected = Money {
+            amount: checkout.amount,
+            currency: checkout.currency.clone(),
+        };
+        self.checkouts.put(checkout);
+        if expected != money {
+            self.set_state(db, payment_id, "mismatch", &account, &plan)
+                .await?;
+            return Ok(vec![LedgerChange::AmountMismatch {
+                payment_id: payment_id.into(),
+                email: Some(account),
+                money,
+                expected,
+            }]);
+        }
+        if let Some(twin) = self.twin(db, p, &account, &plan).await? {
+            self.set_state(db, payment_id, "duplicate", &account, &plan)
+                .await?;
+            return Ok(vec![LedgerChange::Duplicate {
+                payment_id: payment_id.into(),
+                email: Some(account),
+                money,
+                of_payment: twin,
+            }]);
+        }
+        self.activate(db, payment_id, &account, &plan, Activation::Checkout, late)
+            .await
+    }
+
+    /// The first other active payment of the same account and plan within
+    /// the duplicate window before this one.
+    async fn twin(
+        &mut self,
+        db: Db<'_>,
+        p: &Payment,
+        account: &str,
+        plan: &str,
+    ) -> Result<Option<String>, Error> {
+        let Some(paid_at) = p.paid_at else {
+            return Ok(None);
+        };
+        let window_start = paid_at - Duration::hours(DUPLICATE_WINDOW_HOURS);
+        Ok(self
+            .payments
+            .find(db, BY_ACCOUNT, account)
             .await?
+            .into_iter()
+            .filter(|o| {
+                o.plan.as_deref() == Some(plan)
+                    && o.state == "active"
+                    && o.payment_id != p.payment_id
+                    && o.paid_at.is_some_and(|t| t >= window_start && t <= paid_at)
+            })
+            .min_by(|a, b| (a.paid_at, &a.payment_id).cmp(&(b.paid_at, &b.payment_id)))
+            .map(|o| o.payment_id))
+    }
+
+    async fn set_state(
+        &mut self,
+        db: Db<'_>,
+        payment_id: &str,
+        state: &str,
+        account: &str,
+        plan: &str,
+    ) -> Result<(), Error> {
+        if let Some(mut p) = self.payments.get(db, payment_id).await? {
+            p.state = state.into();
+            p.account_email = Some(account.to_lowercase());
+            p.plan = Some(plan.into());
+            self.payments.put(p);
         }
-        None => None,
-    };
-    let Some(checkout) = checkout else {
-        return Ok(vec![LedgerChange::Unmatched {
-            payment_id: payment_id.into(),
-            email,
-            money,
-        }]);
-    };
-    let checkout_id: String = checkout.get("checkout_id");
-    let account: String = checkout.get("email");
-    let plan: String = checkout.get("plan");
-    if let Some(first) = checkout
-        .get::<_, Option<String>>("paid_payment_id")
-        .filter(|f| f != payment_id)
-    {
-        set_state(tx, payment_id, "duplicate", Some(&account), Some(&plan)).await?;
-        return Ok(vec![LedgerChange::Duplicate {
-            payment_id: payment_id.into(),
-            email: Some(account),
-            money,
-            of_payment: first,
-        }]);
+        Ok(())
     }
-    sql::exec(
-        tx,
-        "UPDATE ledger_checkouts SET paid_payment_id = $2 WHERE checkout_id = $1",
-        &[&checkout_id, &payment_id],
-    )
-    .await?;
-    let expected = Money {
-        amount: checkout.get("amount"),
-        currency: checkout.get("currency"),
-    };
-    if expected != money {
-        set_state(tx, payment_id, "mismatch", Some(&account), Some(&plan)).await?;
-        return Ok(vec![LedgerChange::AmountMismatch {
-            payment_id: payment_id.into(),
-            email: Some(account),
-            money,
-            expected,
-        }]);
-    }
-    let paid_at: Option<DateTime<Utc>> = p.get("paid_at");
-    let window_start = paid_at.map(|t| t - Duration::hours(DUPLICATE_WINDOW_HOURS));
-    let twin = sql::query_opt(
-        tx,
-        "SELECT payment_id FROM ledger_payments
-             WHERE account_email = $1 AND plan = $2 AND state = 'active' AND payment_id <> $3
-               AND paid_at >= $4 AND paid_at <= $5
-             ORDER BY paid_at, payment_id LIMIT 1",
-        &[&account, &plan, &payment_id, &window_start, &paid_at],
-    )
-    .await?;
-    if let Some(twin) = twin {
-        set_state(tx, payment_id, "duplicate", Some(&account), Some(&plan)).await?;
-        return Ok(vec![LedgerChange::Duplicate {
-            payment_id: payment_id.into(),
-            email: Some(account),
-            money,
-            of_payment: twin.get(0),
-        }]);
-    }
-    activate(tx, payment_id, &account, &plan, Activation::Checkout, late).await
-}
 
-async fn set_state(
-    tx: &Transaction<'_>,
-    payment_id: &str,
-    state: &str,
-    account: Option<&str>,
-    plan: Option<&str>,
-) -> Result<(), tokio_postgres::Error> {
-    sql::exec(tx,
-        "UPDATE ledger_payments SET state = $2, account_email = lower($3), plan = $4 WHERE payment_id = $1",
-        &[&payment_id, &state, &account, &plan],
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn activate(
-    tx: &Transaction<'_>,
-    payment_id: &str,
-    email: &str,
-    plan: &str,
-    activation: Activation,
-    late: bool,
-) -> Result<Vec<LedgerChange>, tokio_postgres::Error> {
-    let row = sql::query_one(tx,
-            "UPDATE ledger_payments SET state = 'active', account_email = lower($2), plan = $3, activation = $4
-             WHERE payment_id = $1 RETURNING amount, currency, paid_at, account_email",
-            &[&payment_id, &email, &plan, &activation.as_str()],
-        )
-        .await?;
-    Ok(vec![LedgerChange::Activated {
-        payment_id: payment_id.into(),
-        email: row.get("account_email"),
-        plan: plan.into(),
-        activation,
-        late: late || activation == Activation::Rescue,
-        paid_at: row
-            .get::<_, Option<DateTime<Utc>>>("paid_at")
-            .unwrap_or_default(),
-        money: Money {
-            amount: row.get::<_, Option<i64>>("amount").unwrap_or(0),
-            currency: row.get::<_, Option<String>>("currency").unwrap_or_default(),
-        },
-    }])
+    async fn activate(
+        &mut self,
+        db: Db<'_>,
+        payment_id: &str,
+        email: &str,
+        plan: &str,
+        activation: Activation,
+        late: bool,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        let Some(mut p) = self.payments.get(db, payment_id).await? else {
+            return Ok(vec![]);
+        };
+        p.state = "active".into();
+        p.account_email = Some(email.to_lowercase());
+        p.plan = Some(plan.into());
+        p.activation = Some(activation.as_str().into());
+        self.payments.put(p.clone());
+        Ok(vec![LedgerChange::Activated {
+            payment_id: payment_id.into(),
+            email: email.to_lowercase(),
+            plan: plan.into(),
+            activation,
+            late: late || activation == Activation::Rescue,
+            paid_at: p.paid_at.unwrap_or_default(),
+            money: p.money(),
+        }])
+    }
 }
 
 /// The outbox key of the email a change asks for, and its kind.

@@ -10,12 +10,12 @@ pub mod ledger;
 pub mod outgoing_emails;
 pub mod projection;
 pub mod runner;
-pub mod sql;
 pub mod subscriptions;
+pub mod table;
 pub mod timeline;
 
 pub use payledger_events as events;
-pub use projection::Projection;
+pub use projection::{Projection, ProjectionRows};
 
 use std::sync::Arc;
 

@@ -1,10 +1,11 @@
 //! The outbox rows (sending is the email sender's job).
 
-use crate::ledger::{self, LedgerChange};
-use crate::projection::{ApplyFuture, Projection};
-use crate::sql;
-use deadpool_postgres::Transaction;
+use crate::ledger::{self, Ledger, LedgerChange};
+use crate::projection::{Projection, ProjectionRows};
+use crate::table::{Db, Table};
+use chrono::{DateTime, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
+use tokio_postgres::Error;
 
 pub struct OutgoingEmails;
 
@@ -38,82 +39,133 @@ impl Projection for OutgoingEmails {
     fn public_tables(&self) -> &'static [&'static str] {
         &["outgoing_emails"]
     }
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a RecordedEvent,
-        decoded: &'a DomainEvent,
-    ) -> ApplyFuture<'a> {
-        Box::pin(async move {
-            let position = event.position;
-            match decoded {
-                DomainEvent::StatusLinkRequested(r) => {
-                    let key = format!("status_link:{}", r.request_id);
-                    return request(tx, &key, "status_link", &r.email, None, event, position).await;
-                }
-                DomainEvent::EmailSent(s) => {
-                    sql::exec(tx,
-                        "UPDATE outgoing_emails SET status = 'sent', attempts = GREATEST(attempts, $2), message_id = $3,
-                             last_error = NULL, updated_position = $4 WHERE email_key = $1",
-                        &[&s.email_key, &(s.attempt as i32), &s.message_id, &position],
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                DomainEvent::EmailFailed(f) => {
-                    let status = if f.permanent {
-                        "undeliverable"
-                    } else {
-                        "failed"
-                    };
-                    sql::exec(tx,
-                        "UPDATE outgoing_emails SET status = $2, attempts = GREATEST(attempts, $3), last_error = $4,
-                             updated_position = $5 WHERE email_key = $1 AND status <> 'sent'",
-                        &[&f.email_key, &status, &(f.attempt as i32), &f.error, &position],
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                DomainEvent::EmailResendRequested(r) => {
-                    sql::exec(tx,
-                        "UPDATE outgoing_emails SET status = 'pending', attempts = 0, last_error = NULL,
-                             resends = resends + 1, updated_position = $2 WHERE email_key = $1",
-                        &[&r.email_key, &position],
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                _ => {}
-            }
-            for change in ledger::track(tx, event, decoded).await? {
-                if let Some((key, kind, recipient)) = ledger::email_for(&change) {
-                    let payment = match &change {
-                        LedgerChange::Activated { payment_id, .. }
-                        | LedgerChange::Refunded { payment_id, .. } => Some(payment_id.as_str()),
-                        _ => None,
-                    };
-                    request(tx, &key, kind, &recipient, payment, event, position).await?;
-                }
-            }
-            Ok(())
-        })
+    fn rows(&self) -> Box<dyn ProjectionRows> {
+        Box::<OutgoingEmailRows>::default()
     }
 }
 
-async fn request(
-    tx: &Transaction<'_>,
-    key: &str,
-    kind: &str,
-    recipient: &str,
-    payment_id: Option<&str>,
-    event: &RecordedEvent,
-    position: i64,
-) -> Result<(), tokio_postgres::Error> {
-    sql::exec(tx,
-        "INSERT INTO outgoing_emails (email_key, kind, recipient, payment_id, status, requested_at, updated_position)
-         VALUES ($1, $2, lower($3), $4, 'pending', $5, $6) ON CONFLICT (email_key) DO NOTHING",
-        &[&key, &kind, &recipient, &payment_id, &event.recorded_at, &position],
-    )
-    .await
-    .map(|_| ())
+crate::record! {
+    OutgoingEmail in "outgoing_emails", key(email_key), indexes() {
+        email_key: String = TEXT,
+        kind: String = TEXT,
+        recipient: String = TEXT,
+        payment_id: Option<String> = TEXT,
+        status: String = TEXT,
+        attempts: i32 = INT4,
+        last_error: Option<String> = TEXT,
+        message_id: Option<String> = TEXT,
+        resends: i32 = INT4,
+        requested_at: DateTime<Utc> = TIMESTAMPTZ,
+        updated_position: i64 = INT8,
+    }
+}
+
+#[derive(Default)]
+pub struct OutgoingEmailRows {
+    ledger: Ledger,
+    outgoing_emails: Table<OutgoingEmail>,
+}
+
+crate::projection_rows!(OutgoingEmailRows {
+    ledger,
+    outgoing_emails
+});
+
+impl OutgoingEmailRows {
+    async fn apply_event(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        let position = event.position;
+        match decoded {
+            DomainEvent::StatusLinkRequested(r) => {
+                let key = format!("status_link:{}", r.request_id);
+                return self
+                    .request(db, &key, "status_link", &r.email, None, event)
+                    .await;
+            }
+            DomainEvent::EmailSent(s) => {
+                if let Some(mut row) = self.outgoing_emails.get(db, &s.email_key).await? {
+                    row.status = "sent".into();
+                    row.attempts = row.attempts.max(s.attempt as i32);
+                    row.message_id = Some(s.message_id.clone());
+                    row.last_error = None;
+                    row.updated_position = position;
+                    self.outgoing_emails.put(row);
+                }
+                return Ok(());
+            }
+            DomainEvent::EmailFailed(f) => {
+                if let Some(mut row) = self.outgoing_emails.get(db, &f.email_key).await? {
+                    if row.status != "sent" {
+                        row.status = if f.permanent {
+                            "undeliverable"
+                        } else {
+                            "failed"
+                        }
+                        .into();
+                        row.attempts = row.attempts.max(f.attempt as i32);
+                        row.last_error = Some(f.error.clone());
+                        row.updated_position = position;
+                        self.outgoing_emails.put(row);
+                    }
+                }
+                return Ok(());
+            }
+            DomainEvent::EmailResendRequested(r) => {
+                if let Some(mut row) = self.outgoing_emails.get(db, &r.email_key).await? {
+                    row.status = "pending".into();
+                    row.attempts = 0;
+                    row.last_error = None;
+                    row.resends += 1;
+                    row.updated_position = position;
+                    self.outgoing_emails.put(row);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        for change in self.ledger.track(db, event, decoded).await? {
+            if let Some((key, kind, recipient)) = ledger::email_for(&change) {
+                let payment = match &change {
+                    LedgerChange::Activated { payment_id, .. }
+                    | LedgerChange::Refunded { payment_id, .. } => Some(payment_id.as_str()),
+                    _ => None,
+                };
+                self.request(db, &key, kind, &recipient, payment, event)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for an email once: a key already in the outbox stays as it is.
+    async fn request(
+        &mut self,
+        db: Db<'_>,
+        key: &str,
+        kind: &str,
+        recipient: &str,
+        payment_id: Option<&str>,
+        event: &RecordedEvent,
+    ) -> Result<(), Error> {
+        if self.outgoing_emails.get(db, key).await?.is_none() {
+            self.outgoing_emails.put(OutgoingEmail {
+                email_key: key.into(),
+                kind: kind.into(),
+                recipient: recipient.to_lowercase(),
+                payment_id: payment_id.map(Into::into),
+                status: "pending".into(),
+                attempts: 0,
+                last_error: None,
+                message_id: None,
+                resends: 0,
+                requested_at: event.recorded_at,
+                updated_position: event.position,
+            });
+        }
+        Ok(())
+    }
 }

@@ -1,3 +1,4 @@
+use crate::table::Db;
 use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
 use std::future::Future;
@@ -6,9 +7,9 @@ use std::pin::Pin;
 pub type ApplyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
 
-/// A read model: a deterministic function of the event sequence. `apply`
-/// runs inside the runner's transaction with `search_path` set to the
-/// projection's generation schema, so its SQL names tables unqualified.
+/// A read model: a deterministic function of the event sequence. Its SQL
+/// names tables unqualified: the runner sets `search_path` to the
+/// projection's generation schema.
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Bump when the tables or the rules change: `work` then rebuilds.
@@ -23,10 +24,21 @@ pub trait Projection: Send + Sync + 'static {
     fn public_sql(&self) -> &'static str {
         ""
     }
+    /// Empty working rows: for one live batch (rows come from the
+    /// database as needed) or for a whole rebuild (everything in memory).
+    fn rows(&self) -> Box<dyn ProjectionRows>;
+}
+
+/// A projection's rows in memory and its rules over them.
+pub trait ProjectionRows: Send {
     fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
+        &'a mut self,
+        db: Db<'a>,
         event: &'a RecordedEvent,
         decoded: &'a DomainEvent,
     ) -> ApplyFuture<'a>;
+    /// Writes the rows changed since the last write (live).
+    fn flush<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
+    /// Writes every row into empty tables (rebuild, replay).
+    fn copy_into<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
 }

@@ -22,6 +22,8 @@ pub enum RunnerError {
     Feed(#[from] FeedError),
     #[error("projection {0} is not installed")]
     NotInstalled(String),
+    #[error("writing a batch's rows failed: {0}")]
+    BatchRejected(String),
     #[error("rebuilding {projection} stopped at position {position}: {reason}")]
     RebuildStopped {
         projection: String,
@@ -155,19 +157,25 @@ async fn point_views(
     Ok(())
 }
 
-/// Applies `events` to the schema of `generation` inside `tx`. A database
-/// error with a SQL state is deterministic (it would fail again): poison.
+/// Where a batch failed for good: the event, its type and why.
+type Poison = (i64, String, String);
+
+/// Applies `events` to the schema of `generation` inside `tx`: the rows
+/// come from the generation as needed and the changed ones are written
+/// back before the caller moves the checkpoint. A database error with a SQL
+/// state is deterministic (it would fail again): poison.
 async fn apply_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     projection: &dyn Projection,
     generation: i32,
     events: &[payledger_events::RecordedEvent],
-) -> Result<Result<(), (i64, String, String)>, RunnerError> {
+) -> Result<Result<(), Poison>, RunnerError> {
     tx.batch_execute(&format!(
         "SET LOCAL search_path = {}, public",
         schema_name(projection.name(), generation)
     ))
     .await?;
+    let mut rows = projection.rows();
     for event in events {
         if !projection.handles(&event.event_type) {
             continue;
@@ -177,18 +185,43 @@ async fn apply_batch(
             Ok(d) => d,
             Err(e) => return poison(e.to_string()),
         };
-        if let Err(e) = projection.apply(tx, event, &decoded).await {
+        if let Err(e) = rows.apply(Some(tx), event, &decoded).await {
             if e.as_db_error().is_some() {
                 return poison(e.to_string());
             }
             return Err(e.into());
         }
     }
+    if let Err(e) = rows.flush(tx).await {
+        if let (Some(last), Some(_)) = (events.last(), e.as_db_error()) {
+            if events.len() == 1 {
+                return Ok(Err((last.position, last.event_type.clone(), e.to_string())));
+            }
+            return Err(RunnerError::BatchRejected(e.to_string()));
+        }
+        return Err(e.into());
+    }
     Ok(Ok(()))
 }
 
 /// One batch of one projection.
 pub async fn step(
+    client: &mut Object,
+    projection: &dyn Projection,
+    batch: i64,
+) -> Result<Step, RunnerError> {
+    match step_once(client, projection, batch).await {
+        // Writing the batch's rows failed for good: go one event at a time,
+        // so the event that causes it is the one that stops the projection.
+        Err(RunnerError::BatchRejected(reason)) => {
+            tracing::warn!(projection = projection.name(), %reason, "batch rejected; retrying one event at a time");
+            step_once(client, projection, 1).await
+        }
+        other => other,
+    }
+}
+
+async fn step_once(
     client: &mut Object,
     projection: &dyn Projection,
     batch: i64,
@@ -261,8 +294,25 @@ pub async fn rebuild(
     projection: &dyn Projection,
     batch: i64,
 ) -> Result<u64, RunnerError> {
+    rebuild_many(pool, &[projection], batch).await
+}
+
+/// Events read per page while folding the log in memory.
+const REBUILD_PAGE: i64 = 5_000;
+
+/// Rebuilds several projections from one read of the log: every event is
+/// read and decoded once and folded into each projection's rows in memory
+/// (the fresh tables are empty, so nothing needs looking up); each
+/// projection's rows are then written with `COPY`, the events that arrived
+/// meanwhile are applied the live way, and the new generation is swapped in.
+pub async fn rebuild_many(
+    pool: &Pool,
+    projections: &[&dyn Projection],
+    batch: i64,
+) -> Result<u64, RunnerError> {
     let mut client = pool.get().await?;
-    let generation: i32 = {
+    let mut generations = vec![];
+    for projection in projections {
         let tx = client.transaction().await?;
         let current: Option<i32> = tx
             .query_opt(
@@ -272,27 +322,84 @@ pub async fn rebuild(
             .await?
             .map(|r| r.get(0));
         let next = current.unwrap_or(0) + 1;
-        create_generation(&tx, projection, next).await?;
+        create_generation(&tx, *projection, next).await?;
         tx.commit().await?;
-        next
-    };
+        generations.push(next);
+    }
+    let mut rows: Vec<_> = projections.iter().map(|p| p.rows()).collect();
     let mut checkpoint = Checkpoint::START;
     let mut read = 0u64;
     loop {
-        let tx = client.transaction().await?;
-        let Some((last, n)) = rebuild_batch(&tx, projection, generation, checkpoint, batch).await?
-        else {
+        let events = {
+            let tx = client.transaction().await?;
+            let events = feed::read_after(&tx, checkpoint, REBUILD_PAGE).await?;
+            tx.commit().await?;
+            events
+        };
+        let Some(last) = events.last().map(|e| e.checkpoint()) else {
             break;
         };
-        tx.commit().await?;
-        read += n as u64;
+        for event in &events {
+            let mut decoded = None;
+            for (projection, rows) in projections.iter().zip(rows.iter_mut()) {
+                if !projection.handles(&event.event_type) {
+                    continue;
+                }
+                let stopped = |reason: String| RunnerError::RebuildStopped {
+                    projection: projection.name().into(),
+                    position: event.position,
+                    reason,
+                };
+                if decoded.is_none() {
+                    decoded = Some(event.decode().map_err(|e| stopped(e.to_string()))?);
+                }
+                if let Some(d) = &decoded {
+                    rows.apply(None, event, d)
+                        .await
+                        .map_err(|e| stopped(e.to_string()))?;
+                }
+            }
+        }
+        read += events.len() as u64;
         checkpoint = last;
-        if (n as i64) < batch {
+        if (events.len() as i64) < REBUILD_PAGE {
             break;
         }
     }
-    // The swap: wait for the live worker's batch, catch up the rest, point
-    // the views at the new generation, move the checkpoint — atomically.
+    for ((projection, mut rows), generation) in projections.iter().zip(rows).zip(generations) {
+        let tx = client.transaction().await?;
+        let schema = schema_name(projection.name(), generation);
+        tx.batch_execute(&format!("SET LOCAL search_path = {schema}, public"))
+            .await?;
+        rows.copy_into(&tx).await?;
+        tx.commit().await?;
+        drop(rows);
+        // Fresh statistics, so the live lookups' plans use the indexes.
+        client
+            .batch_execute(&format!(
+                "DO $$ DECLARE t text; BEGIN
+                   FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' LOOP
+                     EXECUTE format('ANALYZE %I.%I', '{schema}', t);
+                   END LOOP; END $$"
+            ))
+            .await?;
+        read += swap_in(&mut client, *projection, generation, checkpoint, batch).await?;
+    }
+    Ok(read)
+}
+
+/// Waits for the live worker's batch, applies what arrived since
+/// `checkpoint`, points the views at the new generation and moves the
+/// checkpoint — atomically — then drops the old generation. Returns the
+/// number of events applied on the way.
+async fn swap_in(
+    client: &mut Object,
+    projection: &dyn Projection,
+    generation: i32,
+    mut checkpoint: Checkpoint,
+    batch: i64,
+) -> Result<u64, RunnerError> {
+    let mut read = 0u64;
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",

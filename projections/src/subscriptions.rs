@@ -1,11 +1,11 @@
 //! Who has access: one row per account email.
 
-use crate::ledger::{self, LedgerChange};
-use crate::projection::{ApplyFuture, Projection};
-use crate::sql;
+use crate::ledger::{Ledger, LedgerChange};
+use crate::projection::{Projection, ProjectionRows};
+use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
-use deadpool_postgres::Transaction;
 use payledger_events::{DomainEvent, RecordedEvent};
+use tokio_postgres::Error;
 
 /// A one-year plan runs 365 days from the charge: every customer gets the
 /// same length, so across a 29 February the period ends one calendar day
@@ -47,125 +47,157 @@ impl Projection for Subscriptions {
     fn public_tables(&self) -> &'static [&'static str] {
         &["subscriptions"]
     }
-    fn apply<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a RecordedEvent,
-        decoded: &'a DomainEvent,
-    ) -> ApplyFuture<'a> {
-        Box::pin(async move {
-            let position = event.position;
-            match decoded {
-                DomainEvent::SubscriptionGranted(g) => {
-                    let end = event.recorded_at + Duration::days(PLAN_PERIOD_DAYS);
-                    sql::exec(tx,
-                        "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
-                         VALUES (lower($1), $2, 'active', $3, $4, 'grant', NULL, $5, $6)
-                         ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active', period_start = $3,
-                             period_end = GREATEST(subscriptions.period_end, $4), activation = 'grant', payment_id = NULL,
-                             reason = $5, updated_position = $6",
-                        &[&g.email, &g.plan, &event.recorded_at, &end, &g.reason, &position],
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                DomainEvent::SubscriptionRevoked(r) => {
-                    sql::exec(tx,
-                        "UPDATE subscriptions SET status = 'revoked', reason = $2, updated_position = $3 WHERE email = lower($1)",
-                        &[&r.email, &r.reason, &position],
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                _ => {}
-            }
-            for change in ledger::track(tx, event, decoded).await? {
-                match change {
-                    LedgerChange::Activated {
-                        payment_id,
-                        email,
-                        plan,
-                        activation,
-                        paid_at,
-                        ..
-                    } => {
-                        activate(
-                            tx,
-                            &email,
-                            &plan,
-                            activation.as_str(),
-                            &payment_id,
-                            paid_at,
-                            position,
-                        )
-                        .await?;
-                    }
-                    LedgerChange::Refunded {
-                        payment_id,
-                        fully: true,
-                        ..
-                    } => {
-                        set_status(tx, &payment_id, "refunded", position).await?;
-                    }
-                    LedgerChange::DisputeOpened { payment_id, .. } => {
-                        set_status(tx, &payment_id, "disputed", position).await?;
-                    }
-                    LedgerChange::DisputeClosed {
-                        payment_id, status, ..
-                    } => {
-                        let to = if status == "lost" {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
-                        sql::exec(tx,
-                            "UPDATE subscriptions SET status = $2, updated_position = $3 WHERE payment_id = $1 AND status = 'disputed'",
-                            &[&payment_id, &to, &position],
-                        )
-                        .await?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
+    fn rows(&self) -> Box<dyn ProjectionRows> {
+        Box::<SubscriptionRows>::default()
     }
 }
 
-async fn activate(
-    tx: &Transaction<'_>,
-    email: &str,
-    plan: &str,
-    activation: &str,
-    payment_id: &str,
-    paid_at: DateTime<Utc>,
-    position: i64,
-) -> Result<(), tokio_postgres::Error> {
-    let end = paid_at + Duration::days(PLAN_PERIOD_DAYS);
-    sql::exec(tx,
-        "INSERT INTO subscriptions (email, plan, status, period_start, period_end, activation, payment_id, reason, updated_position)
-         VALUES ($1, $2, 'active', $3, $4, $5, $6, NULL, $7)
-         ON CONFLICT (email) DO UPDATE SET plan = $2, status = 'active',
-             period_start = CASE WHEN subscriptions.period_end < $3 THEN $3 ELSE LEAST(subscriptions.period_start, $3) END,
-             period_end = GREATEST(subscriptions.period_end, $4),
-             activation = $5, payment_id = $6, reason = NULL, updated_position = $7",
-        &[&email, &plan, &paid_at, &end, &activation, &payment_id, &position],
-    )
-    .await
-    .map(|_| ())
+crate::record! {
+    Subscription in "subscriptions", key(email), indexes(payment_id) {
+        email: String = TEXT,
+        plan: String = TEXT,
+        status: String = TEXT,
+        period_start: DateTime<Utc> = TIMESTAMPTZ,
+        period_end: DateTime<Utc> = TIMESTAMPTZ,
+        activation: String = TEXT,
+        payment_id: Option<String> = TEXT,
+        reason: Option<String> = TEXT,
+        updated_position: i64 = INT8,
+    }
 }
 
-async fn set_status(
-    tx: &Transaction<'_>,
-    payment_id: &str,
-    status: &str,
-    position: i64,
-) -> Result<(), tokio_postgres::Error> {
-    sql::exec(
-        tx,
-        "UPDATE subscriptions SET status = $2, updated_position = $3 WHERE payment_id = $1",
-        &[&payment_id, &status, &position],
-    )
-    .await
-    .map(|_| ())
+const BY_PAYMENT: usize = 0;
+
+#[derive(Default)]
+pub struct SubscriptionRows {
+    ledger: Ledger,
+    subscriptions: Table<Subscription>,
+}
+
+crate::projection_rows!(SubscriptionRows {
+    ledger,
+    subscriptions
+});
+
+impl SubscriptionRows {
+    async fn apply_event(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        let position = event.position;
+        match decoded {
+            DomainEvent::SubscriptionGranted(g) => {
+                let email = g.email.to_lowercase();
+                let end = event.recorded_at + Duration::days(PLAN_PERIOD_DAYS);
+                let kept_end = self
+                    .subscriptions
+                    .get(db, &email)
+                    .await?
+                    .map_or(end, |s| s.period_end.max(end));
+                self.subscriptions.put(Subscription {
+                    email,
+                    plan: g.plan.clone(),
+                    status: "active".into(),
+                    period_start: event.recorded_at,
+                    period_end: kept_end,
+                    activation: "grant".into(),
+                    payment_id: None,
+                    reason: Some(g.reason.clone()),
+                    updated_position: position,
+                });
+                return Ok(());
+            }
+            DomainEvent::SubscriptionRevoked(r) => {
+                if let Some(mut s) = self.subscriptions.get(db, &r.email.to_lowercase()).await? {
+                    s.status = "revoked".into();
+                    s.reason = Some(r.reason.clone());
+                    s.updated_position = position;
+                    self.subscriptions.put(s);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        for change in self.ledger.track(db, event, decoded).await? {
+            match change {
+                LedgerChange::Activated {
+                    payment_id,
+                    email,
+                    plan,
+                    activation,
+                    paid_at,
+                    ..
+                } => {
+                    let end = paid_at + Duration::days(PLAN_PERIOD_DAYS);
+                    let (start, end) = match self.subscriptions.get(db, &email).await? {
+                        // Paying again before the end extends the year.
+                        Some(s) if s.period_end >= paid_at => {
+                            (s.period_start.min(paid_at), s.period_end.max(end))
+                        }
+                        Some(s) => (paid_at, s.period_end.max(end)),
+                        None => (paid_at, end),
+                    };
+                    self.subscriptions.put(Subscription {
+                        email,
+                        plan,
+                        status: "active".into(),
+                        period_start: start,
+                        period_end: end,
+                        activation: activation.as_str().into(),
+                        payment_id: Some(payment_id),
+                        reason: None,
+                        updated_position: position,
+                    });
+                }
+                LedgerChange::Refunded {
+                    payment_id,
+                    fully: true,
+                    ..
+                } => {
+                    self.set_status(db, &payment_id, None, "refunded", position)
+                        .await?
+                }
+                LedgerChange::DisputeOpened { payment_id, .. } => {
+                    self.set_status(db, &payment_id, None, "disputed", position)
+                        .await?
+                }
+                LedgerChange::DisputeClosed {
+                    payment_id, status, ..
+                } => {
+                    let to = if status == "lost" {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    self.set_status(db, &payment_id, Some("disputed"), to, position)
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the status of the subscriptions behind a payment (only those in
+    /// status `from`, when given).
+    async fn set_status(
+        &mut self,
+        db: Db<'_>,
+        payment_id: &str,
+        from: Option<&str>,
+        status: &str,
+        position: i64,
+    ) -> Result<(), Error> {
+        for mut s in self.subscriptions.find(db, BY_PAYMENT, payment_id).await? {
+            if from.is_some_and(|f| f != s.status) {
+                continue;
+            }
+            s.status = status.into();
+            s.updated_position = position;
+            self.subscriptions.put(s);
+        }
+        Ok(())
+    }
 }

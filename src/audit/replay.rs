@@ -17,34 +17,43 @@ pub async fn replay(
     checkpoint: Option<Checkpoint>,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut client = pool.get().await?;
+    // The log is folded in memory (nothing is looked up: the tables start
+    // empty), then written into temporary tables to be read back as rows.
+    let mut state = projection.rows();
+    let mut at = Checkpoint::default();
+    'replay: loop {
+        let batch = {
+            let tx = client.transaction().await?;
+            let batch = feed::read_after(&tx, at, 5000).await?;
+            tx.commit().await?;
+            batch
+        };
+        if batch.is_empty() {
+            break;
+        }
+        for event in &batch {
+            if checkpoint.is_some_and(|c| event.checkpoint() > c) {
+                break 'replay;
+            }
+            at = event.checkpoint();
+            if until.is_some_and(|u| event.recorded_at > u)
+                || !projection.handles(&event.event_type)
+            {
+                continue;
+            }
+            let decoded = event.decode()?;
+            state.apply(None, event, &decoded).await?;
+        }
+    }
     client.statement_cache.clear();
     let rows = {
         let tx = client.transaction().await?;
         // pg_temp first: the projection's unqualified CREATE TABLEs and
-        // statements land in this session's temporary schema.
+        // COPYs land in this session's temporary schema.
         tx.batch_execute("SET LOCAL search_path = pg_temp, public")
             .await?;
         tx.batch_execute(projection.schema_sql()).await?;
-        let mut at = Checkpoint::default();
-        'replay: loop {
-            let batch = feed::read_after(&tx, at, 1000).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for event in &batch {
-                if checkpoint.is_some_and(|c| event.checkpoint() > c) {
-                    break 'replay;
-                }
-                at = event.checkpoint();
-                if until.is_some_and(|u| event.recorded_at > u)
-                    || !projection.handles(&event.event_type)
-                {
-                    continue;
-                }
-                let decoded = event.decode()?;
-                projection.apply(&tx, event, &decoded).await?;
-            }
-        }
+        state.copy_into(&tx).await?;
         let rows = tx
             .query(
                 &format!("SELECT row_to_json(t)::text FROM pg_temp.{table} t ORDER BY 1"),

@@ -1,0 +1,302 @@
+//! The rows a projection reads and writes, held in memory. The payment
+//! rules are plain Rust over these rows; the table decides where they come
+//! from and where they go:
+//!
+//! * live (`Db` is a transaction): a row is read from PostgreSQL the first
+//!   time a batch needs it, and every changed row is written back (one upsert
+//!   each, pipelined) before the checkpoint moves in the same transaction;
+//! * rebuild and replay (`Db` is `None`): the tables start empty, so the
+//!   whole state lives in memory and is written once with binary `COPY`.
+//!
+//! One set of rules, two ways of storing: live and rebuilt read models are
+//! the same function of the log (guarantee 5), which the rebuild tests check.
+
+use deadpool_postgres::Transaction;
+use futures_util::pin_mut;
+use std::collections::{BTreeSet, HashMap};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Error;
+
+/// Where rows not yet in memory are: a live transaction, or nowhere (the
+/// tables are being built from empty).
+pub type Db<'a> = Option<&'a Transaction<'a>>;
+
+pub type Values<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+/// A row type of one table. `COLUMNS` is in the order of `values`.
+pub trait Record: Clone + Send + Sync + 'static {
+    const TABLE: &'static str;
+    const COLUMNS: &'static [(&'static str, Type)];
+    const KEY: &'static [&'static str];
+    /// Columns the rules look rows up by, besides the key.
+    const INDEXES: &'static [&'static str] = &[];
+    fn key(&self) -> String;
+    fn index_value(&self, _index: usize) -> Option<String> {
+        None
+    }
+    fn values(&self) -> Values<'_>;
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, Error>;
+}
+
+pub struct Table<R: Record> {
+    /// `None`: known not to exist.
+    rows: HashMap<String, Option<R>>,
+    changed: BTreeSet<String>,
+    /// Per index: value → keys of the rows in memory with that value.
+    indexes: Vec<HashMap<String, BTreeSet<String>>>,
+}
+
+impl<R: Record> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            rows: HashMap::new(),
+            changed: BTreeSet::new(),
+            indexes: vec![HashMap::new(); R::INDEXES.len()],
+        }
+    }
+}
+
+fn column_list<R: Record>() -> String {
+    R::COLUMNS
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<R: Record> Table<R> {
+    pub async fn get(&mut self, db: Db<'_>, key: &str) -> Result<Option<R>, Error> {
+        if let Some(known) = self.rows.get(key) {
+            return Ok(known.clone());
+        }
+        let Some(tx) = db else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1",
+            column_list::<R>(),
+            R::TABLE,
+            R::KEY[0]
+        );
+        let statement = tx.prepare_cached(&sql).await?;
+        let found = match tx.query_opt(&statement, &[&key]).await? {
+            Some(row) => Some(R::from_row(&row)?),
+            None => None,
+        };
+        self.remember(key.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Every row whose `R::INDEXES[index]` column equals `value`, in key
+    /// order (so both ways of storing see the same order).
+    pub async fn find(&mut self, db: Db<'_>, index: usize, value: &str) -> Result<Vec<R>, Error> {
+        if let Some(tx) = db {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = $1",
+                column_list::<R>(),
+                R::TABLE,
+                R::INDEXES[index]
+            );
+            let statement = tx.prepare_cached(&sql).await?;
+            for row in tx.query(&statement, &[&value]).await? {
+                let row = R::from_row(&row)?;
+                let key = row.key();
+                // What this batch changed is newer than what is stored.
+                if !self.rows.contains_key(&key) {
+                    self.remember(key, Some(row));
+                }
+            }
+        }
+        let keys = self.indexes[index].get(value).cloned().unwrap_or_default();
+        Ok(keys
+            .iter()
+            .filter_map(|k| self.rows.get(k).cloned().flatten())
+            .collect())
+    }
+
+    pub fn put(&mut self, row: R) {
+        let key = row.key();
+        self.changed.insert(key.clone());
+        self.remember(key, Some(row));
+    }
+
+    fn remember(&mut self, key: String, row: Option<R>) {
+        if let Some(Some(old)) = self.rows.get(&key) {
+            for (i, index) in self.indexes.iter_mut().enumerate() {
+                if let Some(v) = old.index_value(i) {
+                    if let Some(keys) = index.get_mut(&v) {
+                        keys.remove(&key);
+                    }
+                }
+            }
+        }
+        if let Some(new) = &row {
+            for (i, index) in self.indexes.iter_mut().enumerate() {
+                if let Some(v) = new.index_value(i) {
+                    index.entry(v).or_default().insert(key.clone());
+                }
+            }
+        }
+        self.rows.insert(key, row);
+    }
+
+    /// Writes the changed rows (live): one upsert each, sent without
+    /// waiting for the previous answer.
+    pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        if self.changed.is_empty() {
+            return Ok(());
+        }
+        let columns = column_list::<R>();
+        let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = R::COLUMNS
+            .iter()
+            .filter(|(c, _)| !R::KEY.contains(c))
+            .map(|(c, _)| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({columns}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+            R::TABLE,
+            placeholders.join(", "),
+            R::KEY.join(", "),
+            updates.join(", ")
+        );
+        let statement = tx.prepare_cached(&sql).await?;
+        let rows: Vec<&R> = self
+            .changed
+            .iter()
+            .filter_map(|k| self.rows.get(k).and_then(Option::as_ref))
+            .collect();
+        let writes = rows.iter().map(|row| {
+            let statement = &statement;
+            async move { tx.execute(statement, &row.values()).await }
+        });
+        futures_util::future::try_join_all(writes).await?;
+        self.changed.clear();
+        Ok(())
+    }
+
+    /// Writes every row into the (empty) table with binary `COPY`.
+    pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        let sql = format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            R::TABLE,
+            column_list::<R>()
+        );
+        let sink = tx.copy_in(&sql).await?;
+        let types: Vec<Type> = R::COLUMNS.iter().map(|(_, t)| t.clone()).collect();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for row in self.rows.values().flatten() {
+            writer.as_mut().write(&row.values()).await?;
+        }
+        writer.finish().await?;
+        self.changed.clear();
+        Ok(())
+    }
+
+    /// Rows in memory (a rebuild's whole table).
+    pub fn len(&self) -> usize {
+        self.rows.values().flatten().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A value rows are found by: absent values are not indexed.
+pub trait IndexValue {
+    fn index_value(&self) -> Option<String>;
+}
+
+impl IndexValue for String {
+    fn index_value(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl IndexValue for Option<String> {
+    fn index_value(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+/// Declares a row type: its table, key, indexes and columns with their
+/// PostgreSQL types, in the order of the table's `CREATE TABLE`.
+#[macro_export]
+macro_rules! record {
+    (
+        $(#[$meta:meta])*
+        $name:ident in $table:literal, key($($key:ident),+), indexes($($index:ident),*) {
+            $($field:ident: $ty:ty = $pg:ident),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $(pub $field: $ty),+
+        }
+
+        impl $crate::table::Record for $name {
+            const TABLE: &'static str = $table;
+            const COLUMNS: &'static [(&'static str, tokio_postgres::types::Type)] =
+                &[$((stringify!($field), tokio_postgres::types::Type::$pg)),+];
+            const KEY: &'static [&'static str] = &[$(stringify!($key)),+];
+            const INDEXES: &'static [&'static str] = &[$(stringify!($index)),*];
+            fn key(&self) -> String {
+                [$(self.$key.to_string()),+].join("\u{1f}")
+            }
+            #[allow(unused_variables)]
+            fn index_value(&self, index: usize) -> Option<String> {
+                let values: &[Option<String>] =
+                    &[$($crate::table::IndexValue::index_value(&self.$index)),*];
+                values.get(index).cloned().flatten()
+            }
+            fn values(&self) -> $crate::table::Values<'_> {
+                vec![$(&self.$field),+]
+            }
+            fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+                Ok($name {
+                    $($field: row.try_get(stringify!($field))?),+
+                })
+            }
+        }
+    };
+}
+
+/// Implements `ProjectionRows` for a struct of tables (and a `Ledger`)
+/// with an inherent `async fn apply_event(&mut self, db, event, decoded)`.
+#[macro_export]
+macro_rules! projection_rows {
+    ($rows:ty { $($table:ident),+ }) => {
+        impl $crate::projection::ProjectionRows for $rows {
+            fn apply<'a>(
+                &'a mut self,
+                db: $crate::table::Db<'a>,
+                event: &'a payledger_events::RecordedEvent,
+                decoded: &'a payledger_events::DomainEvent,
+            ) -> $crate::projection::ApplyFuture<'a> {
+                Box::pin(self.apply_event(db, event, decoded))
+            }
+            fn flush<'a>(
+                &'a mut self,
+                tx: &'a deadpool_postgres::Transaction<'a>,
+            ) -> $crate::projection::ApplyFuture<'a> {
+                Box::pin(async move {
+                    $(self.$table.flush(tx).await?;)+
+                    Ok(())
+                })
+            }
+            fn copy_into<'a>(
+                &'a mut self,
+                tx: &'a deadpool_postgres::Transaction<'a>,
+            ) -> $crate::projection::ApplyFuture<'a> {
+                Box::pin(async move {
+                    $(self.$table.copy_into(tx).await?;)+
+                    Ok(())
+                })
+            }
+        }
+    };
+}
