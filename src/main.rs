@@ -146,7 +146,9 @@ enum BenchCommand {
     },
     /// Projection rebuild speed beside a plain read, and append-to-row latency.
     Projections {
-        /// Purchases to generate (about 1.8 events each).
+        /// Customers of the generated mixed history (about 3 events each:
+        /// checkouts, charges, orphans, matches, duplicates, mismatches,
+        /// refunds, disputes, grants, email results, unparsed callbacks).
         #[arg(long, default_value_t = 50_000)]
         purchases: u64,
         /// Appends per second during the latency run.

@@ -3,6 +3,7 @@
 //! shared and noisy, so absolute numbers are context, the ratio is the figure.
 
 pub mod append;
+pub mod history;
 pub mod projections;
 pub mod reconcile;
 pub mod webhook;
@@ -131,4 +132,27 @@ pub fn raw_insert_op(
                 .unwrap_or(0)
         })
     }
+}
+
+fn proc_status_kb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Resets the peak-RSS mark (Linux `clear_refs` 5) and returns the current
+/// resident size, so the next `peak_growth` is this run's alone.
+pub(crate) fn reset_peak() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    proc_status_kb("VmRSS:")
+}
+
+pub(crate) fn peak_growth_mb(base_kb: f64) -> f64 {
+    (proc_status_kb("VmHWM:") - base_kb).max(0.0) / 1024.0
 }

@@ -6,6 +6,7 @@
 //! flat in the number of charges.
 
 use super::fresh_bench_database;
+use super::{peak_growth_mb, reset_peak};
 use crate::clock::SystemClock;
 use crate::processor::client::{ClientRetry, ListFilter, ProcessorClient};
 use crate::processor::sim::{NewSession, SimConfig, Simulator};
@@ -29,29 +30,6 @@ pub struct ReconcileBenchRow {
     pub ratio_to_walk: f64,
     pub peak_memory_growth_mb: f64,
     pub walk_only_peak_memory_growth_mb: f64,
-}
-
-fn proc_status_kb(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
-/// Resets the peak-RSS mark (Linux `clear_refs` 5) and returns the current
-/// resident size, so the next `peak_growth` is this run's alone.
-fn reset_peak() -> f64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    proc_status_kb("VmRSS:")
-}
-
-fn peak_growth_mb(base_kb: f64) -> f64 {
-    (proc_status_kb("VmHWM:") - base_kb).max(0.0) / 1024.0
 }
 
 async fn start_sim() -> anyhow::Result<(Simulator, String)> {

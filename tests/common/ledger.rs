@@ -1,45 +1,32 @@
 //! Building the events of payment stories, for projection tests.
 #![allow(dead_code)]
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use payledger::bench::history::{self as h, Fact};
 use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::*;
 use uuid::Uuid;
 
+// The builders live in the library (the projection benchmark uses them too).
+
 pub fn usd() -> Currency {
-    Currency::new("usd").unwrap()
+    h::usd().unwrap()
 }
 
 pub fn at(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap() + chrono::Duration::minutes(minute)
-}
-
-fn meta(actor: Actor) -> Metadata {
-    Metadata::new(Uuid::new_v4(), actor, "test")
+    h::at(minute)
 }
 
 pub fn data(event: impl Into<DomainEvent>, actor: Actor) -> EventData {
-    let event = event.into();
-    EventData::new(&event, Uuid::new_v4(), meta(actor)).unwrap()
+    h::data(event, actor).unwrap()
 }
 
 pub fn fact(event: impl Into<DomainEvent>, object_id: &str) -> EventData {
-    let event = event.into();
-    EventData::for_processor_fact(&event, object_id, meta(Actor::webhook())).unwrap()
+    h::fact(event, object_id).unwrap()
 }
 
-pub fn checkout_started(checkout: Uuid, email: &str, amount: i64) -> (StreamId, EventData) {
-    let e = CheckoutStarted {
-        checkout_id: checkout,
-        email: email.into(),
-        plan: "annual".into(),
-        amount,
-        currency: usd(),
-    };
-    (
-        StreamId::checkout(checkout),
-        data(e, Actor::Customer(email.into())),
-    )
+pub fn checkout_started(checkout: Uuid, email: &str, amount: i64) -> Fact {
+    h::checkout_started(checkout, email, amount).unwrap()
 }
 
 pub fn charge(
@@ -48,124 +35,40 @@ pub fn charge(
     email: Option<&str>,
     amount: i64,
     minute: i64,
-) -> (StreamId, EventData) {
-    let e = ChargeSucceeded {
-        payment_id: payment.into(),
-        charge_id: None,
-        session_id: None,
-        checkout_reference: reference.map(|r| r.to_string()),
-        customer_email: email.map(str::to_string),
-        amount,
-        currency: usd(),
-        paid_at: at(minute),
-        source: ChargeSource::Webhook,
-    };
-    (StreamId::payment(payment), fact(e, payment))
+) -> Fact {
+    h::charge(payment, reference, email, amount, minute).unwrap()
 }
 
-pub fn matched(payment: &str, email: &str) -> (StreamId, EventData) {
-    let e = ChargeMatched {
-        payment_id: payment.into(),
-        email: email.into(),
-        plan: "annual".into(),
-        reason: "test".into(),
-        matched_by: Actor::Support("alice".into()),
-    };
-    (StreamId::payment(payment), fact(e, payment))
+pub fn matched(payment: &str, email: &str) -> Fact {
+    h::matched(payment, email).unwrap()
 }
 
-pub fn refunded(payment: &str, refund: &str, amount: i64) -> (StreamId, EventData) {
-    let e = ChargeRefunded {
-        payment_id: payment.into(),
-        refund_id: refund.into(),
-        amount,
-        currency: usd(),
-        refunded_at: at(500),
-        reason: None,
-        source: ChargeSource::Webhook,
-    };
-    (StreamId::payment(payment), fact(e, refund))
+pub fn refunded(payment: &str, refund: &str, amount: i64) -> Fact {
+    h::refunded(payment, refund, amount).unwrap()
 }
 
-pub fn dispute_opened(payment: &str, dispute: &str) -> (StreamId, EventData) {
-    let e = DisputeOpened {
-        payment_id: payment.into(),
-        dispute_id: dispute.into(),
-        amount: 24900,
-        currency: usd(),
-        reason: None,
-        opened_at: at(600),
-    };
-    (StreamId::payment(payment), fact(e, dispute))
+pub fn dispute_opened(payment: &str, dispute: &str) -> Fact {
+    h::dispute_opened(payment, dispute).unwrap()
 }
 
-pub fn dispute_closed(payment: &str, dispute: &str, status: &str) -> (StreamId, EventData) {
-    let e = DisputeClosed {
-        payment_id: payment.into(),
-        dispute_id: dispute.into(),
-        status: status.into(),
-        closed_at: at(700),
-    };
-    (StreamId::payment(payment), fact(e, dispute))
+pub fn dispute_closed(payment: &str, dispute: &str, status: &str) -> Fact {
+    h::dispute_closed(payment, dispute, status).unwrap()
 }
 
-pub fn email_result(key: &str, sent: bool, permanent: bool) -> (StreamId, EventData) {
-    let stream = StreamId::email(Uuid::new_v5(&EVENT_ID_NAMESPACE, key.as_bytes()));
-    let e: DomainEvent = if sent {
-        EmailSent {
-            email_key: key.into(),
-            message_id: format!("<{key}@payledger>"),
-            attempt: 1,
-        }
-        .into()
-    } else {
-        EmailFailed {
-            email_key: key.into(),
-            attempt: 1,
-            error: "550 no such user".into(),
-            permanent,
-        }
-        .into()
-    };
-    (stream, data(e, Actor::System("email-sender".into())))
+pub fn email_result(key: &str, sent: bool, permanent: bool) -> Fact {
+    h::email_result(key, sent, permanent).unwrap()
 }
 
-pub fn unparsed(evt: &str) -> (StreamId, EventData) {
-    let e = ProcessorEventReceived {
-        processor_event_id: evt.into(),
-        event_type: "checkout.session.completed".into(),
-        raw_body: "garbage".into(),
-        signature_verified: true,
-        received_at: at(0),
-        unparsed_reason: Some("body is not JSON".into()),
-    };
-    (StreamId::processor_event(evt), fact(e, evt))
+pub fn unparsed(evt: &str) -> Fact {
+    h::unparsed(evt).unwrap()
 }
 
-pub fn resolved(discrepancy: &str) -> (StreamId, EventData) {
-    let e = DiscrepancyResolved {
-        discrepancy_id: discrepancy.into(),
-        resolution: "handled".into(),
-        note: "test".into(),
-        resolved_by: Actor::Support("alice".into()),
-    };
-    (
-        StreamId::discrepancy(discrepancy),
-        data(e, Actor::Support("alice".into())),
-    )
+pub fn resolved(discrepancy: &str) -> Fact {
+    h::resolved(discrepancy).unwrap()
 }
 
-pub fn granted(email: &str) -> (StreamId, EventData) {
-    let e = SubscriptionGranted {
-        email: email.into(),
-        plan: "annual".into(),
-        reason: "press".into(),
-        granted_by: Actor::Support("alice".into()),
-    };
-    (
-        StreamId::account(email),
-        data(e, Actor::Support("alice".into())),
-    )
+pub fn granted(email: &str) -> Fact {
+    h::granted(email).unwrap()
 }
 
 /// Appends each event on its own (streams may repeat across calls).
@@ -182,71 +85,9 @@ pub async fn append(store: &PgEventStore, events: Vec<(StreamId, EventData)>) {
     }
 }
 
-/// A deterministic mixed history of about `3 * customers` events: checkouts
-/// and their charges, orphans (half matched later), duplicates, refunds,
-/// disputes, grants, email results, unparsed callbacks.
-pub fn mixed_history(customers: usize) -> Vec<(StreamId, EventData)> {
-    let mut out = vec![];
-    for i in 0..customers {
-        let email = format!("c{i}@example.com");
-        let checkout = Uuid::from_u128(i as u128 + 1);
-        let pi = format!("pi_{i}");
-        let minute = i as i64;
-        match i % 7 {
-            0 => {
-                out.push(charge(&pi, None, Some(&email), 24900, minute));
-                if i % 14 == 0 {
-                    out.push(matched(&pi, &email));
-                }
-            }
-            _ => {
-                out.push(checkout_started(checkout, &email, 24900));
-                let amount = if i % 31 == 0 { 100 } else { 24900 };
-                out.push(charge(&pi, Some(checkout), Some(&email), amount, minute));
-                out.push(email_result(
-                    &format!("confirmation:{pi}"),
-                    i % 23 != 0,
-                    i % 23 == 0,
-                ));
-                if i % 11 == 0 {
-                    out.push(charge(
-                        &format!("{pi}_dup"),
-                        Some(checkout),
-                        Some(&email),
-                        24900,
-                        minute + 1,
-                    ));
-                }
-            }
-        }
-        if i % 13 == 0 {
-            out.push(refunded(&pi, &format!("re_{i}"), 24900));
-        }
-        if i % 17 == 0 {
-            out.push(dispute_opened(&pi, &format!("dp_{i}")));
-            if i % 34 == 0 {
-                out.push(dispute_closed(
-                    &pi,
-                    &format!("dp_{i}"),
-                    if i % 68 == 0 { "lost" } else { "won" },
-                ));
-            }
-        }
-        if i % 19 == 0 {
-            out.push(granted(&format!("g{i}@example.com")));
-        }
-        if i % 29 == 0 {
-            out.push(unparsed(&format!("evt_bad_{i}")));
-        }
-        if i % 37 == 0 {
-            out.push(refunded(
-                &format!("pi_never_{i}"),
-                &format!("re_never_{i}"),
-                500,
-            ));
-        }
-    }
-    out
+/// A deterministic mixed history of about `3 * customers` events.
+pub fn mixed_history(customers: usize) -> Vec<Fact> {
+    h::mixed_history(customers).unwrap()
 }
 
 /// Appends in batches of about `chunk` events, one statement per batch, in
