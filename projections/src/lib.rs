@@ -9,6 +9,7 @@ pub mod feed;
 pub mod ledger;
 pub mod outgoing_emails;
 pub mod projection;
+pub mod rebuild;
 pub mod runner;
 pub mod subscriptions;
 pub mod table;

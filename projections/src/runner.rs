@@ -6,6 +6,7 @@
 
 use crate::feed::{self, FeedError};
 use crate::projection::Projection;
+pub use crate::rebuild::{rebuild, rebuild_many};
 use deadpool_postgres::{Object, Pool};
 use payledger_events::Checkpoint;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub enum Step {
     Stopped,
 }
 
-fn lock_key(name: &str) -> i64 {
+pub(crate) fn lock_key(name: &str) -> i64 {
     // A stable 63-bit key per projection name (FNV-1a).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
@@ -104,7 +105,7 @@ pub async fn install(
     Ok(())
 }
 
-async fn create_generation(
+pub(crate) async fn create_generation(
     tx: &tokio_postgres::Transaction<'_>,
     projection: &dyn Projection,
     generation: i32,
@@ -122,7 +123,7 @@ async fn create_generation(
     Ok(())
 }
 
-async fn point_views(
+pub(crate) async fn point_views(
     tx: &tokio_postgres::Transaction<'_>,
     projection: &dyn Projection,
     generation: i32,
@@ -164,7 +165,7 @@ type Poison = (i64, String, String);
 /// come from the generation as needed and the changed ones are written
 /// back before the caller moves the checkpoint. A database error with a SQL
 /// state is deterministic (it would fail again): poison.
-async fn apply_batch(
+pub(crate) async fn apply_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     projection: &dyn Projection,
     generation: i32,
@@ -284,179 +285,6 @@ async fn step_once(
 
 fn metrics_lag_hint(name: &str, applied: usize) {
     tracing::debug!(projection = name, applied, "applied batch");
-}
-
-/// Rebuilds a projection from position 0 into a fresh generation while the
-/// live one keeps serving, then swaps the views and the checkpoint in one
-/// transaction. Returns the number of events read.
-pub async fn rebuild(
-    pool: &Pool,
-    projection: &dyn Projection,
-    batch: i64,
-) -> Result<u64, RunnerError> {
-    rebuild_many(pool, &[projection], batch).await
-}
-
-/// Events read per page while folding the log in memory.
-const REBUILD_PAGE: i64 = 5_000;
-
-/// Rebuilds several projections from one read of the log: every event is
-/// read and decoded once and folded into each projection's rows in memory
-/// (the fresh tables are empty, so nothing needs looking up); each
-/// projection's rows are then written with `COPY`, the events that arrived
-/// meanwhile are applied the live way, and the new generation is swapped in.
-pub async fn rebuild_many(
-    pool: &Pool,
-    projections: &[&dyn Projection],
-    batch: i64,
-) -> Result<u64, RunnerError> {
-    let mut client = pool.get().await?;
-    let mut generations = vec![];
-    for projection in projections {
-        let tx = client.transaction().await?;
-        let current: Option<i32> = tx
-            .query_opt(
-                "SELECT generation FROM projection_state WHERE name = $1",
-                &[&projection.name()],
-            )
-            .await?
-            .map(|r| r.get(0));
-        let next = current.unwrap_or(0) + 1;
-        create_generation(&tx, *projection, next).await?;
-        tx.commit().await?;
-        generations.push(next);
-    }
-    let mut rows: Vec<_> = projections.iter().map(|p| p.rows()).collect();
-    let mut checkpoint = Checkpoint::START;
-    let mut read = 0u64;
-    loop {
-        let events = {
-            let tx = client.transaction().await?;
-            let events = feed::read_after(&tx, checkpoint, REBUILD_PAGE).await?;
-            tx.commit().await?;
-            events
-        };
-        let Some(last) = events.last().map(|e| e.checkpoint()) else {
-            break;
-        };
-        for event in &events {
-            let mut decoded = None;
-            for (projection, rows) in projections.iter().zip(rows.iter_mut()) {
-                if !projection.handles(&event.event_type) {
-                    continue;
-                }
-                let stopped = |reason: String| RunnerError::RebuildStopped {
-                    projection: projection.name().into(),
-                    position: event.position,
-                    reason,
-                };
-                if decoded.is_none() {
-                    decoded = Some(event.decode().map_err(|e| stopped(e.to_string()))?);
-                }
-                if let Some(d) = &decoded {
-                    rows.apply(None, event, d)
-                        .await
-                        .map_err(|e| stopped(e.to_string()))?;
-                }
-            }
-        }
-        read += events.len() as u64;
-        checkpoint = last;
-        if (events.len() as i64) < REBUILD_PAGE {
-            break;
-        }
-    }
-    for ((projection, mut rows), generation) in projections.iter().zip(rows).zip(generations) {
-        let tx = client.transaction().await?;
-        let schema = schema_name(projection.name(), generation);
-        tx.batch_execute(&format!("SET LOCAL search_path = {schema}, public"))
-            .await?;
-        rows.copy_into(&tx).await?;
-        tx.commit().await?;
-        drop(rows);
-        // Fresh statistics, so the live lookups' plans use the indexes.
-        client
-            .batch_execute(&format!(
-                "DO $$ DECLARE t text; BEGIN
-                   FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' LOOP
-                     EXECUTE format('ANALYZE %I.%I', '{schema}', t);
-                   END LOOP; END $$"
-            ))
-            .await?;
-        read += swap_in(&mut client, *projection, generation, checkpoint, batch).await?;
-    }
-    Ok(read)
-}
-
-/// Waits for the live worker's batch, applies what arrived since
-/// `checkpoint`, points the views at the new generation and moves the
-/// checkpoint — atomically — then drops the old generation. Returns the
-/// number of events applied on the way.
-async fn swap_in(
-    client: &mut Object,
-    projection: &dyn Projection,
-    generation: i32,
-    mut checkpoint: Checkpoint,
-    batch: i64,
-) -> Result<u64, RunnerError> {
-    let mut read = 0u64;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&lock_key(projection.name())],
-    )
-    .await?;
-    while let Some((last, n)) =
-        rebuild_batch(&tx, projection, generation, checkpoint, batch).await?
-    {
-        read += n as u64;
-        checkpoint = last;
-    }
-    tx.batch_execute("SET LOCAL search_path = public").await?;
-    point_views(&tx, projection, generation).await?;
-    let old: Option<i32> = tx
-        .query_opt(
-            "INSERT INTO projection_state (name, version, generation, checkpoint_tx, checkpoint_pos)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (name) DO UPDATE SET version = $2, generation = $3, checkpoint_tx = $4, checkpoint_pos = $5,
-                 status = 'running', last_error = NULL, error_position = NULL, error_event_type = NULL, updated_at = now()
-             RETURNING (SELECT generation FROM projection_state WHERE name = $1)",
-            &[&projection.name(), &projection.version(), &generation, &checkpoint.transaction_id, &checkpoint.position],
-        )
-        .await?
-        .and_then(|r| r.get(0));
-    tx.commit().await?;
-    if let Some(old) = old.filter(|g| *g != generation) {
-        let schema = schema_name(projection.name(), old);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await?;
-    }
-    Ok(read)
-}
-
-/// Applies the next batch after `checkpoint` to a generation being rebuilt;
-/// `None` when there is nothing left. A poison event aborts the rebuild (the
-/// live generation keeps serving).
-async fn rebuild_batch(
-    tx: &deadpool_postgres::Transaction<'_>,
-    projection: &dyn Projection,
-    generation: i32,
-    checkpoint: Checkpoint,
-    batch: i64,
-) -> Result<Option<(Checkpoint, usize)>, RunnerError> {
-    let events = feed::read_after(tx, checkpoint, batch).await?;
-    let Some(last) = events.last().map(|e| e.checkpoint()) else {
-        return Ok(None);
-    };
-    if let Err((position, _, reason)) = apply_batch(tx, projection, generation, &events).await? {
-        return Err(RunnerError::RebuildStopped {
-            projection: projection.name().into(),
-            position,
-            reason,
-        });
-    }
-    Ok(Some((last, events.len())))
 }
 
 /// Runs every projection until `stop` turns true: one task each, so a
