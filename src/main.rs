@@ -597,6 +597,11 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+// Rebuilds and replays hold a projection's whole state in many small rows;
+// glibc's allocator spent a third of a rebuild's CPU (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -108,7 +108,9 @@ impl<R: Record> Table<R> {
                 }
             }
         }
-        let keys = self.indexes[index].get(value).cloned().unwrap_or_default();
+        let Some(keys) = self.indexes[index].get(value) else {
+            return Ok(vec![]);
+        };
         Ok(keys
             .iter()
             .filter_map(|k| self.rows.get(k).cloned().flatten())
