@@ -1,4 +1,5 @@
-//! The runner: poison events, rebuilds under readers.
+//! The runner: poison events (undecodable, or rows the database refuses),
+//! rebuilds under readers.
 
 mod common;
 
@@ -167,6 +168,85 @@ async fn a_rebuild_under_a_running_worker_never_shows_readers_an_empty_or_partia
         .unwrap()
         .get(0);
     assert_eq!(generation, 2, "the rebuild swapped in a new generation");
+}
+
+#[tokio::test]
+async fn rows_the_database_refuses_stop_the_projection_at_the_event_that_made_them() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let discrepancies = payledger_projections::discrepancies::Discrepancies;
+    runner::install(&t.db.pool, &discrepancies, 100)
+        .await
+        .unwrap();
+    // The database refuses the row one event would write; the rules cannot
+    // know it, so the batch's write fails as a whole.
+    t.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE pl_discrepancies_g1.discrepancies
+             ADD CONSTRAINT no_refused_payment CHECK (subject <> 'pi_refused')",
+        )
+        .await
+        .unwrap();
+    let mut history = vec![];
+    for i in 0..5 {
+        history.push(charge(&format!("pi_before_{i}"), None, None, 100, i));
+    }
+    history.push(charge("pi_refused", None, None, 100, 10));
+    for i in 0..5 {
+        history.push(charge(&format!("pi_after_{i}"), None, None, 100, 20 + i));
+    }
+    append(&store, history).await;
+    let refused_at: i64 = t
+        .client()
+        .await
+        .query_one(
+            "SELECT position FROM events WHERE stream_id = 'payment-pi_refused' AND event_type = 'ChargeSucceeded'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let mut client = t.db.pool.get().await.unwrap();
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        assert!(steps < 50, "the runner never stopped");
+        if runner::step(&mut client, &discrepancies, 100)
+            .await
+            .unwrap()
+            == runner::Step::Stopped
+        {
+            break;
+        }
+    }
+    let status = runner::status(&t.db.pool).await.unwrap();
+    let d = status.iter().find(|s| s.name == "discrepancies").unwrap();
+    assert_eq!(d.state, "stopped");
+    assert_eq!(d.error_position, Some(refused_at), "{d:?}");
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no_refused_payment"),
+        "{d:?}"
+    );
+    assert!(d.checkpoint.position < refused_at, "never skipped");
+    // Everything before it was applied; nothing after it was.
+    let open: Vec<String> = t
+        .client()
+        .await
+        .query("SELECT subject FROM discrepancies ORDER BY subject", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        open,
+        (0..5).map(|i| format!("pi_before_{i}")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

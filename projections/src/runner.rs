@@ -158,6 +158,14 @@ pub(crate) async fn point_views(
     Ok(())
 }
 
+/// The server's own words for a database error ("db error" says nothing).
+fn why(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
 /// Where a batch failed for good: the event, its type and why.
 type Poison = (i64, String, String);
 
@@ -188,7 +196,7 @@ pub(crate) async fn apply_batch(
         };
         if let Err(e) = rows.apply(Some(tx), event, &decoded).await {
             if e.as_db_error().is_some() {
-                return poison(e.to_string());
+                return poison(why(&e));
             }
             return Err(e.into());
         }
@@ -196,7 +204,7 @@ pub(crate) async fn apply_batch(
     if let Err(e) = rows.flush(tx).await {
         if let (Some(last), Some(_)) = (events.last(), e.as_db_error()) {
             if events.len() == 1 {
-                return Ok(Err((last.position, last.event_type.clone(), e.to_string())));
+                return Ok(Err((last.position, last.event_type.clone(), why(&e))));
             }
             return Err(RunnerError::BatchRejected(e.to_string()));
         }
