@@ -20,11 +20,19 @@ pub const ALL: &[&str] = &[
     "alerts.after_delivery",
 ];
 
+/// The armed failpoints, read once: the setting belongs to the process's
+/// start, and `hit` sits on the webhook's path.
+fn armed() -> &'static [String] {
+    static ARMED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ARMED.get_or_init(|| {
+        std::env::var("PAYLEDGER_FAILPOINTS")
+            .map(|list| list.split(',').map(|f| f.trim().to_string()).collect())
+            .unwrap_or_default()
+    })
+}
+
 pub fn hit(name: &str) {
-    let Ok(list) = std::env::var("PAYLEDGER_FAILPOINTS") else {
-        return;
-    };
-    if list.split(',').any(|f| f.trim() == name) {
+    if armed().iter().any(|f| f == name) {
         tracing::error!(failpoint = name, "failpoint reached: SIGKILL");
         let pid = std::process::id().to_string();
         let _ = std::process::Command::new("kill")

@@ -178,6 +178,14 @@ enum BenchCommand {
     },
 }
 
+/// For the commands that make their own database (demo, chaos, benches):
+/// the given one, or the local server's default.
+fn database_url_or_default(cli: &Cli) -> String {
+    cli.database_url
+        .clone()
+        .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string())
+}
+
 fn database_url(cli: &Cli) -> anyhow::Result<String> {
     cli.database_url.clone().context(
         "DATABASE_URL is not set: point it at PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/payledger",
@@ -422,10 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             json,
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let report = payledger::chaos::run(&url, *purchases, *seed).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -440,10 +445,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reset,
             keep_running,
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let ok = payledger::demo::run(&url, *reset, *keep_running).await?;
             if !ok {
                 return Ok(ExitCode::from(1));
@@ -500,10 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Append { seconds, json },
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let report = payledger::bench::append::run_append_bench(&url, *seconds).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -520,10 +519,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let report = payledger::bench::projections::run_projection_bench(
                 &url,
                 *purchases,
@@ -540,10 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Reconcile { charges, json },
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let rows = payledger::bench::reconcile::run_reconcile_bench(&url, *charges).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -554,10 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Webhook { seconds, json },
         } => {
-            let url = cli
-                .database_url
-                .clone()
-                .unwrap_or_else(|| payledger::db::DEFAULT_DATABASE_URL.to_string());
+            let url = database_url_or_default(&cli);
             let rows = payledger::bench::webhook::run_webhook_bench(&url, *seconds).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
