@@ -143,9 +143,11 @@ async fn a_rebuild_under_a_running_worker_never_shows_readers_an_empty_or_partia
             (smallest, reads)
         })
     };
-    for p in payledger_projections::all() {
-        runner::rebuild(&t.db.pool, p.as_ref(), 100).await.unwrap();
-    }
+    // As `projections rebuild --all` does it: one read of the log for all.
+    let all = payledger_projections::all();
+    let refs: Vec<&dyn payledger_projections::Projection> =
+        all.iter().map(|p| p.as_ref()).collect();
+    runner::rebuild_many(&t.db.pool, &refs, 100).await.unwrap();
     stop_tx.send(true).unwrap();
     let (smallest, reads) = reader.await.unwrap();
     live.await.unwrap();
@@ -168,6 +170,81 @@ async fn a_rebuild_under_a_running_worker_never_shows_readers_an_empty_or_partia
         .unwrap()
         .get(0);
     assert_eq!(generation, 2, "the rebuild swapped in a new generation");
+}
+
+#[tokio::test]
+async fn a_rebuild_that_meets_a_poison_event_stops_there_and_the_live_tables_keep_serving() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "rb@example.com", 24900),
+            charge("pi_orphan_rb", None, Some("o@example.com"), 24900, 0),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    // An event no version of the discrepancies projection can read, written
+    // after the live tables were built.
+    let mut bad = resolved("y").1;
+    bad.event_type = "DiscrepancyAcknowledged".into();
+    bad.payload = serde_json::json!({"nonsense": true});
+    store
+        .append(vec![StreamAppend::new(
+            payledger_events::StreamId::discrepancy("y"),
+            ExpectedVersion::Any,
+            vec![bad],
+        )])
+        .await
+        .unwrap();
+    let poison_at: i64 = t
+        .client()
+        .await
+        .query_one("SELECT max(position) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let all = payledger_projections::all();
+    let refs: Vec<&dyn payledger_projections::Projection> =
+        all.iter().map(|p| p.as_ref()).collect();
+    let err = runner::rebuild_many(&t.db.pool, &refs, 100)
+        .await
+        .expect_err("the rebuild must not skip the poison event");
+    let text = err.to_string();
+    assert!(
+        text.contains("discrepancies") && text.contains(&format!("position {poison_at}")),
+        "{text}"
+    );
+    let generations: Vec<(String, i32)> = t
+        .client()
+        .await
+        .query(
+            "SELECT name, generation FROM projection_state ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        generations.iter().all(|(_, g)| *g == 1),
+        "nothing was swapped in: {generations:?}"
+    );
+    let open: i64 = t
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM discrepancies WHERE id = 'unmatched_charge:pi_orphan_rb'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1, "the live discrepancy view still answers");
 }
 
 #[tokio::test]
