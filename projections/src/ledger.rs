@@ -177,6 +177,11 @@ impl Ledger {
         self.payments.flush(tx).await
     }
 
+    pub fn in_memory_only(&mut self) {
+        self.checkouts.in_memory_only();
+        self.payments.in_memory_only();
+    }
+
     pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
         self.checkouts.copy_into(tx).await?;
         self.payments.copy_into(tx).await.map(|_| ())

@@ -41,4 +41,7 @@ pub trait ProjectionRows: Send {
     fn flush<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
     /// Writes every row into empty tables (rebuild, replay).
     fn copy_into<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
+    /// The rows will be written whole by `copy_into`: stop remembering
+    /// which changed (memory a large rebuild would otherwise spend).
+    fn in_memory_only(&mut self);
 }

@@ -64,7 +64,11 @@ pub async fn rebuild_many(
         tasks.push(tokio::spawn(fold_and_write(
             pool.clone(),
             projection.name(),
-            projection.rows(),
+            {
+                let mut rows = projection.rows();
+                rows.in_memory_only();
+                rows
+            },
             receive,
             schema.clone(),
         )));

@@ -43,6 +43,9 @@ pub struct Table<R: Record> {
     /// `None`: known not to exist.
     rows: HashMap<String, Option<R>>,
     changed: BTreeSet<String>,
+    /// False while building from empty: every row is written, so which
+    /// changed need not be remembered.
+    track_changes: bool,
     /// Per index: value → keys of the rows in memory with that value.
     indexes: Vec<HashMap<String, BTreeSet<String>>>,
 }
@@ -52,6 +55,7 @@ impl<R: Record> Default for Table<R> {
         Table {
             rows: HashMap::new(),
             changed: BTreeSet::new(),
+            track_changes: true,
             indexes: vec![HashMap::new(); R::INDEXES.len()],
         }
     }
@@ -119,8 +123,16 @@ impl<R: Record> Table<R> {
 
     pub fn put(&mut self, row: R) {
         let key = row.key();
-        self.changed.insert(key.clone());
+        if self.track_changes {
+            self.changed.insert(key.clone());
+        }
         self.remember(key, Some(row));
+    }
+
+    /// For a build from empty that ends in `copy_into`.
+    pub fn in_memory_only(&mut self) {
+        self.track_changes = false;
+        self.changed.clear();
     }
 
     fn remember(&mut self, key: String, row: Option<R>) {
@@ -298,6 +310,9 @@ macro_rules! projection_rows {
                     $(self.$table.copy_into(tx).await?;)+
                     Ok(())
                 })
+            }
+            fn in_memory_only(&mut self) {
+                $(self.$table.in_memory_only();)+
             }
         }
     };

@@ -20,6 +20,7 @@ pub async fn replay(
     // The log is folded in memory (nothing is looked up: the tables start
     // empty), then written into temporary tables to be read back as rows.
     let mut state = projection.rows();
+    state.in_memory_only();
     let mut at = Checkpoint::default();
     'replay: loop {
         let batch = {
