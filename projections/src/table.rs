@@ -70,6 +70,9 @@ fn column_list<R: Record>() -> String {
 }
 
 impl<R: Record> Table<R> {
+    /// The row with this key. Live lookups go by the first key column, so
+    /// only tables with a one-column key are read this way (the timeline's
+    /// two-column rows are only ever written).
     pub async fn get(&mut self, db: Db<'_>, key: &str) -> Result<Option<R>, Error> {
         if let Some(known) = self.rows.get(key) {
             return Ok(known.clone());

@@ -56,6 +56,10 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
         .await?
         .map(|r| r.get(0));
     if last.is_some_and(|t| now - t < config.interval) {
+        // Explicitly: a dropped transaction's rollback is not waited for,
+        // and the next tick, on another pooled connection, would find the
+        // lock still held and skip.
+        tx.rollback().await?;
         return Ok(0);
     }
     let rows = tx
@@ -67,6 +71,7 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
         )
         .await?;
     if rows.is_empty() {
+        tx.rollback().await?;
         return Ok(0);
     }
     let mut lines = vec![];
