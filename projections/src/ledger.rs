@@ -369,14 +369,9 @@ impl Ledger {
         let account = checkout.email.clone();
         let plan = checkout.plan.clone();
         if let Some(first) = checkout.paid_payment_id.clone().filter(|f| f != payment_id) {
-            self.set_state(db, payment_id, "duplicate", &account, &plan)
-                .await?;
-            return Ok(vec![LedgerChange::Duplicate {
-                payment_id: payment_id.into(),
-                email: Some(account),
-                money,
-                of_payment: first,
-            }]);
+            return self
+                .duplicate(db, payment_id, account, &plan, money, first)
+                .await;
         }
         checkout.paid_payment_id = Some(payment_id.into());
         let expected = Money {
@@ -395,17 +390,32 @@ impl Ledger {
             }]);
         }
         if let Some(twin) = self.twin(db, p, &account, &plan).await? {
-            self.set_state(db, payment_id, "duplicate", &account, &plan)
-                .await?;
-            return Ok(vec![LedgerChange::Duplicate {
-                payment_id: payment_id.into(),
-                email: Some(account),
-                money,
-                of_payment: twin,
-            }]);
+            return self
+                .duplicate(db, payment_id, account, &plan, money, twin)
+                .await;
         }
         self.activate(db, payment_id, &account, &plan, Activation::Checkout, late)
             .await
+    }
+
+    /// Marks a payment as a second charge for what `of_payment` paid.
+    async fn duplicate(
+        &mut self,
+        db: Db<'_>,
+        payment_id: &str,
+        account: String,
+        plan: &str,
+        money: Money,
+        of_payment: String,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        self.set_state(db, payment_id, "duplicate", &account, plan)
+            .await?;
+        Ok(vec![LedgerChange::Duplicate {
+            payment_id: payment_id.into(),
+            email: Some(account),
+            money,
+            of_payment,
+        }])
     }
 
     /// The first other active payment of the same account and plan within

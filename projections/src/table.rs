@@ -211,15 +211,6 @@ impl<R: Record> Table<R> {
         self.changed.clear();
         Ok(())
     }
-
-    /// Rows in memory (a rebuild's whole table).
-    pub fn len(&self) -> usize {
-        self.rows.values().flatten().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A value rows are found by: absent values are not indexed.
