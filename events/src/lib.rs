@@ -5,6 +5,7 @@ mod envelope;
 mod ids;
 mod metadata;
 mod money;
+mod shell;
 mod streams;
 mod vocabulary;
 
@@ -12,5 +13,6 @@ pub use envelope::{Checkpoint, EventData, RecordedEvent};
 pub use ids::{deterministic_event_id, EVENT_ID_NAMESPACE};
 pub use metadata::{Actor, Metadata};
 pub use money::{Currency, CurrencyError};
+pub use shell::shell_word;
 pub use streams::StreamId;
 pub use vocabulary::*;

@@ -168,11 +168,27 @@ pub struct ProcessorEventReceived {
     pub processor_event_id: String,
     pub event_type: String,
     pub raw_body: String,
+    /// The exact bytes, base64, when `raw_body` cannot hold them (not UTF-8,
+    /// or a NUL byte); `raw_body` is then a readable approximation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body_base64: Option<String>,
     pub signature_verified: bool,
     pub received_at: DateTime<Utc>,
     /// Why the body could not be understood; `None` when it was mapped or
     /// deliberately ignored.
     pub unparsed_reason: Option<String>,
+}
+
+/// A signed callback arrived under a processor event id that is already
+/// stored, with a different body. Nothing it says became a fact: facts come
+/// only from the body that is stored. Id:
+/// `ProcessorEventConflict:<evt id>:<received body's sha256>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorEventConflict {
+    pub processor_event_id: String,
+    pub stored_body_sha256: String,
+    pub received_body_sha256: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// A customer asked, by address, where their payment stands.
@@ -309,6 +325,7 @@ vocabulary!(
     ReconciliationCompleted,
     ReconciliationFailed,
     ProcessorDisagreement,
+    ProcessorEventConflict,
 );
 
 /// The schema version new events of this type are written in.

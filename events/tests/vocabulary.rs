@@ -136,6 +136,7 @@ fn one_of_each() -> Vec<DomainEvent> {
             processor_event_id: "evt_1".into(),
             event_type: "charge.succeeded".into(),
             raw_body: "{}".into(),
+            raw_body_base64: None,
             signature_verified: true,
             received_at: at,
             unparsed_reason: None,

@@ -5,7 +5,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
-use crate::subscriptions::PLAN_PERIOD_DAYS;
+use crate::subscriptions::period_end_from;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
@@ -210,7 +210,7 @@ impl CustomerStatusRows {
                     row.paid_at = Some(*paid_at);
                     row.amount = Some(money.amount);
                     row.currency = Some(money.currency.clone());
-                    row.period_end = Some(*paid_at + chrono::Duration::days(PLAN_PERIOD_DAYS));
+                    row.period_end = Some(period_end_from(*paid_at));
                     row.updated_position = position;
                     self.customer_status.put(row);
                 }

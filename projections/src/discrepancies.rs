@@ -6,7 +6,7 @@ use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
-use payledger_events::{DomainEvent, RecordedEvent};
+use payledger_events::{shell_word, DomainEvent, RecordedEvent};
 use tokio_postgres::Error;
 
 pub struct Discrepancies;
@@ -24,6 +24,7 @@ const TYPES: &[&str] = &[
     "DiscrepancyAcknowledged",
     "DiscrepancyResolved",
     "ProcessorDisagreement",
+    "ProcessorEventConflict",
 ];
 
 struct Opening<'a> {
@@ -41,7 +42,8 @@ impl Projection for Discrepancies {
     }
     fn version(&self) -> i32 {
         // v2: processor disagreements found by reconciliation.
-        2
+        // v3: processor event conflicts; values in suggested commands quoted.
+        3
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -99,12 +101,27 @@ impl DiscrepancyRows {
         match decoded {
             DomainEvent::ProcessorEventReceived(p) if p.unparsed_reason.is_some() => {
                 let action = format!(
-                    "read the kept body (payledger audit log --stream processor-event-{}) and act on it by hand; then support resolve",
-                    p.processor_event_id
+                    "read the kept body (payledger audit log --stream {}) and act on it by hand; then support resolve",
+                    shell_word(&format!("processor-event-{}", p.processor_event_id))
                 );
                 let opening = Opening {
                     kind: "unparsed_processor_event",
                     subject: &p.processor_event_id,
+                    amount: None,
+                    currency: None,
+                    email: None,
+                    action,
+                };
+                return self.open(db, event, opening).await;
+            }
+            DomainEvent::ProcessorEventConflict(c) => {
+                let action = format!(
+                    "a signed callback reused the id {} with another body (stored sha256 {}, received sha256 {}); nothing of the second body was recorded as a fact: check the event at the processor, then payledger support resolve",
+                    c.processor_event_id, c.stored_body_sha256, c.received_body_sha256
+                );
+                let opening = Opening {
+                    kind: "processor_event_conflict",
+                    subject: &c.processor_event_id,
                     amount: None,
                     currency: None,
                     email: None,
@@ -120,7 +137,7 @@ impl DiscrepancyRows {
                     .map(|(_, id)| id)
                     .unwrap_or_default();
                 let recipient = self.ledger.email_of_payment(db, payment_id).await?;
-                let action = format!("check the address with the customer, then payledger support resend-email {} --as NAME", f.email_key);
+                let action = format!("check the address with the customer, then payledger support resend-email {} --as NAME", shell_word(&f.email_key));
                 let opening = Opening {
                     kind: "email_undeliverable",
                     subject: &f.email_key,
@@ -136,7 +153,7 @@ impl DiscrepancyRows {
                 let email = self.ledger.email_of_payment(db, &d.payment_id).await?;
                 let action = match d.kind.as_str() {
                     "refunded_at_processor" => format!("the processor refunded {} but the ledger has no refund: run payledger reconcile --since 30d (the refund is older than the window), then check again", d.payment_id),
-                    _ => format!("{}: check the payment at the processor (payledger support find {}), then refund or payledger support resolve", d.detail, d.payment_id),
+                    _ => format!("{}: check the payment at the processor (payledger support find {}), then refund or payledger support resolve", d.detail, shell_word(&d.payment_id)),
                 };
                 let opening = Opening {
                     kind: "processor_disagreement",
@@ -190,9 +207,10 @@ impl DiscrepancyRows {
                     email,
                     money,
                 } => {
+                    let payment = shell_word(payment_id);
                     let action = match email {
-                        Some(e) => format!("payledger support rescue {payment_id} --email {e} --plan PLAN --as NAME (or wait for auto-rescue)"),
-                        None => format!("find the customer, then payledger support rescue {payment_id} --email EMAIL --plan PLAN --as NAME"),
+                        Some(e) => format!("payledger support rescue {payment} --email {} --plan PLAN --as NAME (or wait for auto-rescue)", shell_word(e)),
+                        None => format!("find the customer, then payledger support rescue {payment} --email EMAIL --plan PLAN --as NAME"),
                     };
                     let o = Opening {
                         kind: "unmatched_charge",
@@ -210,7 +228,7 @@ impl DiscrepancyRows {
                     money,
                     of_payment,
                 } => {
-                    let action = format!("the customer paid twice (first {of_payment}): payledger support refund {payment_id} --reason duplicate --as NAME");
+                    let action = format!("the customer paid twice (first {of_payment}): payledger support refund {} --reason duplicate --as NAME", shell_word(payment_id));
                     let o = Opening {
                         kind: "duplicate_charge",
                         subject: payment_id,
@@ -228,8 +246,8 @@ impl DiscrepancyRows {
                     expected,
                 } => {
                     let action = format!(
-                        "charged {} {} but the checkout said {} {}: rescue (payledger support rescue {payment_id} --force ...) or refund",
-                        money.amount, money.currency, expected.amount, expected.currency
+                        "charged {} {} but the checkout said {} {}: rescue (payledger support rescue {} --force ...) or refund",
+                        money.amount, money.currency, expected.amount, expected.currency, shell_word(payment_id)
                     );
                     let o = Opening {
                         kind: "amount_mismatch",

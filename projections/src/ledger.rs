@@ -312,7 +312,7 @@ impl Ledger {
                     .get(db, &r.payment_id)
                     .await?
                     .unwrap_or_else(|| Payment::pending(&r.payment_id));
-                p.refunded += r.amount;
+                p.refunded = p.refunded.saturating_add(r.amount);
                 self.payments.put(p.clone());
                 Ok(vec![LedgerChange::Refunded {
                     payment_id: r.payment_id.clone(),
@@ -430,7 +430,9 @@ impl Ledger {
         let Some(paid_at) = p.paid_at else {
             return Ok(None);
         };
-        let window_start = paid_at - Duration::hours(DUPLICATE_WINDOW_HOURS);
+        let window_start = paid_at
+            .checked_sub_signed(Duration::hours(DUPLICATE_WINDOW_HOURS))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         Ok(self
             .payments
             .find(db, BY_ACCOUNT, account)

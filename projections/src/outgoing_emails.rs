@@ -119,7 +119,7 @@ impl OutgoingEmailRows {
                     row.status = "pending".into();
                     row.attempts = 0;
                     row.last_error = None;
-                    row.resends += 1;
+                    row.resends = row.resends.saturating_add(1);
                     row.updated_position = position;
                     self.outgoing_emails.put(row);
                 }

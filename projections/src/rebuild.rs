@@ -165,9 +165,9 @@ async fn fold_and_write(
                 reason,
             };
             match decoded {
-                Some(Ok(decoded)) => rows
-                    .apply(None, event, decoded)
+                Some(Ok(decoded)) => crate::runner::caught(rows.apply(None, event, decoded))
                     .await
+                    .map_err(&stopped)?
                     .map_err(|e| stopped(e.to_string()))?,
                 Some(Err(reason)) => return Err(stopped(reason.clone())),
                 None => {}

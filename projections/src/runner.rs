@@ -166,6 +166,24 @@ fn why(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Runs a rule, turning a panic into the reason a projection stops: a rule
+/// that panics on one event would panic again on every retry, and must stop
+/// its projection visibly instead of killing the worker's task silently.
+pub(crate) async fn caught<T>(rule: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(rule)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            format!("the rule panicked: {message}")
+        })
+}
+
 /// Where a batch failed for good: the event, its type and why.
 type Poison = (i64, String, String);
 
@@ -194,11 +212,11 @@ pub(crate) async fn apply_batch(
             Ok(d) => d,
             Err(e) => return poison(e.to_string()),
         };
-        if let Err(e) = rows.apply(Some(tx), event, &decoded).await {
-            if e.as_db_error().is_some() {
-                return poison(why(&e));
-            }
-            return Err(e.into());
+        match caught(rows.apply(Some(tx), event, &decoded)).await {
+            Err(panic) => return poison(panic),
+            Ok(Err(e)) if e.as_db_error().is_some() => return poison(why(&e)),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(())) => {}
         }
     }
     if let Err(e) = rows.flush(tx).await {

@@ -12,6 +12,14 @@ use tokio_postgres::Error;
 /// earlier than "same date next year" (docs/projections.md).
 pub const PLAN_PERIOD_DAYS: i64 = 365;
 
+/// The end of a plan period that starts at `start`. Saturates instead of
+/// panicking: a rule must be total over any date a fact can carry.
+pub fn period_end_from(start: DateTime<Utc>) -> DateTime<Utc> {
+    start
+        .checked_add_signed(Duration::days(PLAN_PERIOD_DAYS))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 pub struct Subscriptions;
 
 const TYPES: &[&str] = &[
@@ -90,7 +98,7 @@ impl SubscriptionRows {
         match decoded {
             DomainEvent::SubscriptionGranted(g) => {
                 let email = g.email.to_lowercase();
-                let end = event.recorded_at + Duration::days(PLAN_PERIOD_DAYS);
+                let end = period_end_from(event.recorded_at);
                 let kept_end = self
                     .subscriptions
                     .get(db, &email)
@@ -130,7 +138,7 @@ impl SubscriptionRows {
                     paid_at,
                     ..
                 } => {
-                    let end = paid_at + Duration::days(PLAN_PERIOD_DAYS);
+                    let end = period_end_from(paid_at);
                     let (start, end) = match self.subscriptions.get(db, &email).await? {
                         // Paying again before the end extends the year.
                         Some(s) if s.period_end >= paid_at => {

@@ -146,6 +146,7 @@ pub fn unparsed(evt: &str) -> anyhow::Result<Fact> {
         processor_event_id: evt.into(),
         event_type: "checkout.session.completed".into(),
         raw_body: "garbage".into(),
+        raw_body_base64: None,
         signature_verified: true,
         received_at: at(0),
         unparsed_reason: Some("body is not JSON".into()),

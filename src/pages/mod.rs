@@ -30,6 +30,8 @@ pub struct Site {
     pub processor: Option<ProcessorClient>,
     pub support_email: String,
     pub api_token: Option<String>,
+    /// `PAYLEDGER_METRICS_TOKEN`: when set, `/metrics` wants it as a bearer.
+    pub metrics_token: Option<String>,
     /// How long "pending" is honest before the page says a person is on it.
     pub pending_window: chrono::Duration,
     pub limiter: Arc<limiter::RateLimiter>,
@@ -43,6 +45,7 @@ impl Default for Site {
             processor: None,
             support_email: "support@example.com".into(),
             api_token: None,
+            metrics_token: None,
             pending_window: chrono::Duration::minutes(3),
             limiter: Arc::new(limiter::RateLimiter::default()),
         }
@@ -97,6 +100,10 @@ impl Site {
             )),
             support_email,
             api_token,
+            metrics_token: std::env::var("PAYLEDGER_METRICS_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
             pending_window: crate::config::duration_setting(
                 "PAYLEDGER_PENDING_WINDOW",
                 chrono::Duration::minutes(3),
@@ -275,16 +282,52 @@ pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return false;
     };
+    email.len() <= 254 && valid_local_part(local) && valid_domain(domain)
+}
+
+/// Looser than [`valid_email`]: what the processor may have recorded for a
+/// customer (anything with one `@` and a dotted domain, no spaces or
+/// control characters). For finding customers, never for accepting input.
+pub fn plausible_email(email: &str) -> bool {
+    let email = email.trim();
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
     email.len() <= 254
         && !local.is_empty()
-        && local.len() <= 64
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !email
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The dot-atom mail servers accept in practice: letters, digits and
+/// `.+_-'!#%*/=?^{}~`. Shell and quoting characters (`` ` ``, `$`, `|`,
+/// `&`, `;`, parentheses, quotes) are refused although RFC 5322 allows some:
+/// no real mailbox needs them, and they end up in commands staff paste.
+fn valid_local_part(local: &str) -> bool {
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"')
-        && !domain.contains('@')
+            .all(|c| c.is_alphanumeric() || ".+_-'!#%*/=?^{}~".contains(c))
+}
+
+/// Host names: labels of letters, digits and hyphens, 1–63 long, not
+/// starting or ending with a hyphen; at least two labels.
+fn valid_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
 }
 
 /// `a***@example.com`: enough for the customer to recognise, not enough to

@@ -28,26 +28,39 @@ fn token_matches(given: &str, expected: &str) -> bool {
         == 0
 }
 
-pub async fn access(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<AccessQuery>,
-) -> Response {
+/// Whether the request carries `Authorization: Bearer <expected>`.
+fn bearer_matches(headers: &HeaderMap, expected: Option<&str>) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let authorised = match (given, state.site.api_token.as_deref()) {
+    match (given, expected) {
         (Some(g), Some(expected)) => token_matches(g.trim(), expected),
         _ => false,
-    };
-    if !authorised {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "unauthorized"})),
-        )
-            .into_response();
     }
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The token is checked before the query is even parsed, so nothing about
+/// the request's shape is answered to a caller without it; every answer is
+/// JSON.
+pub async fn access(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AccessQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !bearer_matches(&headers, state.site.api_token.as_deref()) {
+        return json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let Ok(Query(q)) = query else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the query must be ?email=<address>, given once",
+        );
+    };
     let email = q.email.trim().to_lowercase();
     if !super::valid_email(&email) {
         return (
@@ -108,7 +121,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let want = crate::db::latest_migration_version();
     match checked {
-        Ok(v) if v >= want => (StatusCode::OK, "ready\n").into_response(),
+        Ok(v) if v >= want => match stopped_projections(&state).await {
+            Ok(stopped) if stopped.is_empty() => (StatusCode::OK, "ready\n").into_response(),
+            Ok(stopped) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "not ready: projection stopped: {} (payledger projections status)\n",
+                    stopped.join("; ")
+                ),
+            )
+                .into_response(),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the database is unreachable\n").into_response(),
+        },
         Ok(v) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: the database is at migration {v}, this build needs {want} (run payledger migrate)\n"),
@@ -116,6 +140,30 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the database is unreachable\n").into_response(),
     }
+}
+
+/// Each stopped projection with where and why, e.g. `subscriptions at
+/// position 42 (ChargeSucceeded): the rule panicked: …`.
+async fn stopped_projections(state: &AppState) -> Result<Vec<String>, crate::store::StoreError> {
+    let client = state.store.pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT name, error_position, error_event_type, last_error FROM projection_state WHERE status = 'stopped' ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} at position {} ({}): {}",
+                r.get::<_, String>(0),
+                r.get::<_, Option<i64>>(1).unwrap_or_default(),
+                r.get::<_, Option<String>>(2).unwrap_or_default(),
+                r.get::<_, Option<String>>(3).unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
@@ -136,7 +184,16 @@ pub fn install_metrics() {
     let _ = prometheus();
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// How long gauges read from the database are reused: a scraper (or
+/// anyone, when no token is set) cannot make each request run the lag scan.
+const METRICS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = state.site.metrics_token.as_deref() {
+        if !bearer_matches(&headers, Some(expected)) {
+            return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+        }
+    }
     let Some(handle) = prometheus() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -144,11 +201,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    // Gauges are read from the database at scrape time.
+    if gauges_due() {
+        refresh_database_gauges(&state).await;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// True at most once per [`METRICS_REFRESH`], for one caller.
+fn gauges_due() -> bool {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    match *last {
+        Some(t) if now.duration_since(t) < METRICS_REFRESH => false,
+        _ => {
+            *last = Some(now);
+            true
+        }
+    }
+}
+
+async fn refresh_database_gauges(state: &AppState) {
     if let Ok(rows) = payledger_projections::runner::status(state.store.pool()).await {
         for r in rows {
             metrics::gauge!("payledger_projection_lag_events", "projection" => r.name.clone())
                 .set(r.lag as f64);
+            let stopped = if r.state == "stopped" { 1.0 } else { 0.0 };
+            metrics::gauge!("payledger_projection_stopped", "projection" => r.name.clone())
+                .set(stopped);
         }
     }
     if let Ok(client) = state.store.pool().get().await {
@@ -166,9 +250,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
 }

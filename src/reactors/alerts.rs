@@ -70,12 +70,37 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
             &[],
         )
         .await?;
-    if rows.is_empty() {
+    // A stopped projection is announced once per stop (its key names the
+    // position it stopped at), beside the discrepancies.
+    let stopped = tx
+        .query(
+            "SELECT 'projection_stopped:' || s.name || ':' || COALESCE(s.error_position, 0) AS id,
+                    s.name, s.error_position, s.error_event_type, s.last_error
+             FROM projection_state s
+             WHERE s.status = 'stopped' AND NOT EXISTS (
+                 SELECT 1 FROM alert_deliveries a
+                 WHERE a.discrepancy_id = 'projection_stopped:' || s.name || ':' || COALESCE(s.error_position, 0))
+             ORDER BY s.name",
+            &[],
+        )
+        .await?;
+    if rows.is_empty() && stopped.is_empty() {
         tx.rollback().await?;
         return Ok(0);
     }
     let mut lines = vec![];
     let mut ids: Vec<String> = vec![];
+    for r in &stopped {
+        lines.push(format!(
+            "• PROJECTION STOPPED: {} at position {} ({}): {} — read models are no longer updated; payledger projections status\n  id: {}",
+            r.get::<_, String>("name"),
+            r.get::<_, Option<i64>>("error_position").unwrap_or_default(),
+            r.get::<_, Option<String>>("error_event_type").unwrap_or_default(),
+            r.get::<_, Option<String>>("last_error").unwrap_or_default(),
+            r.get::<_, String>("id"),
+        ));
+        ids.push(r.get("id"));
+    }
     for r in &rows {
         let id: String = r.get("id");
         let amount = match (
@@ -96,11 +121,16 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
         ));
         ids.push(id);
     }
+    let discrepancies = ids.len() - stopped.len();
     let text = format!(
-        "payledger: {} new discrepanc{} need{} a look (payledger support queue):\n{}",
-        ids.len(),
-        if ids.len() == 1 { "y" } else { "ies" },
-        if ids.len() == 1 { "s" } else { "" },
+        "payledger: {}{discrepancies} new discrepanc{} need{} a look (payledger support queue):\n{}",
+        if stopped.is_empty() {
+            String::new()
+        } else {
+            format!("{} projection(s) STOPPED, ", stopped.len())
+        },
+        if discrepancies == 1 { "y" } else { "ies" },
+        if discrepancies == 1 { "s" } else { "" },
         lines.join("\n")
     );
     if let Err(e) = deliver(config, &text, ids.len()).await {

@@ -70,17 +70,12 @@ impl PgEventStore {
         batch: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
         let recorded_at = self.clock.now();
+        let merged = merge_parts_of_one_stream(batch)?;
+        let batch = merged.as_slice();
         // The same id twice in one call is stored once, like any duplicate.
         let mut seen = HashSet::new();
-        let mut streams = HashSet::new();
         let mut fresh: Vec<(&StreamAppend, &EventData)> = vec![];
         for part in batch {
-            if !streams.insert(part.stream.as_str()) {
-                return Err(StoreError::InvalidBatch(format!(
-                    "stream {} appears twice in one append",
-                    part.stream
-                )));
-            }
             for e in &part.events {
                 if seen.insert(e.event_id) {
                     fresh.push((part, e));
@@ -202,6 +197,29 @@ impl PgEventStore {
         // One statement in autocommit: one round trip, atomic, no BEGIN/COMMIT.
         self.append_in(&client, batch).await
     }
+}
+
+/// Several parts for one stream become one part whose events get
+/// consecutive versions (a callback may state two refunds of one payment).
+/// Their expectations must agree: two different required versions for one
+/// stream cannot both hold.
+fn merge_parts_of_one_stream(batch: &[StreamAppend]) -> Result<Vec<StreamAppend>, StoreError> {
+    let mut merged: Vec<StreamAppend> = Vec::with_capacity(batch.len());
+    for part in batch {
+        match merged.iter_mut().find(|m| m.stream == part.stream) {
+            None => merged.push(part.clone()),
+            Some(m) => {
+                if m.expected != part.expected {
+                    return Err(StoreError::InvalidBatch(format!(
+                        "stream {} appears twice in one append with different expected versions ({} and {})",
+                        part.stream, m.expected, part.expected
+                    )));
+                }
+                m.events.extend(part.events.iter().cloned());
+            }
+        }
+    }
+    Ok(merged)
 }
 
 /// The per-event arrays the batch statements take.

@@ -5,7 +5,7 @@ use super::SupportError;
 use crate::plans::Plans;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use payledger_events::Currency;
+use payledger_events::{shell_word, Currency};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +38,13 @@ fn command_for(
     currency: Option<&str>,
     plans: &Plans,
 ) -> String {
-    let email = email.unwrap_or("EMAIL");
+    let raw_subject = subject;
+    // Every value from the ledger is quoted: it may be a customer's text.
+    let email = email.map(shell_word).unwrap_or_else(|| "EMAIL".into());
+    let subject = &shell_word(subject);
     let plan = match (amount, currency) {
         (Some(a), Some(c)) => match plans.priced(a, c).as_slice() {
-            [one] => one.id.clone(),
+            [one] => shell_word(&one.id),
             _ => "PLAN".into(),
         },
         _ => "PLAN".into(),
@@ -52,8 +55,8 @@ fn command_for(
         "amount_mismatch" => format!("payledger support rescue {subject} --email {email} --plan {plan} --force \"REASON\" --as NAME   (or: payledger support refund {subject} --reason \"wrong amount\" --as NAME)"),
         "refund_without_charge" => "payledger reconcile --since 30d".into(),
         "email_undeliverable" => format!("payledger support resend-email {subject} --as NAME"),
-        "unparsed_processor_event" => format!("payledger audit log --stream processor-event-{subject} --json"),
-        "processor_disagreement" => format!("payledger support find {}", subject.split(':').next().unwrap_or(subject)),
+        "unparsed_processor_event" | "processor_event_conflict" => format!("payledger audit log --stream {} --json", shell_word(&format!("processor-event-{}", raw_subject))),
+        "processor_disagreement" => format!("payledger support find {}", shell_word(raw_subject.split(':').next().unwrap_or(raw_subject))),
         _ => format!("payledger support find {subject}"),
     }
 }

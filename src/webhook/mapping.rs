@@ -35,7 +35,7 @@ pub fn map_callback(
     body: &[u8],
     received_at: DateTime<Utc>,
 ) -> Result<MappedCallback, serde_json::Error> {
-    let raw_body = String::from_utf8_lossy(body).into_owned();
+    let (raw_body, raw_body_base64) = verbatim(body);
     let value: Result<serde_json::Value, _> = serde_json::from_slice(body);
     let (processor_event_id, event_type, facts, unparsed_reason) = match value {
         Err(e) => (
@@ -58,18 +58,35 @@ pub fn map_callback(
                     vec![],
                     Some(format!("not a processor event: {e}")),
                 ),
-                Ok(event) => match facts_of_event(&event, ChargeSource::Webhook) {
-                    Ok(facts) => (event.id, event.event_type, facts, None),
-                    Err(reason) => (event.id, event.event_type, vec![], Some(reason)),
-                },
+                Ok(event) => {
+                    let facts = facts_of_event(&event, ChargeSource::Webhook).and_then(|facts| {
+                        facts
+                            .iter()
+                            .try_for_each(|f| check_fact(f, received_at))
+                            .map(|()| facts)
+                    });
+                    match facts {
+                        Ok(facts) => (event.id, event.event_type, facts, None),
+                        Err(reason) => (event.id, event.event_type, vec![], Some(reason)),
+                    }
+                }
             }
         }
     };
+    // An id that cannot be a stream name (too long, control characters)
+    // must not keep the body out of the log: the body's digest stands in.
+    let (processor_event_id, facts, unparsed_reason) = match check_id("event id", &processor_event_id)
+    {
+        Ok(()) => (processor_event_id, facts, unparsed_reason),
+        Err(reason) => (body_digest_id(body), vec![], Some(reason)),
+    };
+    let event_type = printable_prefix(&event_type, MAX_TEXT_CHARS);
 
     let record: DomainEvent = ProcessorEventReceived {
         processor_event_id: processor_event_id.clone(),
         event_type: event_type.clone(),
         raw_body,
+        raw_body_base64,
         signature_verified: true,
         received_at,
         unparsed_reason: unparsed_reason.clone(),
@@ -83,9 +100,11 @@ pub fn map_callback(
         &processor_event_id,
         Metadata::new(correlation, Actor::webhook(), "webhook"),
     )?;
+    // NoStream: a second body under an id already stored must not bring its
+    // facts in with it (the webhook handler then compares the bodies).
     let mut appends = vec![StreamAppend::new(
         StreamId::processor_event(&processor_event_id),
-        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
         vec![record_data],
     )];
     let mut fact_types = vec![];
@@ -115,6 +134,141 @@ fn body_digest_id(body: &[u8]) -> String {
     format!("unparsed-{}", &hex::encode(Sha256::digest(body))[..32])
 }
 
+/// The body as text for reading, and — when text cannot hold it exactly
+/// (not UTF-8, or a NUL byte, which PostgreSQL's jsonb refuses) — its exact
+/// bytes in base64.
+pub fn verbatim(body: &[u8]) -> (String, Option<String>) {
+    use base64::Engine;
+    match std::str::from_utf8(body) {
+        Ok(text) if !text.contains('\0') => (text.to_string(), None),
+        _ => (
+            String::from_utf8_lossy(body).replace('\0', "\u{fffd}"),
+            Some(base64::engine::general_purpose::STANDARD.encode(body)),
+        ),
+    }
+}
+
+/// The exact bytes a stored callback was received as.
+pub fn stored_body_bytes(record: &ProcessorEventReceived) -> Vec<u8> {
+    use base64::Engine;
+    record
+        .raw_body_base64
+        .as_deref()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_else(|| record.raw_body.as_bytes().to_vec())
+}
+
+pub fn body_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Processor ids are short ASCII tokens (`evt_…`, `pi_…`); anything else
+/// cannot name a stream (PostgreSQL's index rows are limited, and text may
+/// not hold NUL).
+pub const MAX_ID_CHARS: usize = 255;
+/// No field of a fact is near this; it keeps every indexed column storable.
+pub const MAX_TEXT_CHARS: usize = 1024;
+/// The processor's own limit is eight digits; far above it is not money.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if id.len() > MAX_ID_CHARS {
+        return Err(format!(
+            "{what} is {} bytes long (at most {MAX_ID_CHARS})",
+            id.len()
+        ));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{what} {:?} holds characters a processor id never has",
+            printable_prefix(id, 40)
+        ));
+    }
+    Ok(())
+}
+
+/// At most `max` characters, control characters replaced, for names kept
+/// beside an unparsed body.
+fn printable_prefix(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// The oldest date a processor fact can carry; the processor did not exist
+/// before it.
+fn earliest_fact() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn check_time(what: &str, t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    let latest = now
+        .checked_add_signed(chrono::Duration::days(366))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if t < earliest_fact() || t > latest {
+        return Err(format!(
+            "{what} {} is outside the range a processor fact can have (2000-01-01 to a year from now)",
+            t.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
+fn check_strings(value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::String(text) => {
+            if text.contains('\0') {
+                return Err("a field holds a NUL character".into());
+            }
+            if text.len() > MAX_TEXT_CHARS {
+                return Err(format!(
+                    "a field is {} bytes long (at most {MAX_TEXT_CHARS})",
+                    text.len()
+                ));
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_strings),
+        serde_json::Value::Object(map) => map.values().try_for_each(check_strings),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a fact drawn from a processor object can be recorded and folded
+/// without harm: storable ids and text, dates in a sane range. A fact that
+/// fails makes its callback unparsed (kept verbatim, a discrepancy) — never a
+/// fact that could stop a projection or an email.
+pub fn check_fact(fact: &ProcessorFact, now: DateTime<Utc>) -> Result<(), String> {
+    check_id("object id", &fact.object_id)?;
+    let payload = fact.event.to_payload().map_err(|e| e.to_string())?;
+    check_strings(&payload)?;
+    match &fact.event {
+        DomainEvent::ChargeSucceeded(c) => {
+            check_id("payment id", &c.payment_id)?;
+            check_time("paid_at", c.paid_at, now)
+        }
+        DomainEvent::ChargeRefunded(r) => {
+            check_id("payment id", &r.payment_id)?;
+            check_time("refunded_at", r.refunded_at, now)
+        }
+        DomainEvent::DisputeOpened(d) => {
+            check_id("payment id", &d.payment_id)?;
+            check_time("opened_at", d.opened_at, now)
+        }
+        DomainEvent::DisputeClosed(d) => {
+            check_id("payment id", &d.payment_id)?;
+            check_time("closed_at", d.closed_at, now)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn at(unix: i64) -> Result<DateTime<Utc>, String> {
     Utc.timestamp_opt(unix, 0)
         .single()
@@ -124,6 +278,9 @@ fn at(unix: i64) -> Result<DateTime<Utc>, String> {
 fn money(amount: i64, currency: &str) -> Result<(i64, Currency), String> {
     if amount <= 0 {
         return Err(format!("amount {amount} is not positive"));
+    }
+    if amount > MAX_AMOUNT {
+        return Err(format!("amount {amount} is larger than any payment"));
     }
     let currency = Currency::new(currency).map_err(|e| e.to_string())?;
     if !currency.is_iso4217() {

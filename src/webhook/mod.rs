@@ -5,13 +5,17 @@ pub mod mapping;
 pub mod signature;
 
 use crate::http::AppState;
-use crate::store::{EventStore, StoreError};
+use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use payledger_events::{
+    Actor, DomainEvent, EventData, Metadata, ProcessorEventConflict, StreamId,
+};
 use serde_json::json;
 
 /// The processor's payloads are a few KiB; anything near this is not one.
@@ -54,8 +58,29 @@ async fn receive_stripe_webhook(
     };
     let started = std::time::Instant::now();
     crate::failpoint::hit("webhook.before_append");
-    match state.store.append(mapped.appends).await {
-        Ok(outcome) => {
+    let record_stream = StreamId::processor_event(&mapped.processor_event_id);
+    let appended = match state.store.append(mapped.appends).await {
+        Err(StoreError::Conflict { stream, .. }) if stream == record_stream => {
+            same_id_again(&state, &mapped.processor_event_id, &body, now).await
+        }
+        other => other.map(Recorded::Appended),
+    };
+    match appended {
+        Ok(Recorded::Conflict { stored_sha256 }) => {
+            tracing::warn!(event = %mapped.processor_event_id, stored = %stored_sha256, "a callback reused a stored event id with a different body; none of it became a fact");
+            metrics::counter!("payledger_webhooks_total", "outcome" => "conflict").increment(1);
+            let body = json!({
+                "received": true,
+                "event": mapped.processor_event_id,
+                "type": mapped.event_type,
+                "result": "conflict",
+                "facts": [],
+                "stored": 0,
+                "duplicates": 0,
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Ok(Recorded::Appended(outcome)) => {
             crate::failpoint::hit("webhook.after_append");
             metrics::histogram!("payledger_append_seconds").record(started.elapsed().as_secs_f64());
             let result = if mapped.unparsed_reason.is_some() {
@@ -99,4 +124,61 @@ async fn receive_stripe_webhook(
                 .into_response()
         }
     }
+}
+
+enum Recorded {
+    Appended(AppendOutcome),
+    /// The id was stored with another body; nothing of this one is a fact.
+    Conflict { stored_sha256: String },
+}
+
+/// The processor event id is already stored. The same bytes are a retry
+/// (its facts were stored with it, in the same append); different bytes are
+/// a conflict, recorded by both bodies' hashes and opened as a discrepancy.
+async fn same_id_again(
+    state: &AppState,
+    processor_event_id: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let stream = StreamId::processor_event(processor_event_id);
+    let first = state.store.read_stream(&stream, 0, 1).await?;
+    let stored = first
+        .first()
+        .map(|e| e.decode())
+        .transpose()
+        .map_err(|e| StoreError::InvalidBatch(e.to_string()))?;
+    let Some(DomainEvent::ProcessorEventReceived(record)) = stored else {
+        return Err(StoreError::InvalidBatch(format!(
+            "stream {stream} does not start with the callback it is named after"
+        )));
+    };
+    let stored_sha256 = mapping::body_sha256(&mapping::stored_body_bytes(&record));
+    let received_sha256 = mapping::body_sha256(body);
+    if stored_sha256 == received_sha256 {
+        let id =
+            payledger_events::deterministic_event_id("ProcessorEventReceived", processor_event_id);
+        return Ok(Recorded::Appended(AppendOutcome {
+            events: vec![crate::store::EventOutcome::Duplicate { event_id: id }],
+        }));
+    }
+    let conflict: DomainEvent = ProcessorEventConflict {
+        processor_event_id: processor_event_id.to_string(),
+        stored_body_sha256: stored_sha256.clone(),
+        received_body_sha256: received_sha256.clone(),
+        received_at: now,
+    }
+    .into();
+    let correlation =
+        payledger_events::deterministic_event_id("ProcessorEventReceived", processor_event_id);
+    let data = EventData::for_processor_fact(
+        &conflict,
+        &format!("{processor_event_id}:{received_sha256}"),
+        Metadata::new(correlation, Actor::webhook(), "webhook").caused_by(correlation),
+    )?;
+    state
+        .store
+        .append_to_stream(stream, ExpectedVersion::Any, vec![data])
+        .await?;
+    Ok(Recorded::Conflict { stored_sha256 })
 }

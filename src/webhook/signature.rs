@@ -1,10 +1,20 @@
 //! `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]` over `"<t>.<raw body>"`,
 //! HMAC-SHA256, any configured secret, any `v1`, within the tolerance.
+//!
+//! The work is bounded before any MAC is computed: a header longer than
+//! [`MAX_HEADER_BYTES`] or with more than [`MAX_V1_ENTRIES`] signatures is
+//! refused, and each secret's MAC is computed once and compared with every
+//! entry — so a header cannot make the body be hashed thousands of times.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use subtle_compare::constant_time_eq;
 
 pub const TOLERANCE_SECONDS: i64 = 300;
+/// The processor sends one `t`, one `v1` per active secret and maybe a `v0`:
+/// a few hundred bytes. Real headers are far below both caps.
+pub const MAX_HEADER_BYTES: usize = 4096;
+pub const MAX_V1_ENTRIES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -24,8 +34,12 @@ struct ParsedHeader {
 }
 
 fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(SignatureError::Malformed("header longer than 4096 bytes"));
+    }
     let mut timestamp = None;
     let mut signatures = vec![];
+    let mut v1_entries = 0usize;
     for part in header.split(',') {
         let Some((key, value)) = part.trim().split_once('=') else {
             return Err(SignatureError::Malformed("an element is not key=value"));
@@ -39,13 +53,19 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
             }
             // A v1 that is not hex can never match; it is not worth refusing
             // the header for, since another v1 may.
-            "v1" => signatures.extend(hex::decode(value).ok()),
+            "v1" => {
+                v1_entries += 1;
+                if v1_entries > MAX_V1_ENTRIES {
+                    return Err(SignatureError::Malformed("more than 8 v1 signatures"));
+                }
+                signatures.extend(hex::decode(value).ok());
+            }
             // v0 and future schemes are ignored, as the processor documents.
             _ => {}
         }
     }
     let timestamp = timestamp.ok_or(SignatureError::Malformed("no t= timestamp"))?;
-    if signatures.is_empty() && !header.contains("v1=") {
+    if v1_entries == 0 {
         return Err(SignatureError::Malformed("no v1= signature"));
     }
     Ok(ParsedHeader {
@@ -63,25 +83,43 @@ pub fn verify(
 ) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::MissingHeader)?;
     let parsed = parse_header(header)?;
-    let age = now - parsed.timestamp;
-    if age.abs() > TOLERANCE_SECONDS {
+    // Checked: a timestamp near i64::MIN must not wrap into the tolerance.
+    let age = now.saturating_sub(parsed.timestamp);
+    if age.unsigned_abs() > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::OutsideTolerance { age_seconds: age });
     }
     let signed_prefix = format!("{}.", parsed.timestamp);
     for secret in secrets {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            continue;
+        };
+        mac.update(signed_prefix.as_bytes());
+        mac.update(body);
+        let expected = mac.finalize().into_bytes();
+        let mut matched = false;
         for candidate in &parsed.signatures {
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-                continue;
-            };
-            mac.update(signed_prefix.as_bytes());
-            mac.update(body);
-            // verify_slice compares in constant time.
-            if mac.verify_slice(candidate).is_ok() {
-                return Ok(());
-            }
+            matched |= constant_time_eq(&expected, candidate);
+        }
+        if matched {
+            return Ok(());
         }
     }
     Err(SignatureError::NoMatch)
+}
+
+mod subtle_compare {
+    /// Compares without an early exit on the first differing byte, so the
+    /// time taken says nothing about how much of a guess was right.
+    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut diff = 0u8;
+        for (x, y) in a.iter().zip(b) {
+            diff |= x ^ y;
+        }
+        std::hint::black_box(diff) == 0
+    }
 }
 
 /// The header value the processor would send; for the simulator and tests.
@@ -167,5 +205,38 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_timestamp_near_i64_min_is_outside_the_tolerance_not_wrapped_into_it() {
+        let t = NOW.wrapping_sub(i64::MAX).wrapping_sub(1);
+        let h = sign(b"{}", "whsec_a", t);
+        assert!(matches!(
+            verify(Some(&h), b"{}", &secrets(&["whsec_a"]), NOW),
+            Err(SignatureError::OutsideTolerance { .. })
+        ));
+        let h = sign(b"{}", "whsec_a", i64::MIN);
+        assert!(matches!(
+            verify(Some(&h), b"{}", &secrets(&["whsec_a"]), NOW),
+            Err(SignatureError::OutsideTolerance { .. })
+        ));
+    }
+
+    #[test]
+    fn a_header_with_too_many_entries_or_bytes_is_refused_before_any_mac() {
+        let s = secrets(&["whsec_a"]);
+        let good = signature_hex(b"{}", "whsec_a", NOW);
+        let nine = format!("t={NOW},{}v1={good}", "v1=00,".repeat(8));
+        assert_eq!(
+            verify(Some(&nine), b"{}", &s, NOW),
+            Err(SignatureError::Malformed("more than 8 v1 signatures"))
+        );
+        let eight = format!("t={NOW},{}v1={good}", "v1=00,".repeat(7));
+        assert_eq!(verify(Some(&eight), b"{}", &s, NOW), Ok(()));
+        let long = format!("t={NOW},v1={good},v0={}", "a".repeat(5000));
+        assert!(matches!(
+            verify(Some(&long), b"{}", &s, NOW),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 }
