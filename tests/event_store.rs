@@ -338,14 +338,46 @@ async fn a_multi_event_batch_across_streams_is_atomic_too() {
     assert_eq!(versions, vec![1, 2, 3]);
 }
 
+/// A callback may state two facts of one stream (two partial refunds of
+/// one payment): they are stored with consecutive versions, and a part
+/// already stored is a duplicate that takes no version.
 #[tokio::test]
-async fn naming_one_stream_twice_in_an_append_is_refused() {
+async fn one_stream_named_twice_in_an_append_gets_consecutive_versions() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let s = StreamId::payment("pi_twice");
+    let first = any_event();
+    store
+        .append_to_stream(s.clone(), ExpectedVersion::Any, vec![first.clone()])
+        .await
+        .unwrap();
+    let out = store
+        .append(vec![
+            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![first]),
+            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
+            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((out.stored(), out.duplicates()), (2, 1));
+    let versions: Vec<i64> = store
+        .read_stream(&s, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn one_stream_named_twice_with_different_expectations_is_refused() {
     let t = TestDb::new().await;
     let s = StreamId::payment("pi_twice");
     let err = t
         .store()
         .append(vec![
-            StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
+            StreamAppend::new(s.clone(), ExpectedVersion::NoStream, vec![any_event()]),
             StreamAppend::new(s.clone(), ExpectedVersion::Any, vec![any_event()]),
         ])
         .await
@@ -354,4 +386,5 @@ async fn naming_one_stream_twice_in_an_append_is_refused() {
         matches!(err, StoreError::InvalidBatch(ref m) if m.contains("pi_twice")),
         "{err}"
     );
+    assert_eq!(common::count_events(&t, "StatusLinkRequested").await, 0);
 }

@@ -105,16 +105,50 @@ struct View {
     status_url: String,
 }
 
+const UNKNOWN_AMOUNT: &str = "your payment";
+const UNKNOWN_DAY: &str = "—";
+const UNKNOWN_PLAN: &str = "plan";
+
 fn money(amount: Option<i64>, currency: Option<String>) -> String {
     match (amount, currency.and_then(|c| Currency::new(&c).ok())) {
         (Some(a), Some(c)) => c.format_amount(a),
-        _ => "your payment".into(),
+        _ => UNKNOWN_AMOUNT.into(),
     }
 }
 
 fn day(d: Option<DateTime<Utc>>) -> String {
     d.map(|d| d.format("%-d %B %Y").to_string())
-        .unwrap_or_else(|| "—".into())
+        .unwrap_or_else(|| UNKNOWN_DAY.into())
+}
+
+/// The fields a message of this kind cannot go without. A receipt that says
+/// "your  is active" is worse than none: it is not sent, the failure names
+/// what was missing, and support sees it as a discrepancy.
+fn missing_fields(kind: &str, view: &View) -> Vec<&'static str> {
+    let mut missing = vec![];
+    let mut need = |ok: bool, name: &'static str| {
+        if !ok {
+            missing.push(name);
+        }
+    };
+    match kind {
+        "confirmation" | "rescue_confirmation" => {
+            need(!view.plan.is_empty() && view.plan != UNKNOWN_PLAN, "plan");
+            need(view.amount != UNKNOWN_AMOUNT, "amount");
+            need(view.paid_on != UNKNOWN_DAY, "payment date");
+            need(view.period_end != UNKNOWN_DAY, "end of access");
+            need(!view.reference.is_empty(), "reference");
+        }
+        "refund_confirmation" => {
+            need(
+                !view.refund_amount.is_empty() && view.refund_amount != UNKNOWN_AMOUNT,
+                "refund amount",
+            );
+            need(!view.reference.is_empty(), "reference");
+        }
+        _ => {}
+    }
+    missing
 }
 
 async fn view_of(
@@ -137,7 +171,7 @@ async fn view_of(
         let plan: Option<String> = r.get("plan");
         view.plan = plan
             .map(|p| config.plans.get(&p).map(|x| x.name.clone()).unwrap_or(p))
-            .unwrap_or_else(|| "plan".into());
+            .unwrap_or_else(|| UNKNOWN_PLAN.into());
         view.amount = money(r.get("amount"), r.get("currency"));
         view.paid_on = day(r.get("paid_at"));
         view.period_end = day(r.get("period_end"));
@@ -336,7 +370,17 @@ async fn send_one(
         vec![]
     };
     drop(client);
+    let missing = missing_fields(&kind, &view);
     let outcome = match recipient.parse::<Mailbox>() {
+        _ if !missing.is_empty() => Err(SendFailure {
+            message: format!(
+                "not sent: the message would be missing its {} (the read model has no complete row for this payment)",
+                missing.join(", ")
+            ),
+            // The customer_status projection may only be behind: retried,
+            // and given up (a discrepancy) after the last attempt.
+            permanent: false,
+        }),
         Err(e) => Err(SendFailure {
             message: format!("{recipient:?} is not a deliverable address: {e}"),
             permanent: true,

@@ -31,7 +31,9 @@ inserted AS (
            h.version + row_number() OVER (PARTITION BY f.stream_id ORDER BY f.ord),
            f.event_id, f.event_type, f.payload, f.metadata, $8
     FROM fresh f JOIN heads h ON h.stream_id = f.stream_id
-    WHERE NOT EXISTS (
+    -- $9: a guard event; when it is already stored, nothing is inserted.
+    WHERE ($9::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM events g WHERE g.event_id = $9::uuid))
+      AND NOT EXISTS (
         SELECT 1 FROM heads c
         WHERE c.has_fresh AND c.required IS NOT NULL AND c.version <> c.required
     )

@@ -19,6 +19,8 @@ inserted AS (
     SELECT p.stream_id, p.head + 1, p.event_id, p.event_type, p.payload, p.metadata, $7
     FROM prepared p
     WHERE p.has_fresh
+      -- $8: a guard event; when it is already stored, nothing is inserted.
+      AND ($8::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM events g WHERE g.event_id = $8::uuid))
       AND NOT EXISTS (
           SELECT 1 FROM prepared c
           WHERE c.has_fresh AND c.required IS NOT NULL AND c.head <> c.required

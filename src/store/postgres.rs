@@ -69,6 +69,28 @@ impl PgEventStore {
         client: &C,
         batch: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
+        self.append_guarded_in(client, batch, None).await
+    }
+
+    /// Like `append`, but stores nothing at all when the event `guard` (one
+    /// of the batch) is already in the log: a processor callback's facts
+    /// must come only from the body stored under its id, never from a second
+    /// body that reuses the id. Race-free: a concurrent writer of the guard
+    /// makes this statement fail on the unique index and be retried.
+    pub async fn append_unless_stored(
+        &self,
+        guard: Uuid,
+        batch: Vec<StreamAppend>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.append_with_retries(&batch, Some(guard)).await
+    }
+
+    async fn append_guarded_in<C: GenericClient>(
+        &self,
+        client: &C,
+        batch: &[StreamAppend],
+        guard: Option<Uuid>,
+    ) -> Result<AppendOutcome, StoreError> {
         let recorded_at = self.clock.now();
         let merged = merge_parts_of_one_stream(batch)?;
         let batch = merged.as_slice();
@@ -83,7 +105,7 @@ impl PgEventStore {
             }
         }
         let rows = match fresh.as_slice() {
-            [(part, one)] => {
+            [(part, one)] if guard.is_none_or(|g| g == one.event_id) => {
                 let statement = client.prepare_cached(APPEND_ONE_SQL).await?;
                 let metadata = serde_json::to_value(&one.metadata)?;
                 client
@@ -117,6 +139,7 @@ impl PgEventStore {
                             &c.metadata,
                             &required,
                             &recorded_at,
+                            &guard,
                         ],
                     )
                     .await?
@@ -139,6 +162,7 @@ impl PgEventStore {
                             &stream_ids,
                             &required,
                             &recorded_at,
+                            &guard,
                         ],
                     )
                     .await?
@@ -192,10 +216,42 @@ impl PgEventStore {
         Ok(outcome)
     }
 
-    async fn append_once(&self, batch: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
+    async fn append_once(
+        &self,
+        batch: &[StreamAppend],
+        guard: Option<Uuid>,
+    ) -> Result<AppendOutcome, StoreError> {
         let client = self.pool.get().await?;
         // One statement in autocommit: one round trip, atomic, no BEGIN/COMMIT.
-        self.append_in(&client, batch).await
+        self.append_guarded_in(&client, batch, guard).await
+    }
+
+    async fn append_with_retries(
+        &self,
+        batch: &[StreamAppend],
+        guard: Option<Uuid>,
+    ) -> Result<AppendOutcome, StoreError> {
+        if batch.iter().all(|s| s.events.is_empty()) {
+            return Err(StoreError::EmptyAppend);
+        }
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.append_once(batch, guard).await {
+                Err(StoreError::WriteRace) if attempt < MAX_RACE_RETRIES => {
+                    attempt += 1;
+                    // The retry re-reads: ids the winner stored become
+                    // duplicates, and an exact version becomes a conflict.
+                    tokio::task::yield_now().await;
+                }
+                other => break other?,
+            }
+        };
+        if outcome.stored() > 0 {
+            if let Some(n) = &self.notifier {
+                n.ring();
+            }
+        }
+        Ok(outcome)
     }
 }
 
@@ -248,27 +304,7 @@ impl<'a> EventColumns<'a> {
 
 impl EventStore for PgEventStore {
     async fn append(&self, batch: Vec<StreamAppend>) -> Result<AppendOutcome, StoreError> {
-        if batch.iter().all(|s| s.events.is_empty()) {
-            return Err(StoreError::EmptyAppend);
-        }
-        let mut attempt = 0;
-        let outcome = loop {
-            match self.append_once(&batch).await {
-                Err(StoreError::WriteRace) if attempt < MAX_RACE_RETRIES => {
-                    attempt += 1;
-                    // The retry re-reads: ids the winner stored become
-                    // duplicates, and an exact version becomes a conflict.
-                    tokio::task::yield_now().await;
-                }
-                other => break other?,
-            }
-        };
-        if outcome.stored() > 0 {
-            if let Some(n) = &self.notifier {
-                n.ring();
-            }
-        }
-        Ok(outcome)
+        self.append_with_retries(&batch, None).await
     }
 
     async fn read_stream(

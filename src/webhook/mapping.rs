@@ -20,6 +20,9 @@ pub struct MappedCallback {
     pub unparsed_reason: Option<String>,
     /// Domain event types stated by the callback (not the verbatim record).
     pub facts: Vec<&'static str>,
+    /// The verbatim record's id: the facts are stored only with it, never
+    /// when it is already stored (possibly with another body).
+    pub record_event_id: uuid::Uuid,
     pub appends: Vec<StreamAppend>,
 }
 
@@ -75,11 +78,11 @@ pub fn map_callback(
     };
     // An id that cannot be a stream name (too long, control characters)
     // must not keep the body out of the log: the body's digest stands in.
-    let (processor_event_id, facts, unparsed_reason) = match check_id("event id", &processor_event_id)
-    {
-        Ok(()) => (processor_event_id, facts, unparsed_reason),
-        Err(reason) => (body_digest_id(body), vec![], Some(reason)),
-    };
+    let (processor_event_id, facts, unparsed_reason) =
+        match check_id("event id", &processor_event_id) {
+            Ok(()) => (processor_event_id, facts, unparsed_reason),
+            Err(reason) => (body_digest_id(body), vec![], Some(reason)),
+        };
     let event_type = printable_prefix(&event_type, MAX_TEXT_CHARS);
 
     let record: DomainEvent = ProcessorEventReceived {
@@ -100,11 +103,10 @@ pub fn map_callback(
         &processor_event_id,
         Metadata::new(correlation, Actor::webhook(), "webhook"),
     )?;
-    // NoStream: a second body under an id already stored must not bring its
-    // facts in with it (the webhook handler then compares the bodies).
+    let record_event_id = record_data.event_id;
     let mut appends = vec![StreamAppend::new(
         StreamId::processor_event(&processor_event_id),
-        ExpectedVersion::NoStream,
+        ExpectedVersion::Any,
         vec![record_data],
     )];
     let mut fact_types = vec![];
@@ -124,6 +126,7 @@ pub fn map_callback(
         event_type,
         unparsed_reason,
         facts: fact_types,
+        record_event_id,
         appends,
     })
 }

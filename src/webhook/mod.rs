@@ -13,9 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use payledger_events::{
-    Actor, DomainEvent, EventData, Metadata, ProcessorEventConflict, StreamId,
-};
+use payledger_events::{Actor, DomainEvent, EventData, Metadata, ProcessorEventConflict, StreamId};
 use serde_json::json;
 
 /// The processor's payloads are a few KiB; anything near this is not one.
@@ -58,9 +56,13 @@ async fn receive_stripe_webhook(
     };
     let started = std::time::Instant::now();
     crate::failpoint::hit("webhook.before_append");
-    let record_stream = StreamId::processor_event(&mapped.processor_event_id);
-    let appended = match state.store.append(mapped.appends).await {
-        Err(StoreError::Conflict { stream, .. }) if stream == record_stream => {
+    let appended = match state
+        .store
+        .append_unless_stored(mapped.record_event_id, mapped.appends)
+        .await
+    {
+        // The id was stored before: a retry of the same body, or another body.
+        Ok(outcome) if outcome.stored() == 0 => {
             same_id_again(&state, &mapped.processor_event_id, &body, now).await
         }
         other => other.map(Recorded::Appended),
@@ -129,7 +131,9 @@ async fn receive_stripe_webhook(
 enum Recorded {
     Appended(AppendOutcome),
     /// The id was stored with another body; nothing of this one is a fact.
-    Conflict { stored_sha256: String },
+    Conflict {
+        stored_sha256: String,
+    },
 }
 
 /// The processor event id is already stored. The same bytes are a retry
@@ -156,10 +160,13 @@ async fn same_id_again(
     let stored_sha256 = mapping::body_sha256(&mapping::stored_body_bytes(&record));
     let received_sha256 = mapping::body_sha256(body);
     if stored_sha256 == received_sha256 {
-        let id =
-            payledger_events::deterministic_event_id("ProcessorEventReceived", processor_event_id);
         return Ok(Recorded::Appended(AppendOutcome {
-            events: vec![crate::store::EventOutcome::Duplicate { event_id: id }],
+            events: vec![crate::store::EventOutcome::Duplicate {
+                event_id: payledger_events::deterministic_event_id(
+                    "ProcessorEventReceived",
+                    processor_event_id,
+                ),
+            }],
         }));
     }
     let conflict: DomainEvent = ProcessorEventConflict {

@@ -1,0 +1,400 @@
+//! Bad input found by probing the running system (issue 14): each case is
+//! answered as specified, stores what it should, and stops nothing else.
+
+mod common;
+
+use common::*;
+use payledger::store::EventStore;
+use serde_json::json;
+
+fn charge_object(pi: &str, email: &str, created: i64) -> serde_json::Value {
+    json!({
+        "id": format!("ch_{pi}"), "object": "charge", "amount": 24900, "amount_refunded": 0,
+        "currency": "usd", "created": created, "paid": true, "status": "succeeded",
+        "payment_intent": pi, "billing_details": {"email": email}
+    })
+}
+
+async fn answer(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn scalar(t: &TestDb, sql: &str) -> i64 {
+    t.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A normal purchase still activates after whatever came before it.
+async fn a_normal_purchase_activates(t: &TestDb, base: &str, pi: &str, email: &str) {
+    let body = stripe_event(
+        &format!("evt_{pi}"),
+        "charge.succeeded",
+        charge_object(pi, email, chrono::Utc::now().timestamp()),
+    );
+    assert_eq!(post_signed(base, &body, WEBHOOK_SECRET).await.status(), 200);
+    let store = t.store();
+    let payment = payledger_events::StreamId::payment(pi);
+    let match_it = common::ledger::matched(pi, email);
+    store
+        .append_to_stream(
+            payment,
+            payledger::store::ExpectedVersion::Any,
+            vec![match_it.1],
+        )
+        .await
+        .unwrap();
+    project_everything(&t.db.pool).await;
+    let active = scalar(
+        t,
+        &format!(
+            "SELECT count(*) FROM subscriptions WHERE email = '{email}' AND status = 'active'"
+        ),
+    )
+    .await;
+    assert_eq!(active, 1, "a normal purchase after the bad input activates");
+}
+
+#[tokio::test]
+async fn a_charge_refunded_in_two_parts_records_both_refunds_from_one_callback() {
+    let t = TestDb::new().await;
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let refund = |id: &str, amount: i64| {
+        json!({"id": id, "object": "refund", "amount": amount, "currency": "usd",
+               "created": 1_790_000_100, "status": "succeeded", "charge": "ch_pi_r",
+               "payment_intent": "pi_r"})
+    };
+    let mut charge = charge_object("pi_r", "ann@example.com", 1_790_000_000);
+    charge["amount_refunded"] = json!(12000);
+    charge["refunded"] = json!(false);
+    charge["refunds"] = json!({"object": "list", "has_more": false, "url": "/v1/refunds",
+                               "data": [refund("re_1", 5000), refund("re_2", 7000)]});
+    let body = stripe_event("evt_two_refunds", "charge.refunded", charge);
+    let (status, reply) = answer(post_signed(&base, &body, WEBHOOK_SECRET).await).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(count_events(&t, "ChargeRefunded").await, 2);
+    assert_eq!(count_events(&t, "ProcessorEventReceived").await, 1);
+    let versions = scalar(
+        &t,
+        "SELECT count(DISTINCT stream_version) FROM events WHERE stream_id = 'payment-pi_r'",
+    )
+    .await;
+    assert_eq!(versions, 2);
+    // The retry is a duplicate, not an error.
+    let (status, reply) = answer(post_signed(&base, &body, WEBHOOK_SECRET).await).await;
+    assert_eq!((status, reply["result"].as_str()), (200, Some("duplicate")));
+}
+
+#[tokio::test]
+async fn a_callback_dated_in_the_year_262142_is_kept_unparsed_and_stops_nothing() {
+    let t = TestDb::new().await;
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    for (evt, created) in [
+        ("evt_far_future", 8_210_235_000_000_i64),
+        ("evt_beyond_dates", 8_210_298_412_800),
+        ("evt_long_ago", 100),
+        (
+            "evt_next_decade",
+            chrono::Utc::now().timestamp() + 10 * 366 * 86_400,
+        ),
+    ] {
+        let body = stripe_event(
+            evt,
+            "charge.succeeded",
+            charge_object(&format!("pi_{evt}"), "far@example.com", created),
+        );
+        let (status, reply) = answer(post_signed(&base, &body, WEBHOOK_SECRET).await).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["result"], "unparsed", "{reply}");
+    }
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 0);
+    let reason: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT payload->>'unparsed_reason' FROM events WHERE stream_id = 'processor-event-evt_far_future'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reason.contains("paid_at"), "{reason}");
+    a_normal_purchase_activates(&t, &base, "pi_normal", "ok@example.com").await;
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT count(*) FROM projection_state WHERE status <> 'running'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT count(*) FROM discrepancies WHERE kind = 'unparsed_processor_event' AND status = 'open'"
+        )
+        .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_reused_event_id_with_another_body_becomes_a_conflict_and_never_a_fact() {
+    let t = TestDb::new().await;
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let first = stripe_event(
+        "evt_same",
+        "charge.succeeded",
+        charge_object("pi_ann", "ann@example.com", 1_790_000_000),
+    );
+    let second = stripe_event(
+        "evt_same",
+        "charge.succeeded",
+        charge_object("pi_eve", "eve@example.com", 1_790_000_000),
+    );
+    let (_, reply) = answer(post_signed(&base, &first, WEBHOOK_SECRET).await).await;
+    assert_eq!(reply["result"], "recorded");
+    for _ in 0..2 {
+        let (status, reply) = answer(post_signed(&base, &second, WEBHOOK_SECRET).await).await;
+        assert_eq!((status, reply["result"].as_str()), (200, Some("conflict")));
+    }
+    let (_, reply) = answer(post_signed(&base, &first, WEBHOOK_SECRET).await).await;
+    assert_eq!(reply["result"], "duplicate");
+
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 1);
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT count(*) FROM events WHERE payload->>'payment_id' = 'pi_eve'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count_events(&t, "ProcessorEventConflict").await, 1);
+    project_everything(&t.db.pool).await;
+    let row = t
+        .client()
+        .await
+        .query_one(
+            "SELECT status, suggested_action FROM discrepancies WHERE kind = 'processor_event_conflict'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, action): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(status, "open");
+    let hashes =
+        [first.as_bytes(), second.as_bytes()].map(payledger::webhook::mapping::body_sha256);
+    assert!(
+        hashes.iter().all(|h| action.contains(h.as_str())),
+        "{action}"
+    );
+}
+
+#[tokio::test]
+async fn bodies_and_ids_postgres_cannot_hold_are_kept_verbatim_as_unparsed() {
+    let t = TestDb::new().await;
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let long = "x".repeat(10_000);
+    let mut nul_body = br#"{"id":"evt_nul","type":"charge.succeeded","data":{}}"#.to_vec();
+    nul_body.insert(10, 0);
+    let latin1 = b"{\"id\":\"evt_latin1\",\"note\":\"caf\xe9\"}".to_vec();
+    let cases: Vec<Vec<u8>> = vec![
+        nul_body,
+        latin1,
+        stripe_event("evt_\u{0}x", "charge.succeeded", json!({})).into_bytes(),
+        stripe_event(&format!("evt_{long}"), "charge.succeeded", json!({})).into_bytes(),
+        stripe_event(
+            "evt_long_payment",
+            "charge.succeeded",
+            charge_object(&format!("pi_{long}"), "ann@example.com", 1_790_000_000),
+        )
+        .into_bytes(),
+        stripe_event(
+            "evt_nul_email",
+            "charge.succeeded",
+            charge_object("pi_nul_email", "a\u{0}b@example.com", 1_790_000_000),
+        )
+        .into_bytes(),
+    ];
+    for body in &cases {
+        let header = payledger::webhook::signature::sign(
+            body,
+            WEBHOOK_SECRET,
+            chrono::Utc::now().timestamp(),
+        );
+        let r = reqwest::Client::new()
+            .post(format!("{base}/webhooks/stripe"))
+            .header("Stripe-Signature", header)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, reply) = answer(r).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["result"], "unparsed", "{reply}");
+        // The exact bytes are in the log.
+        let stream = format!("processor-event-{}", reply["event"].as_str().unwrap());
+        let stream = payledger_events::StreamId::from_stored(stream);
+        let rows = t.store().read_stream(&stream, 0, 1).await.unwrap();
+        let Ok(payledger_events::DomainEvent::ProcessorEventReceived(record)) = rows[0].decode()
+        else {
+            panic!("not a callback record");
+        };
+        assert_eq!(
+            &payledger::webhook::mapping::stored_body_bytes(&record),
+            body,
+            "stored bytes differ"
+        );
+    }
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 0);
+    assert_eq!(count_events(&t, "ProcessorEventReceived").await, 6);
+    a_normal_purchase_activates(&t, &base, "pi_after_bad", "ok@example.com").await;
+}
+
+#[tokio::test]
+async fn a_signature_header_with_thousands_of_entries_is_refused_before_hashing() {
+    let t = TestDb::new().await;
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let now = chrono::Utc::now().timestamp();
+    let header = format!("t={now},{}", vec!["v1=00"; 5000].join(","));
+    let r = reqwest::Client::new()
+        .post(format!("{base}/webhooks/stripe"))
+        .header("Stripe-Signature", header)
+        .body(vec![b'x'; 1 << 19])
+        .send()
+        .await
+        .unwrap();
+    let (status, reply) = answer(r).await;
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"].as_str().unwrap().contains("longer than"),
+        "{reply}"
+    );
+    // Overflow: a timestamp 2^63 s ago, correctly signed, is outside the tolerance.
+    let body = stripe_event("evt_old", "charge.succeeded", json!({}));
+    let t0 = now.wrapping_sub(i64::MAX).wrapping_sub(1);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/webhooks/stripe"))
+        .header(
+            "Stripe-Signature",
+            payledger::webhook::signature::sign(body.as_bytes(), WEBHOOK_SECRET, t0),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, reply) = answer(r).await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(count_events(&t, "ProcessorEventReceived").await, 0);
+}
+
+/// A rule that panics on one event (as date arithmetic once did).
+struct PanickingRule;
+
+struct PanickingRows;
+
+impl payledger_projections::projection::ProjectionRows for PanickingRows {
+    fn apply<'a>(
+        &'a mut self,
+        _db: payledger_projections::table::Db<'a>,
+        _event: &'a payledger_events::RecordedEvent,
+        decoded: &'a payledger_events::DomainEvent,
+    ) -> payledger_projections::projection::ApplyFuture<'a> {
+        let boom = matches!(decoded, payledger_events::DomainEvent::ChargeSucceeded(_));
+        Box::pin(async move {
+            if boom {
+                panic!("date out of range");
+            }
+            Ok(())
+        })
+    }
+    fn flush<'a>(
+        &'a mut self,
+        _tx: &'a deadpool_postgres::Transaction<'a>,
+    ) -> payledger_projections::projection::ApplyFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+    fn copy_into<'a>(
+        &'a mut self,
+        _tx: &'a deadpool_postgres::Transaction<'a>,
+    ) -> payledger_projections::projection::ApplyFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+    fn in_memory_only(&mut self) {}
+}
+
+impl payledger_projections::projection::Projection for PanickingRule {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    fn version(&self) -> i32 {
+        1
+    }
+    fn handles(&self, _event_type: &str) -> bool {
+        true
+    }
+    fn schema_sql(&self) -> &'static str {
+        "CREATE TABLE panicking_rows (id INT PRIMARY KEY);"
+    }
+    fn public_tables(&self) -> &'static [&'static str] {
+        &["panicking_rows"]
+    }
+    fn rows(&self) -> Box<dyn payledger_projections::projection::ProjectionRows> {
+        Box::new(PanickingRows)
+    }
+}
+
+#[tokio::test]
+async fn a_rule_that_panics_stops_its_projection_visibly_and_readyz_and_metrics_say_so() {
+    use payledger_projections::runner;
+    let t = TestDb::new().await;
+    let store = t.store();
+    common::ledger::append(
+        &store,
+        vec![common::ledger::charge(
+            "pi_boom",
+            None,
+            Some("b@example.com"),
+            24900,
+            0,
+        )],
+    )
+    .await;
+    runner::install(&t.db.pool, &PanickingRule, 100)
+        .await
+        .unwrap();
+    let mut client = t.db.pool.get().await.unwrap();
+    assert_eq!(
+        runner::step(&mut client, &PanickingRule, 100)
+            .await
+            .unwrap(),
+        runner::Step::Stopped
+    );
+    let status = runner::status(&t.db.pool).await.unwrap();
+    let stopped = status.iter().find(|s| s.name == "panicking").unwrap();
+    assert_eq!(stopped.state, "stopped");
+    let why = stopped.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("panicked") && why.contains("date out of range"),
+        "{why}"
+    );
+
+    let base = start_serve(&t, &[WEBHOOK_SECRET]).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    assert!(
+        text.contains("panicking") && text.contains("ChargeSucceeded"),
+        "{text}"
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("payledger_projection_stopped{projection=\"panicking\"} 1"),
+        "{metrics}"
+    );
+}
