@@ -97,17 +97,30 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
             .len(),
     );
     let n: i64 =
-        number.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            format!("{text:?}: expected a number and a unit (s, m, h, d), e.g. 2h")
-        })?;
-    Ok(match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
+        number
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| match number.parse::<u128>() {
+                Ok(_) => format!("{text:?}: at most {MAX_DURATION_DAYS}d (a hundred years)"),
+                Err(_) => format!("{text:?}: expected a number and a unit (s, m, h, d), e.g. 2h"),
+            })?;
+    let duration = match unit {
+        "s" => chrono::Duration::try_seconds(n),
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
         _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    })
+    };
+    // Every duration is added to or taken from a date somewhere: a century
+    // keeps that arithmetic far inside the calendar's range.
+    duration
+        .filter(|d| *d <= chrono::Duration::days(MAX_DURATION_DAYS))
+        .ok_or_else(|| format!("{text:?}: at most {MAX_DURATION_DAYS}d (a hundred years)"))
 }
+
+/// The longest duration any setting or flag accepts.
+pub const MAX_DURATION_DAYS: i64 = 36_500;
 
 /// A duration setting, or its default when unset.
 pub fn duration_setting(
@@ -119,5 +132,27 @@ pub fn duration_setting(
         Some(raw) => {
             parse_duration(raw.trim()).map_err(|reason| ConfigError::Invalid { name, reason })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_by_name_not_panicked_on() {
+        for text in [
+            "99999999999d",
+            "9223372036854775807s",
+            "99999999999999999999999h",
+            "36501d",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("at most 36500d"), "{text}: {e}");
+        }
+        assert_eq!(parse_duration("36500d"), Ok(chrono::Duration::days(36_500)));
+        assert_eq!(parse_duration("90s"), Ok(chrono::Duration::seconds(90)));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5y").unwrap_err().contains("unit"));
     }
 }

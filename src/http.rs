@@ -5,8 +5,9 @@ use crate::pages::Site;
 use crate::store::PgEventStore;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
+
+pub use crate::http_limits::HttpLimits;
 
 /// Forms are a plan, an address and a token; anything bigger is refused
 /// before it is read.
@@ -53,10 +54,18 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::pages::guard::refuse_cross_site_posts,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::pages::never_blank,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             crate::pages::panic_page,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::pages::guard::security_headers,
         ))
         .with_state(state)
 }
@@ -68,7 +77,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    let limits = state.site.http_limits.clone();
+    serve_with_limits(listener, router(state), limits, shutdown).await
 }
 
 pub async fn serve_router(
@@ -76,10 +86,77 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with_limits(listener, router, HttpLimits::default(), shutdown).await
+}
+
+/// The accept loop: at most `max_connections` at once (one more is closed
+/// on accept), header and idle timeouts from hyper, the body deadline from
+/// [`crate::http_limits::body_deadline`]. On shutdown it stops accepting
+/// and lets the connections in flight finish their requests.
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(limits.clone()),
+        crate::http_limits::body_deadline,
+    ));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_read);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait, do not spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("payledger_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut router = router.clone();
+                async move {
+                    use tower::Service;
+                    router.call(request.map(axum::body::Body::new)).await
+                }
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod failpoint;
 pub mod http;
+pub mod http_limits;
 pub mod pages;
 pub mod plans;
 pub mod processor;

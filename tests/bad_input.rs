@@ -398,3 +398,244 @@ async fn a_rule_that_panics_stops_its_projection_visibly_and_readyz_and_metrics_
         "{metrics}"
     );
 }
+
+async fn serve_with_site(t: &TestDb, site: payledger::pages::Site) -> String {
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> =
+        std::sync::Arc::new(payledger::clock::SystemClock);
+    let state = payledger::http::AppState::new(
+        payledger::store::PgEventStore::new(t.db.pool.clone(), clock.clone()),
+        clock,
+        vec![WEBHOOK_SECRET.into()],
+    )
+    .with_site(site);
+    serve_state(state).await
+}
+
+fn tight_limits() -> payledger::pages::Site {
+    payledger::pages::Site {
+        http_limits: payledger::http::HttpLimits {
+            header_read: std::time::Duration::from_secs(1),
+            body_read: std::time::Duration::from_secs(1),
+            max_connections: 5,
+        },
+        ..Default::default()
+    }
+}
+
+/// Reads until the server closes the connection (or `secs` pass); returns
+/// what it answered and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, secs: u64) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_idle_and_surplus_connections_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestDb::new().await;
+    let base = serve_with_site(&t, tight_limits()).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    // Headers that never end.
+    let mut partial = connect().await.unwrap();
+    partial
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut partial, 15).await.1,
+        "partial header held open"
+    );
+
+    // A body shorter than its Content-Length.
+    let mut short = connect().await.unwrap();
+    short
+        .write_all(
+            b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut short, 15).await;
+    assert!(closed && answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // An idle keep-alive connection after a request.
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut idle, 15).await;
+    assert!(closed && answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The cap: five held connections, the sixth is closed at once, and a
+    // freed slot serves again.
+    let mut held = vec![];
+    for _ in 0..5 {
+        held.push(connect().await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut surplus = connect().await.unwrap();
+    let _ = surplus
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let (answer, closed) = read_until_closed(&mut surplus, 5).await;
+    assert!(
+        closed && answer.is_empty(),
+        "the sixth was served: {answer}"
+    );
+    drop(held);
+    assert!(
+        eventually(15, || async {
+            reqwest::get(format!("{base}/healthz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn cross_site_form_posts_are_refused_and_record_nothing() {
+    let t = TestDb::new().await;
+    let site = payledger::pages::Site {
+        public_url: "https://pay.example.com".into(),
+        ..Default::default()
+    };
+    let base = serve_with_site(&t, site).await;
+    let form = [
+        ("plan", "year"),
+        ("email", "ann@example.com"),
+        ("token", &uuid::Uuid::new_v4().to_string()),
+    ];
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        for path in ["/checkout", "/status"] {
+            let r = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .header(name, value)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} with {name}: {value}");
+            assert!(r.text().await.unwrap().contains("another site"));
+        }
+    }
+    assert_eq!(
+        scalar(&t, "SELECT count(*) FROM events").await,
+        0,
+        "a refused post recorded something"
+    );
+}
+
+#[tokio::test]
+async fn one_client_cannot_open_unbounded_checkouts_even_by_forging_forwarded_for() {
+    let t = TestDb::new().await;
+    let base = serve_with_site(&t, payledger::pages::Site::default()).await;
+    let mut statuses = vec![];
+    for i in 0..32 {
+        let token = uuid::Uuid::new_v4().to_string();
+        let r = reqwest::Client::new()
+            .post(format!("{base}/checkout"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .form(&[
+                ("plan", "year"),
+                ("email", "ann@example.com"),
+                ("token", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s != 429), "{statuses:?}");
+    assert_eq!(&statuses[30..], &[429, 429]);
+    assert!(count_events(&t, "CheckoutStarted").await <= 30);
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers_and_customer_pages_are_not_cached() {
+    let t = TestDb::new().await;
+    let site = payledger::pages::Site {
+        public_url: "https://pay.example.com".into(),
+        ..Default::default()
+    };
+    let base = serve_with_site(&t, site).await;
+    for path in [
+        "/",
+        "/status",
+        "/status/PL-AAAA-BBBB-CCCC-DDDD",
+        "/nope",
+        "/checkout/return?session_id=cs_x",
+    ] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert!(h.contains_key("referrer-policy"), "{path}");
+        assert!(
+            h["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .contains("max-age"),
+            "{path}"
+        );
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_access_api_checks_the_token_before_reading_the_query_and_answers_json() {
+    let t = TestDb::new().await;
+    let site = payledger::pages::Site {
+        api_token: Some("secret-token".into()),
+        metrics_token: Some("metrics-token".into()),
+        ..Default::default()
+    };
+    let base = serve_with_site(&t, site).await;
+    let url = format!("{base}/api/access?email=a@example.com&email=b@example.com");
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "unauthorized"
+    );
+    let r = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("secret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    // The metrics token, when set, is required.
+    assert_eq!(
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -55,9 +55,22 @@ pub async fn home(State(state): State<AppState>) -> Response {
 
 pub async fn start(
     State(state): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     form: Result<Form<CheckoutForm>, FormRejection>,
 ) -> Response {
     let site = &state.site;
+    let client = super::guard::client_address(&headers, &peer, &site.trusted_proxies);
+    if !site.checkout_limiter.allow_client(&client.to_string()) {
+        tracing::info!(%client, "checkout rate limit reached");
+        return message(
+            site,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Please wait a little",
+            &["We have received many checkouts from your network in the last hour. Nothing was recorded and you were not charged. Please try again later, or write to us."],
+            None,
+        );
+    }
     let Form(form) = match form {
         Ok(f) => f,
         Err(rejection) => {

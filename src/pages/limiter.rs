@@ -30,23 +30,42 @@ impl RateLimiter {
         }
     }
 
+    /// Checkouts: 30 an hour from one client address (a shop's own
+    /// customers behind one office NAT stay far below it).
+    pub fn checkouts() -> Self {
+        RateLimiter::new(u32::MAX, 30, Duration::from_secs(3600))
+    }
+
+    /// Counts one request from `client`; false when it is over.
+    pub fn allow_client(&self, client: &str) -> bool {
+        let mut hits = self.hits();
+        self.count(&mut hits, format!("client:{client}"), self.per_client)
+    }
+
     /// Counts one request for both keys; false when either is over.
     pub fn allow(&self, address: &str, client: &str) -> bool {
+        let mut hits = self.hits();
+        let address_ok = self.count(&mut hits, format!("address:{address}"), self.per_address);
+        let client_ok = self.count(&mut hits, format!("client:{client}"), self.per_client);
+        address_ok && client_ok
+    }
+
+    fn hits(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
         let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
         if hits.len() > 10_000 {
+            let now = Instant::now();
             hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
-        let mut count = |key: String, max: u32| {
-            let entry = hits.entry(key).or_insert((now, 0));
-            if now.duration_since(entry.0) >= self.window {
-                *entry = (now, 0);
-            }
-            entry.1 += 1;
-            entry.1 <= max
-        };
-        let address_ok = count(format!("address:{address}"), self.per_address);
-        let client_ok = count(format!("client:{client}"), self.per_client);
-        address_ok && client_ok
+        hits
+    }
+
+    fn count(&self, hits: &mut HashMap<String, (Instant, u32)>, key: String, max: u32) -> bool {
+        let now = Instant::now();
+        let entry = hits.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 <= max
     }
 }

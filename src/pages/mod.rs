@@ -3,6 +3,7 @@
 //! when the database is down or a handler panics.
 
 mod checkout;
+pub mod guard;
 pub mod limiter;
 mod ops;
 mod status;
@@ -35,6 +36,13 @@ pub struct Site {
     /// How long "pending" is honest before the page says a person is on it.
     pub pending_window: chrono::Duration,
     pub limiter: Arc<limiter::RateLimiter>,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http_limits: crate::http::HttpLimits,
+    /// `PAYLEDGER_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: guard::TrustedProxies,
+    /// Checkouts per client address (the processor session each one opens
+    /// is not free, and the events can never be deleted).
+    pub checkout_limiter: Arc<limiter::RateLimiter>,
 }
 
 impl Default for Site {
@@ -48,6 +56,9 @@ impl Default for Site {
             metrics_token: None,
             pending_window: chrono::Duration::minutes(3),
             limiter: Arc::new(limiter::RateLimiter::default()),
+            http_limits: Default::default(),
+            trusted_proxies: Default::default(),
+            checkout_limiter: Arc::new(limiter::RateLimiter::checkouts()),
         }
     }
 }
@@ -109,6 +120,15 @@ impl Site {
                 chrono::Duration::minutes(3),
             )?,
             limiter: Arc::new(limiter::RateLimiter::default()),
+            http_limits: crate::http::HttpLimits::from_env()?,
+            trusted_proxies: guard::TrustedProxies::parse(
+                &std::env::var("PAYLEDGER_TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|reason| ConfigError::Invalid {
+                name: "PAYLEDGER_TRUSTED_PROXIES",
+                reason,
+            })?,
+            checkout_limiter: Arc::new(limiter::RateLimiter::checkouts()),
         })
     }
 }

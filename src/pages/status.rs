@@ -266,7 +266,8 @@ pub struct StatusRequest {
 
 pub async fn request_links(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     form: Result<Form<StatusRequest>, FormRejection>,
 ) -> Response {
     let site = &state.site;
@@ -285,7 +286,8 @@ pub async fn request_links(
         };
         return (StatusCode::BAD_REQUEST, page).into_response();
     }
-    if !site.limiter.allow(&email, &peer.ip().to_string()) {
+    let client = super::guard::client_address(&headers, &peer, &site.trusted_proxies);
+    if !site.limiter.allow(&email, &client.to_string()) {
         return message(
             site,
             StatusCode::TOO_MANY_REQUESTS,
