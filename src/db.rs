@@ -45,6 +45,20 @@ pub fn redact_url(url: &str) -> String {
         }
         return parsed.to_string();
     }
+    // A URL too malformed to parse (a port that is not a number) still has
+    // its password between `://user:` and the last `@` of the authority.
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        return match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}{path}")
+            }
+            None => url.to_string(),
+        };
+    }
     // key=value form: blank out the value of `password=`.
     url.split_whitespace()
         .map(|part| match part.split_once('=') {
@@ -143,6 +157,24 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Creates every read model (empty) and `payledger_access`, so pages
+    /// and `/api/access` answer from the moment the schema exists, before
+    /// `work` has ever run. A read model whose version changed is rebuilt
+    /// here, as `work` would at its start.
+    pub async fn install_read_models(&self) -> Result<(), DbError> {
+        for projection in payledger_projections::all() {
+            payledger_projections::runner::install(&self.pool, projection.as_ref(), 500)
+                .await
+                .map_err(|e| DbError::Migration {
+                    url: self.shown_url(),
+                    reason: format!("installing the {} read model: {e}", projection.name()),
+                })?;
+        }
+        Ok(())
+    }
+}
+
 /// Drops a database (closing its connections); for the benchmark's and the
 /// demo's own databases only.
 pub async fn drop_database_if_exists(url: &str) -> Result<(), DbError> {
@@ -230,5 +262,13 @@ mod tests {
             "host=db user=app password=*** dbname=x"
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redact_url("postgres://u:pw@host:notaport/db"),
+            "postgres://u:***@host:notaport/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss:w@rd@host:x/db"),
+            "postgres://u:***@host:x/db"
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod plans;
 pub mod processor;
 pub mod reactors;
 pub mod reconcile;
+pub mod shutdown;
 pub mod store;
 pub mod support;
 pub mod webhook;

@@ -242,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let db = connect(&cli).await?;
             let applied = db.migrate().await?;
+            db.install_read_models().await?;
             if applied.is_empty() {
                 println!("{}: already up to date", db.shown_url());
             } else {
@@ -255,7 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(database = %db.shown_url(), "worker started");
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                shutdown_signal().await;
+                payledger::shutdown::signal().await;
                 let _ = stop_tx.send(true);
             });
             payledger::worker::run(db.pool.clone(), db.config.clone(), config, stop).await?;
@@ -364,8 +365,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             json,
         } => {
-            let db = connect(&cli).await?;
+            // Flags and settings first: a wrong one changes nothing.
+            let window = parse_duration(since.as_deref().unwrap_or("2h"))?;
             let api = payledger::config::processor_api()?;
+            let db = connect(&cli).await?;
             let processor = payledger::processor::client::ProcessorClient::new(
                 api.base,
                 api.api_key,
@@ -374,7 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = chrono::Utc::now();
             let (from, to) = match (from, to) {
                 (Some(f), Some(t)) => (*f, *t),
-                _ => (now - parse_duration(since.as_deref().unwrap_or("2h"))?, now),
+                _ => (now - window, now),
             };
             let store = payledger::store::PgEventStore::new(
                 db.pool.clone(),
@@ -402,14 +405,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = serve_config()?;
             let db = connect(&cli).await?;
             db.migrate().await?;
+            db.install_read_models().await?;
             let (state, listener) = serving_state(&db, config).await?;
-            payledger::http::serve(listener, state, shutdown_signal()).await?;
+            payledger::http::serve(listener, state, payledger::shutdown::signal()).await?;
         }
         Command::Run => {
             let serve = serve_config()?;
             let config = payledger::worker::WorkerConfig::from_env()?;
             let db = connect(&cli).await?;
             db.migrate().await?;
+            db.install_read_models().await?;
             let (state, listener) = serving_state(&db, serve).await?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let mut server_stop = stop.clone();
@@ -417,7 +422,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = server_stop.changed().await;
             }));
             tokio::spawn(async move {
-                shutdown_signal().await;
+                payledger::shutdown::signal().await;
                 tracing::info!("stopping: no new requests; finishing in-flight appends");
                 let _ = stop_tx.send(true);
             });
@@ -562,29 +567,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `90s`, `30m`, `2h`, `7d`.
 fn parse_duration(text: &str) -> anyhow::Result<chrono::Duration> {
     payledger::config::parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e}"))
-}
-
-/// Resolves on SIGTERM or Ctrl-C, so the server stops taking requests and
-/// lets in-flight appends finish.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 // Rebuilds and replays hold a projection's whole state in many small rows;

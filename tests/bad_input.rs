@@ -639,3 +639,111 @@ async fn the_access_api_checks_the_token_before_reading_the_query_and_answers_js
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn after_migrate_alone_every_read_model_answers_empty() {
+    let t = TestDb::new().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .arg("migrate")
+        .env("DATABASE_URL", &t.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for view in [
+        "subscriptions",
+        "outgoing_emails",
+        "discrepancies",
+        "timeline",
+        "customer_status",
+        "payledger_access",
+    ] {
+        assert_eq!(
+            scalar(&t, &format!("SELECT count(*) FROM {view}")).await,
+            0,
+            "{view}"
+        );
+    }
+    let site = payledger::pages::Site {
+        api_token: Some("tok".into()),
+        ..Default::default()
+    };
+    let base = serve_with_site(&t, site).await;
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/access?email=ann@example.com"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = reqwest::get(format!("{base}/status/PL-AAAA-BBBB-CCCC-DDDD"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Something went wrong"), "{page}");
+}
+
+#[test]
+fn a_malformed_database_url_never_prints_its_password() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["projections", "status"])
+        .env(
+            "DATABASE_URL",
+            "postgres://u:hunter2secret@127.0.0.1:notaport/db",
+        )
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(all.contains("DATABASE_URL"), "{all}");
+    assert!(!all.contains("hunter2secret"), "{all}");
+}
+
+#[test]
+fn huge_durations_in_flags_and_settings_are_refused_by_name() {
+    let run = |args: &[&str], env: (&str, &str)| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+            .args(args)
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+            .env("STRIPE_API_KEY", "sk_test_x")
+            .env("STRIPE_WEBHOOK_SECRET", "whsec_x")
+            .env("PAYLEDGER_SUPPORT_EMAIL", "help@example.com")
+            .env("PAYLEDGER_PLANS", concat!(env!("CARGO_MANIFEST_DIR"), "/plans.example.toml"))
+            .env(env.0, env.1)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+        text
+    };
+    let text = run(&["reconcile", "--since", "99999999999d"], ("X", "y"));
+    assert!(
+        text.contains("--since") && text.contains("at most"),
+        "{text}"
+    );
+    let text = run(
+        &["reconcile", "--since", "9223372036854775807s"],
+        ("X", "y"),
+    );
+    assert!(
+        text.contains("--since") && text.contains("at most"),
+        "{text}"
+    );
+    let text = run(
+        &["serve"],
+        ("PAYLEDGER_PENDING_WINDOW", "9223372036854775807s"),
+    );
+    assert!(text.contains("PAYLEDGER_PENDING_WINDOW"), "{text}");
+    let text = run(&["work"], ("PAYLEDGER_RECONCILE_EVERY", "99999999999d"));
+    assert!(text.contains("PAYLEDGER_RECONCILE_EVERY"), "{text}");
+}

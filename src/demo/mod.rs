@@ -23,10 +23,12 @@ pub async fn run(database_url: &str, reset: bool, keep_running: bool) -> anyhow:
     }
     if keep_running {
         println!(
-            "\nStill running (Ctrl-C to stop): shop {}  simulator {}",
+            "\nStill running (Ctrl-C or SIGTERM to stop): shop {}  simulator {}",
             s.base, s.sim_base
         );
-        let _ = tokio::signal::ctrl_c().await;
+        // Either signal stops the `run` child too: a demo stopped by a
+        // service manager must not leave a shop running behind it.
+        crate::shutdown::signal().await;
     }
     s.stop_server();
     Ok(ok)
