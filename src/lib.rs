@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod failpoint;
+pub mod fuzz_targets;
 pub mod http;
 pub mod http_limits;
 pub mod pages;

@@ -182,6 +182,12 @@ impl Ledger {
         self.payments.in_memory_only();
     }
 
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut rows = self.checkouts.snapshot();
+        rows.extend(self.payments.snapshot());
+        rows
+    }
+
     pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
         self.checkouts.copy_into(tx).await?;
         self.payments.copy_into(tx).await.map(|_| ())

@@ -6,6 +6,7 @@
 pub mod customer_status;
 pub mod discrepancies;
 pub mod feed;
+pub mod fold;
 pub mod ledger;
 pub mod outgoing_emails;
 pub mod projection;

@@ -25,7 +25,7 @@ pub type Db<'a> = Option<&'a Transaction<'a>>;
 pub type Values<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
 /// A row type of one table. `COLUMNS` is in the order of `values`.
-pub trait Record: Clone + Send + Sync + 'static {
+pub trait Record: Clone + std::fmt::Debug + Send + Sync + 'static {
     const TABLE: &'static str;
     const COLUMNS: &'static [(&'static str, Type)];
     const KEY: &'static [&'static str];
@@ -122,6 +122,18 @@ impl<R: Record> Table<R> {
             .iter()
             .filter_map(|k| self.rows.get(k).cloned().flatten())
             .collect())
+    }
+
+    /// Every row in memory, `Debug`-printed, in key order: for comparing two
+    /// folds of the same events without a database.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut rows: Vec<(&String, &R)> = self
+            .rows
+            .iter()
+            .filter_map(|(k, r)| r.as_ref().map(|r| (k, r)))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        rows.into_iter().map(|(_, r)| format!("{r:?}")).collect()
     }
 
     pub fn put(&mut self, row: R) {
@@ -307,6 +319,9 @@ macro_rules! projection_rows {
             }
             fn in_memory_only(&mut self) {
                 $(self.$table.in_memory_only();)+
+            }
+            fn snapshot(&self) -> Vec<(&'static str, Vec<String>)> {
+                vec![$((stringify!($table), self.$table.snapshot())),+]
             }
         }
     };
