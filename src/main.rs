@@ -129,6 +129,18 @@ enum AuditCommand {
     Verify {
         #[arg(long)]
         json: bool,
+        /// Signed checkpoints (from `audit checkpoint`) the log must still
+        /// contain; checked with the key in PAYLEDGER_AUDIT_KEY.
+        #[arg(long, num_args = 1..)]
+        checkpoint: Vec<std::path::PathBuf>,
+    },
+    /// Print a new Ed25519 signing key (one line) for PAYLEDGER_AUDIT_KEY.
+    Keygen,
+    /// Write a signed checkpoint of the chain outside the database; prints its path.
+    Checkpoint {
+        /// Where to write it (default: PAYLEDGER_AUDIT_DIR, else the current directory).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     #[command(flatten)]
     Read(payledger::audit::cli::AuditReadCommand),
@@ -483,9 +495,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Audit {
-            command: AuditCommand::Verify { json },
+            command: AuditCommand::Keygen,
+        } => println!("{}", payledger::audit::checkpoint::keygen()),
+        Command::Audit {
+            command: AuditCommand::Checkpoint { out },
+        } => {
+            use payledger::audit::checkpoint;
+            let checkpoint::AuditKey::Signing(key) = checkpoint::key_from_env()? else {
+                anyhow::bail!("PAYLEDGER_AUDIT_KEY holds a verifier key: signing needs the private key `audit keygen` printed");
+            };
+            let dir = out
+                .clone()
+                .or_else(|| std::env::var_os("PAYLEDGER_AUDIT_DIR").map(Into::into))
+                .unwrap_or_else(|| ".".into());
+            let db = connect(&cli).await?;
+            let origin = checkpoint::origin(db.config.get_dbname().unwrap_or("payledger"));
+            let (path, _) =
+                checkpoint::write_checkpoint(&db.pool, &key, &origin, &dir, chrono::Utc::now())
+                    .await?;
+            println!("{}", path.display());
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { json, checkpoint },
         } => {
             let db = connect(&cli).await?;
+            if !checkpoint.is_empty() {
+                let broken =
+                    payledger::audit::checkpoint::verify_files(&db.pool, checkpoint).await?;
+                if broken > 0 {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             let report = verify_chain(&db.pool).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

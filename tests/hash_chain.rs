@@ -147,3 +147,97 @@ async fn an_intact_chain_passes_the_cli_with_exit_zero() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.starts_with("OK: 10 events verified"), "{stdout}");
 }
+
+fn cli(t: &TestDb, args: &[&str], key: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(args)
+        .env("DATABASE_URL", &t.url)
+        .env("PAYLEDGER_AUDIT_KEY", key)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// What a superuser can do that the chain alone cannot see, and what a
+/// signed checkpoint kept outside the database does see.
+#[tokio::test]
+async fn a_signed_checkpoint_catches_a_truncated_or_rewritten_history_that_the_chain_alone_misses()
+{
+    let dir = std::env::temp_dir().join(format!("payledger-cp-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("audit.key");
+    for attack in ["truncate", "rewrite"] {
+        let t = TestDb::new().await;
+        append_concurrently(&t.store(), 2, 20).await;
+        seal_everything(&t, 20).await;
+        let (ok, keyline) = cli(&t, &["audit", "keygen"], &key);
+        assert!(
+            ok && keyline.starts_with("PRIVATE+KEY+payledger+"),
+            "{keyline}"
+        );
+        std::fs::write(&key, &keyline).unwrap();
+        let out_dir = dir.join(attack);
+        let (ok, path) = cli(
+            &t,
+            &["audit", "checkpoint", "--out", out_dir.to_str().unwrap()],
+            &key,
+        );
+        assert!(ok, "{path}");
+        let path = path.trim().to_string();
+        let note = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            note.contains("\n20\n") && note.contains("\n— payledger "),
+            "{note}"
+        );
+        let (ok, text) = cli(&t, &["audit", "verify", "--checkpoint", &path], &key);
+        assert!(ok && text.contains("OK (20 events"), "{text}");
+
+        let c = t.client().await;
+        match attack {
+            // Delete the last five events and their links: the shorter
+            // chain is consistent with itself.
+            "truncate" => c
+                .batch_execute(
+                    "SET session_replication_role = replica;
+                     DELETE FROM events WHERE (transaction_id, position) IN
+                       (SELECT transaction_id, position FROM event_chain WHERE seq > 15);
+                     DELETE FROM event_chain WHERE seq > 15;
+                     SET session_replication_role = origin;",
+                )
+                .await
+                .unwrap(),
+            // Rewrite an early event and recompute the whole chain.
+            _ => {
+                c.batch_execute(
+                    "SET session_replication_role = replica;
+                     UPDATE events SET payload = jsonb_set(payload, '{email}', '\"mallory@example.com\"')
+                       WHERE position = (SELECT position FROM event_chain WHERE seq = 3);
+                     DELETE FROM event_chain;
+                     SET session_replication_role = origin;",
+                )
+                .await
+                .unwrap();
+                seal_everything(&t, 20).await;
+            }
+        }
+        let (ok, text) = cli(&t, &["audit", "verify"], &key);
+        assert!(ok, "{attack}: the chain alone should not see it: {text}");
+        let (ok, text) = cli(&t, &["audit", "verify", "--checkpoint", &path], &key);
+        assert!(!ok, "{attack}: the checkpoint did not catch it: {text}");
+        let want = if attack == "truncate" {
+            "shorter"
+        } else {
+            "no longer hash"
+        };
+        assert!(
+            text.contains(&path) && text.contains(want),
+            "{attack}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

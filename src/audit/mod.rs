@@ -2,6 +2,7 @@
 //! it was at a time; and the guarantees checked on the live database. All
 //! of it reads — the auditor role cannot append, and PostgreSQL enforces it.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod invariants;
 pub mod log;
