@@ -95,6 +95,16 @@ pub enum AuditKey {
     Verifying(VerifyingKey),
 }
 
+/// Never prints key material.
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditKey::Signing(_) => f.write_str("AuditKey::Signing(..)"),
+            AuditKey::Verifying(_) => f.write_str("AuditKey::Verifying(..)"),
+        }
+    }
+}
+
 impl AuditKey {
     pub fn verifying(&self) -> VerifyingKey {
         match self {
