@@ -142,6 +142,13 @@ fn one_of_each() -> Vec<DomainEvent> {
             unparsed_reason: None,
         }
         .into(),
+        ProcessorEventConflict {
+            processor_event_id: "evt_1".into(),
+            stored_body_sha256: "aa".into(),
+            received_body_sha256: "bb".into(),
+            received_at: at,
+        }
+        .into(),
         StatusLinkRequested {
             request_id: id,
             email: "ann@example.com".into(),

@@ -33,7 +33,8 @@ impl Projection for CustomerStatus {
         "customer_status"
     }
     fn version(&self) -> i32 {
-        1
+        // v2: ledger rows remember refunds seen before their charge.
+        2
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(
@@ -226,6 +227,24 @@ impl CustomerStatusRows {
                 ..
             } => (payment_id, "refunded"),
             LedgerChange::DisputeOpened { payment_id, .. } => (payment_id, "disputed"),
+            LedgerChange::DisputeClosed {
+                payment_id, status, ..
+            } => {
+                // Won: back to what it was before the dispute; lost: stays
+                // (or, when the opening never arrived, becomes) disputed.
+                let Some(mut row) = self.row_for_payment(db, event, payment_id).await? else {
+                    return Ok(());
+                };
+                let to = match (status.as_str(), row.state.as_str()) {
+                    ("lost", _) => "disputed",
+                    (_, "disputed") => "active",
+                    _ => return Ok(()),
+                };
+                row.state = to.into();
+                row.updated_position = position;
+                self.customer_status.put(row);
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         if let Some(mut row) = self.row_for_payment(db, event, payment_id).await? {
@@ -257,6 +276,12 @@ impl CustomerStatusRows {
         let Some(payment) = self.ledger.payments.get(db, payment_id).await? else {
             return Ok(None);
         };
+        // Known only from a refund or dispute so far: the charge, when it
+        // comes, says which checkout's row it belongs to (and the ledger
+        // announces the dispute again then).
+        if !payment.charge_seen {
+            return Ok(None);
+        }
         if let Some(checkout) = &payment.checkout_reference {
             let unpaid = self
                 .of_checkout(db, checkout)

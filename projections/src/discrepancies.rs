@@ -43,7 +43,8 @@ impl Projection for Discrepancies {
     fn version(&self) -> i32 {
         // v2: processor disagreements found by reconciliation.
         // v3: processor event conflicts; values in suggested commands quoted.
-        3
+        // v4: ledger rows remember refunds seen before their charge.
+        4
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -200,7 +201,29 @@ impl DiscrepancyRows {
             }
             _ => {}
         }
-        for change in self.ledger.track(db, event, decoded).await? {
+        let changes = self.ledger.track(db, event, decoded).await?;
+        self.apply_changes(db, event, &changes).await?;
+        // A charge whose refund came first: what its arrival opened is
+        // closed as a refund closes it in the processor's order.
+        for change in &changes {
+            if let LedgerChange::ChargeAfterRefund { payment_id, .. } = change {
+                for kind in ["unmatched_charge", "duplicate_charge", "amount_mismatch"] {
+                    self.close(db, kind, payment_id, "refunded", position)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_changes(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        changes: &[LedgerChange],
+    ) -> Result<(), Error> {
+        let position = event.position;
+        for change in changes {
             match &change {
                 LedgerChange::Unmatched {
                     payment_id,
@@ -299,7 +322,7 @@ impl DiscrepancyRows {
                         self.open(db, event, o).await?;
                     }
                 }
-                LedgerChange::ChargeAfterRefund { payment_id } => {
+                LedgerChange::ChargeAfterRefund { payment_id, .. } => {
                     self.close(
                         db,
                         "refund_without_charge",
@@ -359,6 +382,13 @@ impl DiscrepancyRows {
             Some(mut d) if d.resolved_by.is_none() && d.status == "resolved" => {
                 d.status = "open".into();
                 d.resolution = None;
+                d.updated_position = event.position;
+                self.discrepancies.put(d);
+            }
+            // Seen again with the customer's address, which was not known
+            // when it opened (a dispute before its charge).
+            Some(mut d) if d.customer_email.is_none() && o.email.is_some() => {
+                d.customer_email = o.email.map(str::to_lowercase);
                 d.updated_position = event.position;
                 self.discrepancies.put(d);
             }

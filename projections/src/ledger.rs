@@ -78,8 +78,13 @@ pub enum LedgerChange {
         fully: bool,
         charge_seen: bool,
     },
-    /// A charge arrived for a payment that so far only had a refund.
-    ChargeAfterRefund { payment_id: String },
+    /// A charge arrived for a payment that so far only had refunds: they
+    /// can be announced now that the customer's address is known.
+    ChargeAfterRefund {
+        payment_id: String,
+        refund_ids: Vec<String>,
+        email: Option<String>,
+    },
     DisputeOpened {
         payment_id: String,
         dispute_id: String,
@@ -121,6 +126,10 @@ crate::record! {
         plan: Option<String> = TEXT,
         activation: Option<String> = TEXT,
         refunded: i64 = INT8,
+        refunds_before_charge: Option<String> = TEXT,
+        closed_disputes: Option<String> = TEXT,
+        open_disputes: Option<String> = TEXT,
+        lost_disputes: Option<String> = TEXT,
     }
 }
 
@@ -144,6 +153,10 @@ impl Payment {
             plan: None,
             activation: None,
             refunded: 0,
+            refunds_before_charge: None,
+            closed_disputes: None,
+            open_disputes: None,
+            lost_disputes: None,
         }
     }
 
@@ -262,11 +275,18 @@ impl Ledger {
                 recorded.currency = Some(c.currency.as_str().into());
                 recorded.paid_at = Some(c.paid_at);
                 recorded.source = Some(format!("{:?}", c.source).to_lowercase());
+                let refund_ids: Vec<String> = recorded
+                    .refunds_before_charge
+                    .take()
+                    .map(|ids| ids.split(' ').map(str::to_string).collect())
+                    .unwrap_or_default();
                 self.payments.put(recorded.clone());
                 let mut changes = vec![];
                 if existing.as_ref().is_some_and(|p| p.refunded > 0) {
                     changes.push(LedgerChange::ChargeAfterRefund {
                         payment_id: c.payment_id.clone(),
+                        refund_ids,
+                        email: recorded.email(),
                     });
                 }
                 // A match recorded before the charge itself arrived.
@@ -280,6 +300,12 @@ impl Ledger {
                     return Ok(changes);
                 }
                 changes.extend(self.match_to_checkout(db, &recorded, late).await?);
+                if !changes
+                    .iter()
+                    .any(|c| matches!(c, LedgerChange::Activated { .. }))
+                {
+                    changes.extend(disputes_again(&recorded, recorded.email()));
+                }
                 Ok(changes)
             }
             DomainEvent::ChargeMatched(m) => match self.payments.get(db, &m.payment_id).await? {
@@ -319,6 +345,9 @@ impl Ledger {
                     .await?
                     .unwrap_or_else(|| Payment::pending(&r.payment_id));
                 p.refunded = p.refunded.saturating_add(r.amount);
+                if !p.charge_seen {
+                    add_listed(&mut p.refunds_before_charge, &r.refund_id);
+                }
                 self.payments.put(p.clone());
                 Ok(vec![LedgerChange::Refunded {
                     payment_id: r.payment_id.clone(),
@@ -332,21 +361,51 @@ impl Ledger {
                     charge_seen: p.charge_seen,
                 }])
             }
-            DomainEvent::DisputeOpened(d) => Ok(vec![LedgerChange::DisputeOpened {
-                payment_id: d.payment_id.clone(),
-                dispute_id: d.dispute_id.clone(),
-                email: self.email_of_payment(db, &d.payment_id).await?,
-                money: Money {
-                    amount: d.amount,
-                    currency: d.currency.to_string(),
-                },
-            }]),
-            DomainEvent::DisputeClosed(d) => Ok(vec![LedgerChange::DisputeClosed {
-                payment_id: d.payment_id.clone(),
-                dispute_id: d.dispute_id.clone(),
-                email: self.email_of_payment(db, &d.payment_id).await?,
-                status: d.status.clone(),
-            }]),
+            DomainEvent::DisputeOpened(d) => {
+                let mut p = self
+                    .payments
+                    .get(db, &d.payment_id)
+                    .await?
+                    .unwrap_or_else(|| Payment::pending(&d.payment_id));
+                if listed(&p.closed_disputes, &d.dispute_id) {
+                    // Delivered after its closing: the dispute is over.
+                    return Ok(vec![]);
+                }
+                if !listed(&p.open_disputes, &d.dispute_id) {
+                    add_listed(&mut p.open_disputes, &d.dispute_id);
+                    self.payments.put(p);
+                }
+                Ok(vec![LedgerChange::DisputeOpened {
+                    payment_id: d.payment_id.clone(),
+                    dispute_id: d.dispute_id.clone(),
+                    email: self.email_of_payment(db, &d.payment_id).await?,
+                    money: Money {
+                        amount: d.amount,
+                        currency: d.currency.to_string(),
+                    },
+                }])
+            }
+            DomainEvent::DisputeClosed(d) => {
+                let mut p = self
+                    .payments
+                    .get(db, &d.payment_id)
+                    .await?
+                    .unwrap_or_else(|| Payment::pending(&d.payment_id));
+                if !listed(&p.closed_disputes, &d.dispute_id) {
+                    add_listed(&mut p.closed_disputes, &d.dispute_id);
+                    remove_listed(&mut p.open_disputes, &d.dispute_id);
+                    if d.status == "lost" {
+                        add_listed(&mut p.lost_disputes, &d.dispute_id);
+                    }
+                    self.payments.put(p);
+                }
+                Ok(vec![LedgerChange::DisputeClosed {
+                    payment_id: d.payment_id.clone(),
+                    dispute_id: d.dispute_id.clone(),
+                    email: self.email_of_payment(db, &d.payment_id).await?,
+                    status: d.status.clone(),
+                }])
+            }
             _ => Ok(vec![]),
         }
     }
@@ -488,7 +547,7 @@ impl Ledger {
         p.plan = Some(plan.into());
         p.activation = Some(activation.as_str().into());
         self.payments.put(p.clone());
-        Ok(vec![LedgerChange::Activated {
+        let mut changes = vec![LedgerChange::Activated {
             payment_id: payment_id.into(),
             email: email.to_lowercase(),
             plan: plan.into(),
@@ -496,8 +555,65 @@ impl Ledger {
             late: late || activation == Activation::Rescue,
             paid_at: p.paid_at.unwrap_or_default(),
             money: p.money(),
-        }])
+        }];
+        // A dispute opened, or lost, before the activation applies to it
+        // as well.
+        changes.extend(disputes_again(&p, Some(email.to_lowercase())));
+        Ok(changes)
     }
+}
+
+/// The disputes of a payment that arrived before its charge or its
+/// activation, announced again so every read model applies them to what
+/// exists now.
+fn disputes_again(p: &Payment, email: Option<String>) -> Vec<LedgerChange> {
+    let mut changes = vec![];
+    for dispute_id in p.open_disputes.iter().flat_map(|l| l.split(' ')) {
+        changes.push(LedgerChange::DisputeOpened {
+            payment_id: p.payment_id.clone(),
+            dispute_id: dispute_id.into(),
+            email: email.clone(),
+            money: p.money(),
+        });
+    }
+    for dispute_id in p.lost_disputes.iter().flat_map(|l| l.split(' ')) {
+        changes.push(LedgerChange::DisputeClosed {
+            payment_id: p.payment_id.clone(),
+            dispute_id: dispute_id.into(),
+            email: email.clone(),
+            status: "lost".into(),
+        });
+    }
+    changes
+}
+
+/// Whether a space-separated list of processor ids (they hold no spaces)
+/// names `id`.
+fn listed(list: &Option<String>, id: &str) -> bool {
+    list.as_deref()
+        .is_some_and(|l| l.split(' ').any(|x| x == id))
+}
+
+fn remove_listed(list: &mut Option<String>, id: &str) {
+    let rest: Vec<&str> = list
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|x| !x.is_empty() && *x != id)
+        .collect();
+    *list = (!rest.is_empty()).then(|| rest.join(" "));
+}
+
+fn add_listed(list: &mut Option<String>, id: &str) {
+    if listed(list, id) {
+        return;
+    }
+    let mut ids = list.take().unwrap_or_default();
+    if !ids.is_empty() {
+        ids.push(' ');
+    }
+    ids.push_str(id);
+    *list = Some(ids);
 }
 
 /// The outbox key of the email a change asks for, and its kind.

@@ -26,7 +26,18 @@ CREATE TABLE ledger_payments (
     account_email      TEXT,
     plan               TEXT,
     activation         TEXT,
-    refunded           BIGINT NOT NULL DEFAULT 0
+    refunded           BIGINT NOT NULL DEFAULT 0,
+    -- refund ids seen before the charge, space-separated: announced to the
+    -- customer once the charge (and so their address) is known
+    refunds_before_charge TEXT,
+    -- disputes already closed, space-separated: an opening that arrives
+    -- after its closing opens nothing
+    closed_disputes    TEXT,
+    -- disputes open now, space-separated: an activation that comes after
+    -- the opening still ends disputed
+    open_disputes      TEXT,
+    -- disputes lost, space-separated: an activation after it is revoked
+    lost_disputes      TEXT
 );
 CREATE INDEX ledger_payments_reference ON ledger_payments (checkout_reference);
 CREATE INDEX ledger_payments_account ON ledger_payments (account_email, plan);

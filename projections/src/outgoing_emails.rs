@@ -25,7 +25,8 @@ impl Projection for OutgoingEmails {
         "outgoing_emails"
     }
     fn version(&self) -> i32 {
-        1
+        // v2: refunds seen before their charge are announced when it comes.
+        2
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -128,6 +129,29 @@ impl OutgoingEmailRows {
             _ => {}
         }
         for change in self.ledger.track(db, event, decoded).await? {
+            // Refunds seen before their charge are announced once the
+            // charge (and the customer's address) arrives, as they would
+            // have been in the processor's order.
+            if let LedgerChange::ChargeAfterRefund {
+                payment_id,
+                refund_ids,
+                email: Some(recipient),
+            } = &change
+            {
+                for refund_id in refund_ids {
+                    let key = format!("refund_confirmation:{refund_id}");
+                    self.request(
+                        db,
+                        &key,
+                        "refund_confirmation",
+                        recipient,
+                        Some(payment_id),
+                        event,
+                    )
+                    .await?;
+                }
+                continue;
+            }
             if let Some((key, kind, recipient)) = ledger::email_for(&change) {
                 let payment = match &change {
                     LedgerChange::Activated { payment_id, .. }

@@ -38,7 +38,8 @@ impl Projection for Subscriptions {
         "subscriptions"
     }
     fn version(&self) -> i32 {
-        1
+        // v2: ledger rows remember refunds seen before their charge.
+        2
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -174,13 +175,17 @@ impl SubscriptionRows {
                 LedgerChange::DisputeClosed {
                     payment_id, status, ..
                 } => {
-                    let to = if status == "lost" {
-                        "revoked"
+                    if status == "lost" {
+                        // Also when the opening has not arrived (yet, or
+                        // ever): a lost dispute ends access either way.
+                        for from in ["disputed", "active"] {
+                            self.set_status(db, &payment_id, Some(from), "revoked", position)
+                                .await?;
+                        }
                     } else {
-                        "active"
-                    };
-                    self.set_status(db, &payment_id, Some("disputed"), to, position)
-                        .await?
+                        self.set_status(db, &payment_id, Some("disputed"), "active", position)
+                            .await?
+                    }
                 }
                 _ => {}
             }

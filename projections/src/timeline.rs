@@ -15,7 +15,8 @@ impl Projection for Timeline {
     }
     fn version(&self) -> i32 {
         // v2: processor disagreements.
-        2
+        // v3: ledger rows remember refunds seen before their charge.
+        3
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern

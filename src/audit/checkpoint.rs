@@ -120,7 +120,8 @@ pub fn parse_key(text: &str) -> Result<AuditKey, String> {
         Some(rest) => (true, rest),
         None => (false, line),
     };
-    let parts: Vec<&str> = rest.split('+').collect();
+    // Base64 may hold '+': the name and the hex id never do.
+    let parts: Vec<&str> = rest.splitn(3, '+').collect();
     let [name, _id, material] = parts.as_slice() else {
         return Err("expected NAME+KEYID+BASE64 (as `payledger audit keygen` prints)".into());
     };
@@ -406,6 +407,20 @@ mod tests {
         assert!(open_note(&altered, &k.verifying_key()).is_err());
         assert!(open_note(&note, &key().verifying_key()).is_err());
         assert!(open_note("garbage", &k.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn every_generated_key_parses_whatever_its_base64_holds() {
+        for _ in 0..200 {
+            assert!(matches!(parse_key(&keygen()), Ok(AuditKey::Signing(_))));
+            let AuditKey::Signing(k) = parse_key(&keygen()).unwrap() else {
+                unreachable!()
+            };
+            assert!(matches!(
+                parse_key(&verifier_line(&k)),
+                Ok(AuditKey::Verifying(_))
+            ));
+        }
     }
 
     #[test]
