@@ -182,6 +182,58 @@ async fn a_reused_event_id_with_another_body_becomes_a_conflict_and_never_a_fact
         .unwrap();
     let (status, action): (String, String) = (row.get(0), row.get(1));
     assert_eq!(status, "open");
+    let invariants = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+            .args(["audit", "invariants"])
+            .env("DATABASE_URL", &t.url)
+            .output()
+            .unwrap()
+    };
+    let out = invariants();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // What the old code did: a fact from the second body, recorded as if
+    // the stored callback had stated it. The audit must see it.
+    let correlation =
+        payledger_events::deterministic_event_id("ProcessorEventReceived", "evt_same");
+    let injected: payledger_events::DomainEvent = payledger_events::ChargeSucceeded {
+        payment_id: "pi_eve".into(),
+        charge_id: None,
+        session_id: None,
+        checkout_reference: None,
+        customer_email: Some("eve@example.com".into()),
+        amount: 24900,
+        currency: payledger_events::Currency::new("usd").unwrap(),
+        paid_at: chrono::Utc::now(),
+        source: payledger_events::ChargeSource::Webhook,
+    }
+    .into();
+    let data = payledger_events::EventData::for_processor_fact(
+        &injected,
+        "pi_eve",
+        payledger_events::Metadata::new(correlation, payledger_events::Actor::webhook(), "webhook")
+            .caused_by(correlation),
+    )
+    .unwrap();
+    t.store()
+        .append_to_stream(
+            payledger_events::StreamId::payment("pi_eve"),
+            payledger::store::ExpectedVersion::Any,
+            vec![data],
+        )
+        .await
+        .unwrap();
+    project_everything(&t.db.pool).await;
+    let out = invariants();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("pi_eve") && text.contains("not stated by the body"),
+        "{text}"
+    );
     let hashes =
         [first.as_bytes(), second.as_bytes()].map(payledger::webhook::mapping::body_sha256);
     assert!(

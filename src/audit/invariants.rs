@@ -57,6 +57,7 @@ pub async fn check(pool: &Pool) -> anyhow::Result<InvariantReport> {
             ),
         });
     }
+    violations.extend(facts_not_in_their_callbacks(&client).await?);
     drop(client);
     for p in payledger_projections::all() {
         for table in p.public_tables() {
@@ -128,7 +129,76 @@ pub async fn check(pool: &Pool) -> anyhow::Result<InvariantReport> {
             "2: every ChargeSucceeded ends in an active subscription, a refund or a discrepancy",
             "3: no active subscription without a charge or a recorded grant",
             "5: every read model equals a replay of the log up to its checkpoint",
+            "8: every fact recorded from a callback is stated by the body stored for it",
         ],
         violations,
     })
+}
+
+/// Facts are drawn only from the body that is stored under a callback's id:
+/// each one the webhook recorded must be what that stored body states
+/// today, with the same id and the same payload. A fact that is not (a
+/// second body under a reused id, a rewritten record) is a violation.
+async fn facts_not_in_their_callbacks(
+    client: &deadpool_postgres::Object,
+) -> anyhow::Result<Vec<Violation>> {
+    use futures_util::TryStreamExt;
+    use payledger_events::ProcessorEventReceived;
+    let rows = client
+        .query_raw(
+            include_str!("callback_facts.sql"),
+            std::iter::empty::<i32>(),
+        )
+        .await?;
+    futures_util::pin_mut!(rows);
+    let mut violations = vec![];
+    // Rows come grouped by record: each stored body is mapped once.
+    let mut current: Option<(
+        uuid::Uuid,
+        std::collections::HashMap<uuid::Uuid, serde_json::Value>,
+    )> = None;
+    while let Some(row) = rows.try_next().await? {
+        let record_id: uuid::Uuid = row.get("record_id");
+        if current.as_ref().is_none_or(|(id, _)| *id != record_id) {
+            let record: ProcessorEventReceived = serde_json::from_value(row.get("record"))?;
+            let body = crate::webhook::mapping::stored_body_bytes(&record);
+            let stated = crate::webhook::mapping::map_callback(&body, record.received_at)?
+                .appends
+                .into_iter()
+                .skip(1)
+                .flat_map(|part| part.events)
+                .map(|e| (e.event_id, e.payload))
+                .collect();
+            current = Some((record_id, stated));
+        }
+        let Some((_, stated)) = &current else {
+            continue;
+        };
+        let event_id: uuid::Uuid = row.get("event_id");
+        let payload: serde_json::Value = row.get("payload");
+        let event_type: String = row.get("event_type");
+        let subject = payload
+            .get("payment_id")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string();
+        match stated.get(&event_id) {
+            Some(p) if *p == payload => {}
+            Some(_) => violations.push(Violation {
+                guarantee: 8,
+                subject,
+                detail: format!(
+                    "{event_type} {event_id} differs from what its callback's stored body states"
+                ),
+            }),
+            None => violations.push(Violation {
+                guarantee: 8,
+                subject,
+                detail: format!(
+                    "{event_type} {event_id} is not stated by the body stored for its callback"
+                ),
+            }),
+        }
+    }
+    Ok(violations)
 }
