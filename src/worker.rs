@@ -21,6 +21,8 @@ pub struct WorkerConfig {
     pub reconcile: Option<(ProcessorClient, ScheduleConfig)>,
     /// The email sender, auto-rescue and alerts.
     pub reactors: crate::reactors::Reactors,
+    /// Signed audit checkpoints, when a key and a directory are set.
+    pub checkpoints: Option<crate::audit::schedule::CheckpointSchedule>,
 }
 
 impl Default for WorkerConfig {
@@ -31,6 +33,7 @@ impl Default for WorkerConfig {
             batch: PROJECTION_BATCH,
             reconcile: None,
             reactors: Default::default(),
+            checkpoints: None,
         }
     }
 }
@@ -61,6 +64,12 @@ impl WorkerConfig {
             }
         }
         config.reactors = crate::reactors::Reactors::from_env()?;
+        let database = std::env::var("DATABASE_URL")
+            .ok()
+            .and_then(|u| u.parse::<tokio_postgres::Config>().ok())
+            .and_then(|c| c.get_dbname().map(str::to_string))
+            .unwrap_or_else(|| "payledger".into());
+        config.checkpoints = crate::audit::schedule::CheckpointSchedule::from_env(&database)?;
         Ok(config)
     }
 }
@@ -124,7 +133,13 @@ pub async fn run(
         PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock)),
         stop.clone(),
     );
+    let checkpoints = config
+        .checkpoints
+        .map(|s| tokio::spawn(crate::audit::schedule::run(pool.clone(), s, stop.clone())));
     runner::run(pool, projections, config.batch, config.poll, wake, stop).await;
+    if let Some(c) = checkpoints {
+        let _ = c.await;
+    }
     for r in reactors {
         let _ = r.await;
     }

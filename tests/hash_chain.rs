@@ -241,3 +241,51 @@ async fn a_signed_checkpoint_catches_a_truncated_or_rewritten_history_that_the_c
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn work_writes_a_signed_checkpoint_and_mails_it_off_the_machine() {
+    let t = TestDb::new().await;
+    append_concurrently(&t.store(), 2, 10).await;
+    seal_everything(&t, 10).await;
+    let dir = std::env::temp_dir().join(format!("payledger-cps-{}", Uuid::new_v4().simple()));
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let payledger::audit::checkpoint::AuditKey::Signing(key) =
+        payledger::audit::checkpoint::parse_key(&payledger::audit::checkpoint::keygen()).unwrap()
+    else {
+        panic!("keygen made no signing key");
+    };
+    let verifying = key.verifying_key();
+    let schedule = payledger::audit::schedule::CheckpointSchedule {
+        key,
+        dir: dir.join("checkpoints"),
+        every: Duration::from_secs(3600),
+        origin: "payledger/test".into(),
+        email: Some((
+            "auditor@example.com".parse().unwrap(),
+            payledger::reactors::mail::Mailer::files(
+                mail.clone(),
+                "payments@example.com".parse().unwrap(),
+            )
+            .unwrap(),
+        )),
+    };
+    let path = payledger::audit::schedule::checkpoint_once(&t.db.pool, &schedule)
+        .await
+        .unwrap();
+    let note = std::fs::read_to_string(&path).unwrap();
+    let cp = payledger::audit::checkpoint::open_note(&note, &verifying).unwrap();
+    assert_eq!(cp.size, 10);
+    let mailed: Vec<String> = std::fs::read_dir(&mail)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(mailed.len(), 1);
+    assert!(
+        mailed[0].contains("auditor@example.com") && mailed[0].contains(&cp.head),
+        "{}",
+        mailed[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

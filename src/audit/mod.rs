@@ -7,3 +7,4 @@ pub mod cli;
 pub mod invariants;
 pub mod log;
 pub mod replay;
+pub mod schedule;
