@@ -497,6 +497,32 @@ async fn the_auditor_role_reads_and_postgres_refuses_it_any_append() {
         "--json",
     ]);
     assert!(asof.contains("unmatched_charge:pi_aud"), "{asof}");
+    // The auditor's replay prints exactly what the application's does.
+    let admin = Desk::new(&t, None);
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    for model in ["discrepancies", "subscriptions"] {
+        assert_eq!(
+            desk.ok(&["audit", "as-of", &at, model, "--json"]),
+            admin.ok(&["audit", "as-of", &at, model, "--json"]),
+            "{model}"
+        );
+    }
+    // It may create nothing, temporary tables included.
+    let (auditor, conn) = tokio_postgres::connect(&auditor_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let refused = auditor
+        .batch_execute("CREATE TEMP TABLE scratch (x int)")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied")
+            || refused
+                .as_db_error()
+                .is_some_and(|e| e.message().contains("permission denied")),
+        "{refused}"
+    );
     let out = desk.run(&[
         "support",
         "resolve",

@@ -7,6 +7,10 @@ use std::pin::Pin;
 pub type ApplyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
 
+/// A table's rows as `row_to_json` text, `None` when no table has that name.
+pub type JsonFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Vec<String>>, tokio_postgres::Error>> + Send + 'a>>;
+
 /// A read model: a deterministic function of the event sequence. Its SQL
 /// names tables unqualified: the runner sets `search_path` to the
 /// projection's generation schema.
@@ -48,5 +52,10 @@ pub trait ProjectionRows: Send {
     /// folds of the same events delivered differently).
     fn snapshot(&self) -> crate::fold::TableRows {
         vec![]
+    }
+    /// One table's rows as `row_to_json` prints them, without writing them
+    /// anywhere (replays by roles that may not create tables).
+    fn table_json<'a>(&'a self, _tx: &'a Transaction<'a>, _table: &'a str) -> JsonFuture<'a> {
+        Box::pin(async { Ok(None) })
     }
 }

@@ -225,6 +225,58 @@ impl<R: Record> Table<R> {
     }
 }
 
+impl<R: Record> Table<R> {
+    /// Every row as PostgreSQL's `row_to_json` prints it, without creating
+    /// a table: the values go as typed parameters of one prepared SELECT.
+    /// For replays by a role that may not create temporary tables (the
+    /// auditor). Unsorted.
+    pub async fn rows_as_json(&self, tx: &Transaction<'_>) -> Result<Vec<String>, Error> {
+        let select: Vec<String> = R::COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, (c, t))| format!("${}::{} AS {c}", i + 1, t.name()))
+            .collect();
+        let sql = format!(
+            "SELECT row_to_json(t)::text FROM (SELECT {}) t",
+            select.join(", ")
+        );
+        let statement = tx.prepare(&sql).await?;
+        let reads = self.rows.values().flatten().map(|row| {
+            let statement = &statement;
+            async move { tx.query_one(statement, &row.values()).await }
+        });
+        Ok(futures_util::future::try_join_all(reads)
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect())
+    }
+}
+
+/// A part of a projection's rows that may hold the table a replay asks for.
+pub trait TableJson {
+    fn json_of<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        table: &'a str,
+    ) -> crate::projection::JsonFuture<'a>;
+}
+
+impl<R: Record> TableJson for Table<R> {
+    fn json_of<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        table: &'a str,
+    ) -> crate::projection::JsonFuture<'a> {
+        Box::pin(async move {
+            if table != R::TABLE {
+                return Ok(None);
+            }
+            self.rows_as_json(tx).await.map(Some)
+        })
+    }
+}
+
 /// A value rows are found by: absent values are not indexed.
 pub trait IndexValue {
     fn index_value(&self) -> Option<String>;
@@ -322,6 +374,22 @@ macro_rules! projection_rows {
             }
             fn snapshot(&self) -> Vec<(&'static str, Vec<String>)> {
                 vec![$((stringify!($table), self.$table.snapshot())),+]
+            }
+            fn table_json<'a>(
+                &'a self,
+                tx: &'a deadpool_postgres::Transaction<'a>,
+                table: &'a str,
+            ) -> $crate::projection::JsonFuture<'a> {
+                Box::pin(async move {
+                    $(
+                        if let Some(rows) =
+                            $crate::table::TableJson::json_of(&self.$table, tx, table).await?
+                        {
+                            return Ok(Some(rows));
+                        }
+                    )+
+                    Ok(None)
+                })
             }
         }
     };

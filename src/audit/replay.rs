@@ -1,6 +1,8 @@
-//! A read model as the log says it was: replayed into temporary tables
-//! inside one transaction that is rolled back, so the live tables are never
-//! touched and nothing is left behind (the auditor role may do this).
+//! A read model as the log says it was: folded in memory, then printed by
+//! PostgreSQL (through temporary tables in a transaction that is rolled
+//! back, or — for the auditor, who may not create even temporary tables —
+//! as parameters of one SELECT), so the live tables are never touched and
+//! nothing is left behind.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -47,25 +49,47 @@ pub async fn replay(
         }
     }
     client.statement_cache.clear();
-    let rows = {
+    let may_create_temp: bool = client
+        .query_one(
+            "SELECT has_database_privilege(current_database(), 'TEMPORARY')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let rows: Vec<String> = {
         let tx = client.transaction().await?;
-        // pg_temp first: the projection's unqualified CREATE TABLEs and
-        // COPYs land in this session's temporary schema.
-        tx.batch_execute("SET LOCAL search_path = pg_temp, public")
-            .await?;
-        tx.batch_execute(projection.schema_sql()).await?;
-        state.copy_into(&tx).await?;
-        let rows = tx
-            .query(
+        let rows = if may_create_temp {
+            // pg_temp first: the projection's unqualified CREATE TABLEs and
+            // COPYs land in this session's temporary schema.
+            tx.batch_execute("SET LOCAL search_path = pg_temp, public")
+                .await?;
+            tx.batch_execute(projection.schema_sql()).await?;
+            state.copy_into(&tx).await?;
+            tx.query(
                 &format!("SELECT row_to_json(t)::text FROM pg_temp.{table} t ORDER BY 1"),
                 &[],
             )
-            .await?;
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        } else {
+            // The auditor may not create even temporary tables: the rows go
+            // to PostgreSQL as parameters, printed by the same row_to_json
+            // and sorted by the same collation as the live tables.
+            let rows = state
+                .table_json(&tx, table)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{} has no table {table}", projection.name()))?;
+            tx.query("SELECT r FROM unnest($1::text[]) r ORDER BY 1", &[&rows])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
         tx.rollback().await?;
         rows
     };
     client.statement_cache.clear();
-    rows.iter()
-        .map(|r| Ok(serde_json::from_str(r.get::<_, &str>(0))?))
-        .collect()
+    rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
 }
