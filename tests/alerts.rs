@@ -157,3 +157,40 @@ async fn an_alert_the_receiver_refuses_is_retried_until_delivered() {
         .get(0);
     assert_eq!(recorded, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_projection_is_alerted_once_per_stop_with_where_and_why() {
+    let t = TestDb::new().await;
+    let (receiver, url) = start_receiver().await;
+    project_everything(&t.db.pool).await;
+    t.client()
+        .await
+        .execute(
+            "UPDATE projection_state SET status = 'stopped', error_position = 42,
+                error_event_type = 'ChargeSucceeded', last_error = 'the rule panicked: overflow'
+             WHERE name = 'subscriptions'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        alert_due(&at_offset(&t, 0), &config(url.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        alert_due(&at_offset(&t, 120), &config(url.clone()))
+            .await
+            .unwrap(),
+        0
+    );
+    let posts = receiver.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 1);
+    let text = posts[0].to_string();
+    assert!(
+        text.contains("PROJECTION STOPPED: subscriptions at position 42")
+            && text.contains("the rule panicked: overflow"),
+        "{text}"
+    );
+}

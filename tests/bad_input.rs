@@ -809,3 +809,31 @@ fn huge_durations_in_flags_and_settings_are_refused_by_name() {
     let text = run(&["work"], ("PAYLEDGER_RECONCILE_EVERY", "99999999999d"));
     assert!(text.contains("PAYLEDGER_RECONCILE_EVERY"), "{text}");
 }
+
+#[tokio::test]
+async fn the_checkout_form_takes_only_addresses_a_mail_server_would() {
+    let t = TestDb::new().await;
+    let base = serve_with_site(&t, payledger::pages::Site::default()).await;
+    for email in [
+        "a$(touch x)@x.com",
+        "a`id`@x.com",
+        "a;b@x.com",
+        "a|b@x.com",
+        "a&b@x.com",
+        "a@x..com",
+        "a@-x.com",
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/checkout"))
+            .form(&[
+                ("plan", "year"),
+                ("email", email),
+                ("token", &uuid::Uuid::new_v4().to_string()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{email}");
+    }
+    assert_eq!(count_events(&t, "CheckoutStarted").await, 0);
+}

@@ -360,3 +360,58 @@ async fn two_senders_at_once_never_send_the_same_row() {
     assert_eq!(sink.received().len(), 100);
     assert_eq!(ids.len(), 100, "no row was sent by both");
 }
+
+/// Issue 14, defect 2(d): a receipt that would say "your  is active" is
+/// not sent; it fails naming what is missing, and support sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_missing_its_fields_is_never_sent_and_opens_a_discrepancy() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    project_everything(&t.db.pool).await;
+    // The read model the receipt is written from stops (as a panicking rule
+    // once stopped it): the outbox asks for the email, the row is missing.
+    t.client()
+        .await
+        .execute(
+            "UPDATE projection_state SET status = 'stopped' WHERE name = 'customer_status'",
+            &[],
+        )
+        .await
+        .unwrap();
+    append(&store, paid_checkout("blank@example.com", "pi_blank")).await;
+    project_everything(&t.db.pool).await;
+    let config = SenderConfig {
+        max_attempts: 1,
+        ..config()
+    };
+    let report = send_due(&store, &mailer(&sink), &config).await.unwrap();
+    assert_eq!(report.given_up, 1, "{report:?}");
+    assert!(sink.received().is_empty(), "a blank receipt was sent");
+    let error: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT payload->>'error' FROM events WHERE event_type = 'EmailFailed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        error.contains("missing its") && error.contains("reference"),
+        "{error}"
+    );
+    project_everything(&t.db.pool).await;
+    let open: i64 = t
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM discrepancies WHERE kind = 'email_undeliverable' AND status = 'open'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1);
+}

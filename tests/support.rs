@@ -540,3 +540,43 @@ async fn the_auditor_role_reads_and_postgres_refuses_it_any_append() {
     );
     assert_eq!(count_events(&t, "DiscrepancyResolved").await, 0);
 }
+
+/// Issue 14, defect 8: customer data inside the commands staff paste is
+/// quoted, so the shell passes it through unchanged and runs nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_the_queue_prints_is_safe_to_paste_into_a_shell() {
+    let t = TestDb::new().await;
+    let hostile = "a$({touch,pwned})`touch pwned2`;touch pwned3|x&@x.com";
+    append(
+        &t.store(),
+        vec![charge("pi_hostile", None, Some(hostile), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    let queue = desk.ok(&["support", "queue"]);
+    let run = queue
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("run: "))
+        .unwrap_or_else(|| panic!("no run line: {queue}"))
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("paste-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The pasted command with `payledger` swapped for a printer of its
+    // arguments, one per line.
+    let pasted = run.replacen("payledger ", "printf '%s\\n' ", 1);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&pasted)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let args = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        args.lines().any(|a| a == hostile),
+        "the value did not pass through unchanged: {run}\n{args}"
+    );
+    let created: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert!(created.is_empty(), "pasting ran something: {run}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
