@@ -227,6 +227,11 @@ impl CustomerStatusRows {
                 ..
             } => (payment_id, "refunded"),
             LedgerChange::DisputeOpened { payment_id, .. } => (payment_id, "disputed"),
+            LedgerChange::ChargeAfterRefund {
+                payment_id,
+                fully: true,
+                ..
+            } => (payment_id, "refunded"),
             LedgerChange::DisputeClosed {
                 payment_id, status, ..
             } => {

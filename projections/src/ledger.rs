@@ -84,6 +84,8 @@ pub enum LedgerChange {
         payment_id: String,
         refund_ids: Vec<String>,
         email: Option<String>,
+        /// The refunds add up to the whole charge.
+        fully: bool,
     },
     DisputeOpened {
         payment_id: String,
@@ -292,14 +294,17 @@ impl Ledger {
                     .map(|ids| ids.split(' ').map(str::to_string).collect())
                     .unwrap_or_default();
                 self.payments.put(recorded.clone());
-                let mut changes = vec![];
-                if existing.as_ref().is_some_and(|p| p.refunded > 0) {
-                    changes.push(LedgerChange::ChargeAfterRefund {
+                // Refunds that came first are applied after whatever the
+                // charge itself causes, as they would have been in order.
+                let after_refund = existing.as_ref().filter(|p| p.refunded > 0).map(|p| {
+                    LedgerChange::ChargeAfterRefund {
                         payment_id: c.payment_id.clone(),
                         refund_ids,
                         email: recorded.email(),
-                    });
-                }
+                        fully: p.refunded >= c.amount,
+                    }
+                });
+                let mut changes = vec![];
                 // A match recorded before the charge itself arrived.
                 if let Some(prior) = existing.filter(|p| p.plan.is_some()) {
                     let email = prior.account_email.unwrap_or_default();
@@ -308,6 +313,7 @@ impl Ledger {
                         self.activate(db, &c.payment_id, &email, &plan, Activation::Rescue, true)
                             .await?,
                     );
+                    changes.extend(after_refund);
                     return Ok(changes);
                 }
                 changes.extend(self.match_to_checkout(db, &recorded, late).await?);
@@ -317,6 +323,7 @@ impl Ledger {
                 {
                     changes.extend(disputes_again(&recorded, recorded.email()));
                 }
+                changes.extend(after_refund);
                 Ok(changes)
             }
             DomainEvent::ChargeMatched(m) => match self.payments.get(db, &m.payment_id).await? {
@@ -567,6 +574,22 @@ impl Ledger {
             paid_at: p.paid_at.unwrap_or_default(),
             money: p.money(),
         }];
+        // A full refund that came before the activation ends it as it
+        // would have after (no email: the refund's own was asked for when
+        // its charge arrived).
+        if p.charge_seen && p.refunded > 0 && p.amount.is_some_and(|a| p.refunded >= a) {
+            changes.push(LedgerChange::Refunded {
+                payment_id: payment_id.into(),
+                refund_id: String::new(),
+                email: None,
+                money: Money {
+                    amount: p.refunded,
+                    currency: p.currency.clone().unwrap_or_default(),
+                },
+                fully: true,
+                charge_seen: true,
+            });
+        }
         // A dispute opened, or lost, before the activation applies to it
         // as well.
         changes.extend(disputes_again(&p, Some(email.to_lowercase())));

@@ -136,6 +136,7 @@ impl OutgoingEmailRows {
                 payment_id,
                 refund_ids,
                 email: Some(recipient),
+                ..
             } = &change
             {
                 for refund_id in refund_ids {
