@@ -15,6 +15,11 @@ struct Cli {
     /// PostgreSQL connection string.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// Log progress (INFO) as well; commands other than serve, work, run and
+    /// processor-sim print only warnings and errors by default (RUST_LOG
+    /// overrides both).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -618,10 +623,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; its log stays quiet unless asked.
-    let default_level = if matches!(cli.command, Command::Demo { .. } | Command::Chaos { .. }) {
-        "warn"
-    } else {
+    // Servers narrate; one-shot commands print their result and stay quiet.
+    let server = matches!(
+        cli.command,
+        Command::Serve | Command::Work | Command::Run | Command::ProcessorSim { .. }
+    );
+    let default_level = if server || cli.verbose {
         "info"
+    } else {
+        "warn"
     };
     tracing_subscriber::fmt()
         .with_env_filter(
