@@ -256,3 +256,69 @@ async fn the_same_seed_gives_the_same_ids() {
         .unwrap();
     assert_eq!(s1.id, s2.id);
 }
+
+/// Paging undelivered events while deliveries succeed: the cursor event may
+/// stop matching `delivery_success=false` between two pages. Stripe's cursor
+/// is a place in the ordering, so the next page must still come (the
+/// reconciler racing live webhooks failed on a 400 here).
+#[tokio::test]
+async fn the_next_page_comes_even_when_the_cursor_event_was_delivered_meanwhile() {
+    let (sim, sim_base) = start_sim(None, 31).await;
+    for i in 0..3 {
+        sim_charge(
+            &sim_base,
+            serde_json::json!({"email": format!("p{i}@example.com"), "amount": 24900, "currency": "usd"}),
+        )
+        .await;
+    }
+    let undelivered = |cursor: Option<String>| {
+        let sim_base = sim_base.clone();
+        async move {
+            let mut q = vec![
+                ("delivery_success", "false".to_string()),
+                ("limit", "2".into()),
+            ];
+            if let Some(c) = cursor {
+                q.push(("starting_after", c));
+            }
+            let r = reqwest::Client::new()
+                .get(format!("{sim_base}/v1/events"))
+                .bearer_auth("sk_test_123")
+                .query(&q)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(status.is_success(), "{status}: {body}");
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = {
+        let state = sim.lock();
+        state
+            .events
+            .iter()
+            .rev()
+            .map(|e| e.event.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let first = undelivered(None).await;
+    assert_eq!(first, all[..2]);
+    let cursor = first[1].clone();
+    for e in sim
+        .lock()
+        .events
+        .iter_mut()
+        .filter(|e| e.event.id == cursor)
+    {
+        e.delivered = true;
+    }
+    let second = undelivered(Some(cursor)).await;
+    assert_eq!(second, all[2..4], "the page after the cursor, in order");
+}

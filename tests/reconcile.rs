@@ -190,7 +190,7 @@ async fn webhook_and_reconciler_racing_on_two_hundred_charges_record_each_once()
         async move {
             reconcile(&store, &processor, from, to, false)
                 .await
-                .unwrap()
+                .unwrap_or_else(|e| panic!("reconcile failed: {e}"))
         }
     });
     racing.await.unwrap();

@@ -113,11 +113,24 @@ async fn api_gate(State(sim): State<Simulator>, request: Request, next: Next) ->
 }
 
 /// Newest first, `created[...]` filters, `starting_after` cursor, `limit`.
-fn list<T: Serialize + Clone>(
+fn list<T: Serialize>(
     items: &[T],
     id: impl Fn(&T) -> &str,
     created: impl Fn(&T) -> i64,
     keep: impl Fn(&T) -> bool,
+    params: &Params,
+    url: &str,
+) -> Result<Json<Value>, ApiError> {
+    list_shown(items, id, created, keep, |x| x, params, url)
+}
+
+/// [`list`] of stored records, each shown as the object it holds.
+fn list_shown<T, S: Serialize>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+    created: impl Fn(&T) -> i64,
+    keep: impl Fn(&T) -> bool,
+    show: impl Fn(&T) -> &S,
     params: &Params,
     url: &str,
 ) -> Result<Json<Value>, ApiError> {
@@ -143,21 +156,20 @@ fn list<T: Serialize + Clone>(
         bound("created[gt]")?,
         bound("created[lt]")?,
     );
-    let filtered: Vec<&T> = items
-        .iter()
-        .rev()
-        .filter(|x| {
-            let c = created(x);
-            gte.is_none_or(|b| c >= b)
-                && lte.is_none_or(|b| c <= b)
-                && gt.is_none_or(|b| c > b)
-                && lt.is_none_or(|b| c < b)
-        })
-        .filter(|x| keep(x))
-        .collect();
-    let start = match param(params, "starting_after") {
+    let in_window = |x: &T| {
+        let c = created(x);
+        gte.is_none_or(|b| c >= b)
+            && lte.is_none_or(|b| c <= b)
+            && gt.is_none_or(|b| c > b)
+            && lt.is_none_or(|b| c < b)
+    };
+    let newest_first: Vec<&T> = items.iter().rev().collect();
+    // As Stripe does, the cursor is a place in the whole ordering, not in the
+    // filtered list: an object that stopped matching the filter between two
+    // pages (an event delivered meanwhile) still marks where to go on.
+    let after_cursor = match param(params, "starting_after") {
         Some(cursor) => {
-            filtered
+            newest_first
                 .iter()
                 .position(|x| id(x) == cursor)
                 .ok_or_else(|| invalid(format!("starting_after {cursor:?} is not in this list")))?
@@ -165,8 +177,13 @@ fn list<T: Serialize + Clone>(
         }
         None => 0,
     };
-    let page: Vec<&T> = filtered.iter().skip(start).take(limit).copied().collect();
-    let has_more = filtered.len() > start + page.len();
+    let filtered: Vec<&T> = newest_first[after_cursor..]
+        .iter()
+        .copied()
+        .filter(|x| in_window(x) && keep(x))
+        .collect();
+    let page: Vec<&S> = filtered.iter().take(limit).map(|x| show(x)).collect();
+    let has_more = filtered.len() > page.len();
     Ok(Json(
         json!({ "object": "list", "url": url, "has_more": has_more, "data": page }),
     ))
@@ -338,18 +355,15 @@ async fn list_events(
         }
         None => None,
     };
-    let events: Vec<_> = state
-        .events
-        .iter()
-        .filter(|e| kind.as_deref().is_none_or(|k| e.event.event_type == k))
-        .filter(|e| delivery.is_none_or(|d| e.delivered == d))
-        .map(|e| e.event.clone())
-        .collect();
-    list(
-        &events,
-        |e| &e.id,
-        |e| e.created,
-        |_| true,
+    list_shown(
+        &state.events,
+        |e| &e.event.id,
+        |e| e.event.created,
+        |e| {
+            kind.as_deref().is_none_or(|k| e.event.event_type == k)
+                && delivery.is_none_or(|d| e.delivered == d)
+        },
+        |e| &e.event,
         &params,
         "/v1/events",
     )
