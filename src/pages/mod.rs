@@ -43,6 +43,8 @@ pub struct Site {
     /// Checkouts per client address (the processor session each one opens
     /// is not free, and the events can never be deleted).
     pub checkout_limiter: Arc<limiter::RateLimiter>,
+    /// When `/metrics` last read its gauges from this site's database.
+    pub gauges_read_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Default for Site {
@@ -59,6 +61,7 @@ impl Default for Site {
             http_limits: Default::default(),
             trusted_proxies: Default::default(),
             checkout_limiter: Arc::new(limiter::RateLimiter::checkouts()),
+            gauges_read_at: Default::default(),
         }
     }
 }
@@ -129,6 +132,7 @@ impl Site {
                 reason,
             })?,
             checkout_limiter: Arc::new(limiter::RateLimiter::checkouts()),
+            gauges_read_at: Default::default(),
         })
     }
 }

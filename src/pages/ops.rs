@@ -201,7 +201,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
             .into_response();
     };
-    if gauges_due() {
+    if gauges_due(&state.site.gauges_read_at) {
         refresh_database_gauges(&state).await;
     }
     (
@@ -211,10 +211,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .into_response()
 }
 
-/// True at most once per [`METRICS_REFRESH`], for one caller.
-fn gauges_due() -> bool {
-    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+/// True at most once per [`METRICS_REFRESH`] per site, for one caller.
+fn gauges_due(read_at: &std::sync::Mutex<Option<std::time::Instant>>) -> bool {
+    let mut last = read_at.lock().unwrap_or_else(|p| p.into_inner());
     let now = std::time::Instant::now();
     match *last {
         Some(t) if now.duration_since(t) < METRICS_REFRESH => false,

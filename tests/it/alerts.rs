@@ -2,10 +2,8 @@
 //! alert; a burst → one grouped alert per interval; a receiver that is down
 //! → retried, not lost.
 
-mod common;
-
-use common::ledger::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::*;
 use payledger::clock::ManualClock;
 use payledger::reactors::alerts::{alert_due, AlertConfig};
 use payledger::store::PgEventStore;

@@ -1,12 +1,10 @@
 //! The email sender and auto-rescue against real PostgreSQL and a real SMTP
 //! server (aiosmtpd), reading what the server received.
 
-mod common;
-
-use common::ledger::*;
-use common::shop::PLANS;
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::shop::PLANS;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use payledger::clock::ManualClock;
 use payledger::plans::Plans;
 use payledger::reactors::mail::Mailer;

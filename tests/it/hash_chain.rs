@@ -1,8 +1,6 @@
 //! Guarantee 6: the hash chain verifies, and a tampered row is found.
 
-mod common;
-
-use common::{any_event, TestDb};
+use crate::common::{any_event, TestDb};
 use payledger::store::{
     seal_pending, verify_chain, EventStore, ExpectedVersion, PgEventStore, StreamAppend,
 };

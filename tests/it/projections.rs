@@ -1,10 +1,8 @@
 //! The read models: the seed story, the orphan, and every discrepancy kind
 //! opening and clearing.
 
-mod common;
-
-use common::ledger::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::*;
 use uuid::Uuid;
 
 async fn one_row(

@@ -3,11 +3,9 @@
 //! possible in the window between the SMTP server's acceptance and the
 //! `EmailSent` commit — so duplicates never outnumber the kills.
 
-mod common;
-
-use common::ledger::*;
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -2,10 +2,8 @@
 //! home → checkout → the simulator's hosted pay page → the return page, and
 //! the orphan path. Screenshots of every page go to `target/screenshots/`.
 
-mod common;
-
-use common::shop::*;
-use common::*;
+use crate::common::shop::*;
+use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

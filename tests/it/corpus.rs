@@ -10,9 +10,7 @@
 //! {"t_minus": n}}`. `"$NOW"` in a text body is replaced by the current
 //! unix time.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use payledger::store::EventStore;
 use serde_json::{json, Value};
 
@@ -44,7 +42,7 @@ fn header_for(case: &Value, body: &[u8], now: i64) -> String {
 async fn normal_purchase_activates(t: &TestDb, base: &str, n: usize) -> bool {
     let email = format!("after{n}@example.com");
     let checkout = uuid::Uuid::new_v4();
-    let (stream, started) = common::ledger::checkout_started(checkout, &email, 24900);
+    let (stream, started) = crate::common::ledger::checkout_started(checkout, &email, 24900);
     t.store()
         .append_to_stream(
             stream,

@@ -1,9 +1,7 @@
 //! Bad input found by probing the running system (issue 14): each case is
 //! answered as specified, stores what it should, and stops nothing else.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use payledger::store::EventStore;
 use serde_json::json;
 
@@ -34,7 +32,7 @@ async fn a_normal_purchase_activates(t: &TestDb, base: &str, pi: &str, email: &s
     assert_eq!(post_signed(base, &body, WEBHOOK_SECRET).await.status(), 200);
     let store = t.store();
     let payment = payledger_events::StreamId::payment(pi);
-    let match_it = common::ledger::matched(pi, email);
+    let match_it = crate::common::ledger::matched(pi, email);
     store
         .append_to_stream(
             payment,
@@ -401,9 +399,9 @@ async fn a_rule_that_panics_stops_its_projection_visibly_and_readyz_and_metrics_
     use payledger_projections::runner;
     let t = TestDb::new().await;
     let store = t.store();
-    common::ledger::append(
+    crate::common::ledger::append(
         &store,
-        vec![common::ledger::charge(
+        vec![crate::common::ledger::charge(
             "pi_boom",
             None,
             Some("b@example.com"),

@@ -1,10 +1,8 @@
 //! Reconciliation against the simulator: what the webhook missed is found,
 //! once, whoever gets there first.
 
-mod common;
-
-use common::ledger::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::*;
 use payledger::reconcile::reconcile;
 use payledger::store::EventStore;
 use payledger_events::StreamId;

@@ -1,8 +1,6 @@
 //! The log cannot be changed through SQL, and auditors can only read.
 
-mod common;
-
-use common::{any_event, TestDb};
+use crate::common::{any_event, TestDb};
 use payledger::store::{seal_pending, EventStore, ExpectedVersion};
 use payledger_events::StreamId;
 

@@ -1,10 +1,8 @@
 //! What the customer sees, against the running server, real PostgreSQL and
 //! the processor simulator: every state, every failure, never a blank page.
 
-mod common;
-
-use common::shop::*;
-use common::*;
+use crate::common::shop::*;
+use crate::common::*;
 
 fn form(plan: &str, email: &str, token: &str) -> Vec<(&'static str, String)> {
     vec![

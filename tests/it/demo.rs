@@ -2,14 +2,12 @@
 //! check holds, and stopping a `--keep-running` demo with SIGTERM (as a
 //! service manager or `timeout` does) stops the shop it started too.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_holds_every_check_and_sigterm_stops_its_shop() {
-    let url = format!("{}/payledger_demo", common::server_url());
+    let url = format!("{}/payledger_demo", crate::common::server_url());
     let mut demo = Command::new(env!("CARGO_BIN_EXE_payledger"))
         .args(["demo", "--reset", "--keep-running"])
         .env("DATABASE_URL", &url)

@@ -1,9 +1,7 @@
 //! Readers wake on appends; a rolled-back append wakes nobody; polling
 //! covers a missing notification.
 
-mod common;
-
-use common::{any_event, TestDb};
+use crate::common::{any_event, TestDb};
 use payledger::clock::SystemClock;
 use payledger::store::{AppendListener, EventStore, ExpectedVersion, PgEventStore, Subscription};
 use payledger_events::{Checkpoint, StreamId};
@@ -76,7 +74,7 @@ async fn a_subscription_delivers_new_events_by_notification_and_by_polling() {
             Duration::from_millis(200),
         ),
     ] {
-        let head = common::read_all_when_visible(&store, 0)
+        let head = crate::common::read_all_when_visible(&store, 0)
             .await
             .last()
             .map(|e| e.checkpoint())

@@ -1,10 +1,8 @@
 //! Guarantee 5: rebuilt projections equal live ones.
 
-mod common;
-
-use common::ledger::*;
-use common::runner::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::runner::*;
+use crate::common::*;
 use payledger_projections::runner;
 use std::time::Duration;
 use tokio::sync::watch;

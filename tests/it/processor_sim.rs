@@ -1,9 +1,7 @@
 //! The simulator end to end: sessions through the client, the hosted pay
 //! page, signed webhooks into `serve`, faults, pagination, refunds.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use payledger::processor::client::{ListFilter, NewCheckoutSession};
 use payledger::processor::sim::Faults;
 use payledger::store::EventStore;

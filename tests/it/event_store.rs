@@ -1,8 +1,6 @@
 //! The store contract against the real PostgreSQL.
 
-mod common;
-
-use common::{any_event, event_with_id, read_all_when_visible, TestDb};
+use crate::common::{any_event, event_with_id, read_all_when_visible, TestDb};
 use payledger::store::{EventOutcome, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use payledger_events::{Checkpoint, StreamId};
 use std::collections::HashSet;
@@ -386,5 +384,8 @@ async fn one_stream_named_twice_with_different_expectations_is_refused() {
         matches!(err, StoreError::InvalidBatch(ref m) if m.contains("pi_twice")),
         "{err}"
     );
-    assert_eq!(common::count_events(&t, "StatusLinkRequested").await, 0);
+    assert_eq!(
+        crate::common::count_events(&t, "StatusLinkRequested").await,
+        0
+    );
 }

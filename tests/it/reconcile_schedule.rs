@@ -1,10 +1,8 @@
 //! The reconciliation schedule inside `work`: overlapping windows, a failed
 //! run that never moves the cursor, one scheduler at a time.
 
-mod common;
-
+use crate::common::*;
 use chrono::{Duration, Utc};
-use common::*;
 use payledger::clock::{Clock, ManualClock};
 use payledger::processor::sim::Faults;
 use payledger::reconcile::schedule::{self, ScheduleConfig, ScheduledRun};

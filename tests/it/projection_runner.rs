@@ -1,10 +1,8 @@
 //! The runner: poison events (undecodable, or rows the database refuses),
 //! rebuilds under readers.
 
-mod common;
-
-use common::ledger::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::*;
 use payledger::store::{EventStore, ExpectedVersion, StreamAppend};
 use payledger_projections::runner;
 use std::process::Command;

@@ -1,12 +1,10 @@
 //! The support desk and the auditor's desk, through the real CLI, against
 //! real PostgreSQL, the simulator and an SMTP server.
 
-mod common;
-
-use common::ledger::*;
-use common::shop::PLANS;
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::shop::PLANS;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use payledger::reactors::mail::Mailer;
 use payledger::reactors::sender::{send_due, SenderConfig};
 use std::process::Output;

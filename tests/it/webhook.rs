@@ -1,8 +1,6 @@
 //! `POST /webhooks/stripe` against the running server and real PostgreSQL.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn session_object(session: &str, pi: &str, reference: Option<&str>) -> serde_json::Value {

@@ -1,9 +1,7 @@
 //! A reader following the global order must never skip an event because a
 //! concurrent transaction committed a lower position later.
 
-mod common;
-
-use common::{any_event, TestDb};
+use crate::common::{any_event, TestDb};
 use payledger::store::{EventStore, ExpectedVersion, StreamAppend};
 use payledger_events::{Checkpoint, StreamId};
 use rand::Rng;

@@ -1,10 +1,8 @@
 //! Crash safety of the projection runner: real worker processes, SIGKILL.
 
-mod common;
-
-use common::ledger::*;
-use common::runner::*;
-use common::*;
+use crate::common::ledger::*;
+use crate::common::runner::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,32 @@
+//! One integration-test binary: each module was once its own binary, and
+//! linking the whole crate 23 times was a large part of CI's time.
+
+mod common;
+
+mod alerts;
+mod bad_input;
+mod browser;
+mod chaos;
+mod corpus;
+mod delivery_order;
+mod demo;
+mod email_crash;
+mod emails;
+mod event_store;
+mod fuzz_smoke;
+mod gap_safety;
+mod hash_chain;
+mod immutability;
+mod notifications;
+mod pages;
+mod plans;
+mod processor_sim;
+mod projection_crash;
+mod projection_rebuild;
+mod projection_runner;
+mod projections;
+mod reconcile;
+mod reconcile_schedule;
+mod stripe_fixtures;
+mod support;
+mod webhook;
