@@ -68,6 +68,13 @@ pub struct ProcessorApi {
     pub api_key: String,
 }
 
+impl ProcessorApi {
+    /// The processor's API client with the default retry policy.
+    pub fn client(self) -> crate::processor::client::ProcessorClient {
+        crate::processor::client::ProcessorClient::new(self.base, self.api_key, Default::default())
+    }
+}
+
 impl fmt::Debug for ProcessorApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessorApi")

@@ -55,7 +55,7 @@ impl WorkerConfig {
         if let Some(every) = ScheduleConfig::from_env()? {
             match crate::config::processor_api() {
                 Ok(api) => {
-                    let client = ProcessorClient::new(api.base, api.api_key, Default::default());
+                    let client = api.client();
                     config.reconcile = Some((client, every));
                 }
                 // A worker without the processor still runs projections; say

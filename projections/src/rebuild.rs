@@ -39,6 +39,20 @@ pub async fn rebuild_many(
     projections: &[&dyn Projection],
     batch: i64,
 ) -> Result<u64, RunnerError> {
+    rebuild_many_reporting(pool, projections, batch, &|_| {}).await
+}
+
+/// How far a rebuild has read: the position of the last event read, after
+/// each page (a terminal shows it as a progress bar).
+pub type RebuildProgress<'a> = dyn Fn(Checkpoint) + Send + Sync + 'a;
+
+/// [`rebuild_many`], telling `progress` after each page it reads.
+pub async fn rebuild_many_reporting(
+    pool: &Pool,
+    projections: &[&dyn Projection],
+    batch: i64,
+    progress: &RebuildProgress<'_>,
+) -> Result<u64, RunnerError> {
     let mut client = pool.get().await?;
     let mut schemas = vec![];
     for projection in projections {
@@ -73,7 +87,7 @@ pub async fn rebuild_many(
             schema.clone(),
         )));
     }
-    let (checkpoint, mut read) = read_into(&mut client, projections, &pages).await?;
+    let (checkpoint, mut read) = read_into(&mut client, projections, &pages, progress).await?;
     drop(pages);
     for task in tasks {
         task.await.map_err(|e| RunnerError::RebuildStopped {
@@ -100,6 +114,7 @@ async fn read_into(
     client: &mut Object,
     projections: &[&dyn Projection],
     pages: &[mpsc::Sender<(Arc<Page>, Vec<usize>)>],
+    progress: &RebuildProgress<'_>,
 ) -> Result<(Checkpoint, u64), RunnerError> {
     let mut checkpoint = Checkpoint::START;
     let mut read = 0u64;
@@ -140,6 +155,7 @@ async fn read_into(
         }
         read += n as u64;
         checkpoint = last;
+        progress(checkpoint);
         if (n as i64) < REBUILD_PAGE {
             break;
         }

@@ -6,7 +6,7 @@
 
 use crate::feed::{self, FeedError};
 use crate::projection::Projection;
-pub use crate::rebuild::{rebuild, rebuild_many};
+pub use crate::rebuild::{rebuild, rebuild_many, rebuild_many_reporting};
 use deadpool_postgres::{Object, Pool};
 use payledger_events::Checkpoint;
 use std::sync::Arc;

@@ -107,11 +107,7 @@ impl Site {
         Ok(Site {
             plans,
             public_url,
-            processor: Some(ProcessorClient::new(
-                api.base,
-                api.api_key,
-                Default::default(),
-            )),
+            processor: Some(api.client()),
             support_email,
             api_token,
             metrics_token: std::env::var("PAYLEDGER_METRICS_TOKEN")

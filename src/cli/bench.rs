@@ -1,0 +1,84 @@
+//! `bench`: measurements against the local PostgreSQL, each printed as
+//! ratios against a baseline run in the same process.
+
+use super::{output, Cli};
+use payledger::bench;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Appends/s beside raw INSERTs at 1, 8 and 32 writers, and batched appends.
+    Append {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Projection rebuild speed beside a plain read, and append-to-row latency.
+    Projections {
+        /// Customers of the generated mixed history (about 3 events each:
+        /// checkouts, charges, orphans, matches, duplicates, mismatches,
+        /// refunds, disputes, grants, email results, unparsed callbacks).
+        #[arg(long, default_value_t = 50_000)]
+        purchases: u64,
+        /// Appends per second during the latency run.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One reconciliation run over N charges (all in the ledger, and 1%
+    /// missing) beside walking the same pages; time and peak memory.
+    Reconcile {
+        #[arg(long, default_value_t = 100_000)]
+        charges: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signed webhooks/s over loopback HTTP beside raw INSERTs, 8 and 32 clients.
+    Webhook {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> {
+    let url = cli.database_url_or_default();
+    match *command {
+        BenchCommand::Append { seconds, json } => {
+            let report = bench::append::run_append_bench(&url, seconds).await?;
+            output::print(json, &report, bench::append::print_append_report)?;
+        }
+        BenchCommand::Projections {
+            purchases,
+            rate,
+            latency_seconds,
+            json,
+        } => {
+            let report =
+                bench::projections::run_projection_bench(&url, purchases, rate, latency_seconds)
+                    .await?;
+            output::print(json, &report, bench::projections::print_projection_report)?;
+        }
+        BenchCommand::Reconcile { charges, json } => {
+            let rows = bench::reconcile::run_reconcile_bench(&url, charges).await?;
+            output::print(json, &rows, |rows| {
+                bench::reconcile::print_reconcile_report(rows)
+            })?;
+        }
+        BenchCommand::Webhook { seconds, json } => {
+            let rows = bench::webhook::run_webhook_bench(&url, seconds).await?;
+            output::print(json, &rows, |rows| {
+                bench::webhook::print_webhook_report(rows, seconds)
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,38 @@
+//! One way to print a command's result: pretty JSON with `--json`, the
+//! command's own text otherwise.
+
+use serde::Serialize;
+
+pub fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        text(value);
+    }
+    Ok(())
+}
+
+/// Exit 1 when `failed`, else success: the shell's "did it hold?".
+pub fn exit_code(failed: bool) -> std::process::ExitCode {
+    if failed {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+/// A progress bar on standard error when it is a terminal; drawn nowhere
+/// when piped, so scripts and logs see only the result.
+pub fn progress(length: u64, message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(length),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:28} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}

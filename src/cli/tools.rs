@@ -1,0 +1,109 @@
+//! The support desk, and the tools around the product: chaos, demo and
+//! the processor simulator.
+
+use super::{output, Cli};
+use anyhow::Context;
+use payledger::clock::SystemClock;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 300)]
+    purchases: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Drop the demo database first.
+    #[arg(long)]
+    reset: bool,
+    /// Leave the server and the simulator running at the end.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ProcessorSimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:12111")]
+    bind: std::net::SocketAddr,
+    /// Where to deliver signed webhooks (payledger's /webhooks/stripe).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// The signing secret the webhook endpoint expects.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// Seed for ids and fault decisions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The simulator's own base URL as browsers reach it (default: http://BIND).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+pub async fn support(
+    cli: &Cli,
+    command: &payledger::support::cli::SupportCommand,
+) -> anyhow::Result<ExitCode> {
+    let db = cli.connect().await?;
+    let ctx = payledger::support::cli::SupportContext {
+        store: payledger::store::PgEventStore::new(
+            db.pool.clone(),
+            std::sync::Arc::new(SystemClock),
+        ),
+        plans: match std::env::var("PAYLEDGER_PLANS") {
+            Ok(_) => payledger::plans::Plans::from_env()?,
+            Err(_) => Default::default(),
+        },
+        processor: payledger::config::processor_api()
+            .ok()
+            .map(|api| api.client()),
+    };
+    if let Err(e) = payledger::support::cli::run(&ctx, command).await {
+        eprintln!("payledger support: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
+    let report =
+        payledger::chaos::run(&cli.database_url_or_default(), args.purchases, args.seed).await?;
+    output::print(args.json, &report, |r| r.print())?;
+    Ok(output::exit_code(!report.violations.is_empty()))
+}
+
+pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let ok = payledger::demo::run(
+        &cli.database_url_or_default(),
+        args.reset,
+        args.keep_running,
+    )
+    .await?;
+    Ok(output::exit_code(!ok))
+}
+
+pub async fn processor_sim(args: &ProcessorSimArgs) -> anyhow::Result<ExitCode> {
+    let bind = args.bind;
+    let config = payledger::processor::sim::SimConfig {
+        webhook_url: args.webhook_url.clone(),
+        webhook_secret: args.webhook_secret.clone(),
+        seed: args.seed,
+        public_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bind}")),
+        retry: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    tracing::info!(%bind, webhook_url = ?args.webhook_url, seed = args.seed, "processor simulator listening");
+    payledger::processor::sim::serve(payledger::processor::sim::Simulator::new(config), listener)
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
