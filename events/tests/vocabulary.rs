@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop loudly
 use chrono::{TimeZone, Utc};
 use payledger_events::*;
 use std::collections::BTreeSet;

@@ -1,5 +1,6 @@
 //! One integration-test binary: each module was once its own binary, and
 //! linking the whole crate 23 times was a large part of CI's time.
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop loudly
 
 mod common;
 
