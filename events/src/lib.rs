@@ -12,7 +12,7 @@ mod vocabulary;
 pub use envelope::{Checkpoint, EventData, RecordedEvent};
 pub use ids::{deterministic_event_id, EVENT_ID_NAMESPACE};
 pub use metadata::{Actor, Metadata};
-pub use money::{Currency, CurrencyError};
+pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use shell::shell_word;
 pub use streams::StreamId;
 pub use vocabulary::*;

@@ -59,6 +59,82 @@ impl Currency {
     }
 }
 
+/// An amount in integer minor units of one currency: what payledger stores
+/// and compares. Shown to people through `Display` (`249.00 USD`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MoneyError {
+    #[error("{0:?} is not an amount: write it like 249 or 249.00")]
+    NotAnAmount(String),
+    #[error("{text:?} has more decimals than {currency} has ({digits})")]
+    TooPrecise {
+        text: String,
+        currency: String,
+        digits: u32,
+    },
+    #[error("{0:?} must be more than zero")]
+    NotPositive(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+impl Money {
+    pub fn new(minor: i64, currency: Currency) -> Self {
+        Money { minor, currency }
+    }
+
+    /// From a read model's columns: both present and the code well formed.
+    pub fn from_parts(minor: Option<i64>, currency: Option<&str>) -> Option<Money> {
+        Some(Money::new(minor?, Currency::new(currency?).ok()?))
+    }
+
+    /// A positive amount as a person types it in major units (`249`,
+    /// `249.5`, `249.00`; `1000` yen), exactly: no float ever touches it.
+    pub fn parse(text: &str, currency: Currency) -> Result<Money, MoneyError> {
+        let trimmed = text.trim();
+        let digits = currency.minor_unit_digits();
+        let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+        let numeric = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !numeric(whole) || !numeric(fraction) {
+            return Err(MoneyError::NotAnAmount(text.into()));
+        }
+        if fraction.len() > digits as usize || (trimmed.contains('.') && fraction.is_empty()) {
+            return Err(if fraction.is_empty() {
+                MoneyError::NotAnAmount(text.into())
+            } else {
+                MoneyError::TooPrecise {
+                    text: text.into(),
+                    currency: currency.as_str().to_ascii_uppercase(),
+                    digits,
+                }
+            });
+        }
+        let scale = 10i64.pow(digits);
+        let padded = format!("{fraction:0<width$}", width = digits as usize);
+        let minor = whole
+            .parse::<i64>()
+            .ok()
+            .and_then(|w| w.checked_mul(scale))
+            .and_then(|w| w.checked_add(padded.parse::<i64>().unwrap_or(0)))
+            .ok_or_else(|| MoneyError::TooLarge(text.into()))?;
+        if minor <= 0 {
+            return Err(MoneyError::NotPositive(text.into()));
+        }
+        Ok(Money::new(minor, currency))
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.currency.format_amount(self.minor))
+    }
+}
+
 const ISO_4217: &str = "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob bov brl \
     bsd btn bwp byn bzd cad cdf che chf chw clf clp cny cop cou crc cuc cup cve czk djf dkk dop dzd egp ern etb \
     eur fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl hrk htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs \
@@ -89,6 +165,52 @@ impl fmt::Display for Currency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn usd() -> Currency {
+        Currency::new("usd").unwrap()
+    }
+
+    #[test]
+    fn typed_amounts_parse_exactly_in_minor_units() {
+        assert_eq!(Money::parse("249", usd()).unwrap().minor, 24900);
+        assert_eq!(Money::parse("249.5", usd()).unwrap().minor, 24950);
+        assert_eq!(Money::parse(" 0.07 ", usd()).unwrap().minor, 7);
+        let yen = Currency::new("jpy").unwrap();
+        assert_eq!(Money::parse("1000", yen.clone()).unwrap().minor, 1000);
+        assert!(matches!(
+            Money::parse("10.5", yen),
+            Err(MoneyError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            Money::parse("1.001", usd()),
+            Err(MoneyError::TooPrecise { .. })
+        ));
+        for bad in ["", "-5", "1e3", "12.", ".5", "1,00", "abc", "1.2.3"] {
+            assert!(
+                matches!(Money::parse(bad, usd()), Err(MoneyError::NotAnAmount(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Money::parse("0.00", usd()),
+            Err(MoneyError::NotPositive("0.00".into()))
+        );
+        assert!(matches!(
+            Money::parse("99999999999999999999", usd()),
+            Err(MoneyError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn money_shows_in_major_units_with_its_code() {
+        assert_eq!(Money::new(24900, usd()).to_string(), "249.00 USD");
+        assert_eq!(
+            Money::from_parts(Some(5), Some("eur")).unwrap().to_string(),
+            "0.05 EUR"
+        );
+        assert_eq!(Money::from_parts(None, Some("eur")), None);
+        assert_eq!(Money::from_parts(Some(5), Some("euro")), None);
+    }
 
     #[test]
     fn currency_is_normalised_and_validated() {

@@ -221,15 +221,11 @@ fn render(
                 plan_id.clone()
             }
         });
-    let amount = match (
+    let amount = payledger_events::Money::from_parts(
         row.and_then(|r| r.get::<_, Option<i64>>("amount")),
-        text("currency"),
-    ) {
-        (Some(a), Some(c)) => payledger_events::Currency::new(&c)
-            .map(|c| c.format_amount(a))
-            .unwrap_or_else(|_| format!("{a} {c}")),
-        _ => "your payment".into(),
-    };
+        text("currency").as_deref(),
+    )
+    .map_or_else(|| "your payment".into(), |m| m.to_string());
     let page = Status {
         support_email: site.support_email.clone(),
         reference: Some(reference.to_string()),

@@ -8,7 +8,6 @@ use crate::store::{PgEventStore, StoreError};
 use chrono::Duration;
 use lettre::message::Mailbox;
 use lettre::Message;
-use payledger_events::Currency;
 
 #[derive(Clone)]
 pub struct AlertConfig {
@@ -103,15 +102,10 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
     }
     for r in &rows {
         let id: String = r.get("id");
-        let amount = match (
+        let amount = crate::support::queue::amount_text(
             r.get::<_, Option<i64>>("amount"),
-            r.get::<_, Option<String>>("currency"),
-        ) {
-            (Some(a), Some(c)) => Currency::new(&c)
-                .map(|c| c.format_amount(a))
-                .unwrap_or_default(),
-            _ => "-".into(),
-        };
+            r.get::<_, Option<String>>("currency").as_deref(),
+        );
         let email: Option<String> = r.get("customer_email");
         lines.push(format!(
             "• {} — {amount} — {} — {}\n  id: {id}",

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use payledger_events::{
-    Actor, Currency, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, StreamId,
+    Actor, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, Money, StreamId,
 };
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -110,10 +110,8 @@ const UNKNOWN_DAY: &str = "—";
 const UNKNOWN_PLAN: &str = "plan";
 
 fn money(amount: Option<i64>, currency: Option<String>) -> String {
-    match (amount, currency.and_then(|c| Currency::new(&c).ok())) {
-        (Some(a), Some(c)) => c.format_amount(a),
-        _ => UNKNOWN_AMOUNT.into(),
-    }
+    Money::from_parts(amount, currency.as_deref())
+        .map_or_else(|| UNKNOWN_AMOUNT.into(), |m| m.to_string())
 }
 
 fn day(d: Option<DateTime<Utc>>) -> String {

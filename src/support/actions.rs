@@ -3,16 +3,17 @@
 //! anything; appends with the person as actor; and, run again, says it is
 //! already done and changes nothing.
 
+pub use super::decide::RescueRequest;
+use super::decide::{self, PaymentFacts, Refusal};
 use super::SupportError;
 use crate::plans::Plans;
 use crate::processor::client::ProcessorClient;
-use crate::store::{EventStore, ExpectedVersion, PgEventStore};
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
 use crate::webhook::mapping;
 use payledger_events::{
-    deterministic_event_id, Actor, ChargeMatched, ChargeSource, DiscrepancyResolved, DomainEvent,
-    EmailResendRequested, EventData, Metadata, StreamId, SubscriptionGranted,
+    Actor, ChargeSource, DiscrepancyResolved, DomainEvent, EmailResendRequested, EventData,
+    Metadata, StreamId, SubscriptionGranted,
 };
-use serde_json::Value;
 
 /// What a command did: `changed` false means it was already done.
 #[derive(Debug, serde::Serialize)]
@@ -61,32 +62,68 @@ async fn append(
     Ok(outcome.stored() > 0)
 }
 
-/// The recorded `ChargeSucceeded` of a payment, if any.
-async fn charge_of(store: &PgEventStore, payment_id: &str) -> Result<Option<Value>, SupportError> {
-    let client = store.pool().get().await?;
-    let id = deterministic_event_id("ChargeSucceeded", payment_id);
-    Ok(client
-        .query_opt("SELECT payload FROM events WHERE event_id = $1", &[&id])
-        .await?
-        .map(|r| r.get(0)))
+/// How often a command re-decides after the payment changed under it
+/// without changing what the person agreed to.
+const MAX_REDECISIONS: usize = 3;
+
+/// Everything the log says about one payment, decoded through the
+/// upcasters.
+pub async fn payment_facts(
+    store: &PgEventStore,
+    payment_id: &str,
+) -> Result<PaymentFacts, SupportError> {
+    let stream = StreamId::payment(payment_id);
+    let mut events = vec![];
+    let mut after = 0;
+    loop {
+        let page = store.read_stream(&stream, after, 1_000).await?;
+        let Some(last) = page.last().map(|e| e.stream_version) else {
+            break;
+        };
+        for e in &page {
+            let decoded = e.decode().map_err(|reason| StoreError::Corrupt {
+                position: e.position,
+                reason: reason.to_string(),
+            })?;
+            events.push((e.stream_version, decoded));
+        }
+        after = last;
+    }
+    Ok(PaymentFacts::fold(payment_id, events))
 }
 
-async fn refunded(store: &PgEventStore, payment_id: &str) -> Result<bool, SupportError> {
+async fn activated(store: &PgEventStore, payment_id: &str) -> Result<bool, SupportError> {
     let client = store.pool().get().await?;
     Ok(client
         .query_opt(
-            "SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'ChargeRefunded'",
-            &[&StreamId::payment(payment_id).as_str()],
+            "SELECT state FROM customer_status WHERE payment_id = $1",
+            &[&payment_id],
         )
         .await?
-        .is_some())
+        .is_some_and(|r| r.get::<_, String>(0) == "active"))
 }
 
-pub struct RescueRequest<'a> {
-    pub payment_id: &'a str,
-    pub email: Option<&'a str>,
-    pub plan: Option<&'a str>,
-    pub force: Option<&'a str>,
+fn refused(r: Refusal) -> Result<Outcome, SupportError> {
+    match r {
+        Refusal::Done(message) => Ok(done(message)),
+        Refusal::NotFound(m) => Err(SupportError::NotFound(m)),
+        Refusal::Refused(m) => Err(SupportError::Refused(m)),
+        Refusal::Invalid(m) => Err(SupportError::Invalid(m)),
+    }
+}
+
+/// The payment moved on after the person agreed: say what it is now and
+/// do nothing, since they agreed to something else.
+fn changed_meanwhile(p: &str, now: Result<String, Refusal>) -> SupportError {
+    let now = match now {
+        Ok(what) => format!("it would now {what}"),
+        Err(
+            Refusal::Done(m) | Refusal::NotFound(m) | Refusal::Refused(m) | Refusal::Invalid(m),
+        ) => m,
+    };
+    SupportError::Changed(format!(
+        "payment {p} changed while you were deciding, so nothing was done: {now}"
+    ))
 }
 
 pub async fn rescue(
@@ -97,112 +134,48 @@ pub async fn rescue(
     confirm: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Outcome, SupportError> {
     let p = req.payment_id;
-    let Some(charge) = charge_of(store, p).await? else {
-        return Err(SupportError::NotFound(format!("payment {p} is unknown: no ChargeSucceeded for it (run payledger reconcile if the processor shows it)")));
-    };
-    let matched_id = deterministic_event_id("ChargeMatched", p);
-    let client = store.pool().get().await?;
-    if let Some(r) = client
-        .query_opt(
-            "SELECT payload FROM events WHERE event_id = $1",
-            &[&matched_id],
-        )
-        .await?
-    {
-        let m: Value = r.get(0);
-        return Ok(done(format!(
-            "payment {p} is already matched to {} on plan {} (by {}): nothing to do",
-            m["email"].as_str().unwrap_or("?"),
-            m["plan"].as_str().unwrap_or("?"),
-            m["matched_by"].as_str().unwrap_or("?")
-        )));
-    }
-    if let Some(r) = client
-        .query_opt(
-            "SELECT state FROM customer_status WHERE payment_id = $1",
-            &[&p],
-        )
-        .await?
-    {
-        if r.get::<_, String>(0) == "active" {
-            return Ok(done(format!(
-                "payment {p} already activated its subscription: nothing to do"
-            )));
-        }
-    }
-    drop(client);
-    if refunded(store, p).await? {
-        return Err(SupportError::Refused(format!("payment {p} was refunded: rescuing it would give access without a charge (use support grant if that is what you want)")));
-    }
-    let email = match req.email.map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) if !crate::pages::valid_email(e) => {
-            return Err(SupportError::Invalid(format!(
-                "--email {e:?} is not an email address"
-            )))
-        }
-        Some(e) => e.to_lowercase(),
-        None => charge["customer_email"]
-            .as_str()
-            .map(str::to_lowercase)
-            .ok_or_else(|| {
-                SupportError::Invalid(format!("payment {p} carries no email: give --email"))
-            })?,
-    };
-    let amount = charge["amount"].as_i64().unwrap_or(0);
-    let currency = charge["currency"].as_str().unwrap_or_default().to_string();
-    let plan = match req.plan {
-        Some(id) => plans.get(id).cloned().ok_or_else(|| {
-            SupportError::Invalid(format!(
-                "--plan {id:?} is not a plan (known: {})",
-                plans
-                    .all()
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?,
-        None => match plans.priced(amount, &currency).as_slice() {
-            [one] => (*one).clone(),
-            _ => {
-                return Err(SupportError::Invalid(format!(
-                    "payment {p} ({amount} {currency}) fits no single plan: give --plan"
-                )))
+    let mut agreed: Option<String> = None;
+    for _ in 0..MAX_REDECISIONS {
+        let facts = payment_facts(store, p).await?;
+        let decided = decide::rescue(&facts, activated(store, p).await?, plans, &req, by);
+        let rescue = match (decided, &agreed) {
+            (Err(r), None) => return refused(r),
+            (Err(r), Some(_)) => return Err(changed_meanwhile(p, Err(r))),
+            (Ok(r), Some(what)) if r.what != *what => return Err(changed_meanwhile(p, Ok(r.what))),
+            (Ok(r), _) => r,
+        };
+        if agreed.is_none() {
+            if !confirm(&rescue.what) {
+                return Ok(done("nothing done".into()));
             }
-        },
-    };
-    let fits = plan.amount == amount && plan.currency.as_str() == currency;
-    if !fits && req.force.is_none() {
-        return Err(SupportError::Refused(format!(
-            "payment {p} is {amount} {currency} but plan {} costs {}: refund it, or use --force \"REASON\"",
-            plan.id,
-            plan.price()
-        )));
+            agreed = Some(rescue.what.clone());
+        }
+        let data = EventData::for_processor_fact(
+            &DomainEvent::from(rescue.matched),
+            p,
+            Metadata::new(uuid::Uuid::new_v4(), by.clone(), "support"),
+        )?;
+        match store
+            .append_to_stream(
+                StreamId::payment(p),
+                ExpectedVersion::Exact(facts.version),
+                vec![data],
+            )
+            .await
+        {
+            Ok(outcome) => {
+                return Ok(Outcome {
+                    changed: outcome.stored() > 0,
+                    message: format!("done: {}", rescue.what),
+                })
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    let what = format!(
-        "match payment {p} ({amount} {currency}) to {email} on plan {}, activate the subscription, and send the rescue email",
-        plan.id
-    );
-    if !confirm(&what) {
-        return Ok(done("nothing done".into()));
-    }
-    let reason = match req.force {
-        Some(r) => format!("support rescue (forced: {r})"),
-        None => "support rescue".into(),
-    };
-    let event: DomainEvent = ChargeMatched {
-        payment_id: p.into(),
-        email: email.clone(),
-        plan: plan.id.clone(),
-        reason,
-        matched_by: by.clone(),
-    }
-    .into();
-    let changed = append(store, StreamId::payment(p), event, p, by, "support").await?;
-    Ok(Outcome {
-        changed,
-        message: format!("done: {what}"),
-    })
+    Err(SupportError::Changed(format!(
+        "payment {p} kept changing while this ran; nothing was done: run the command again"
+    )))
 }
 
 pub async fn refund(
@@ -214,28 +187,22 @@ pub async fn refund(
     confirm: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Outcome, SupportError> {
     let p = payment_id;
-    if reason.trim().is_empty() {
-        return Err(SupportError::Invalid(
-            "--reason must say why (it is kept with the refund)".into(),
-        ));
-    }
-    let Some(charge) = charge_of(store, p).await? else {
-        return Err(SupportError::NotFound(format!(
-            "payment {p} is unknown: no ChargeSucceeded for it"
-        )));
+    let facts = payment_facts(store, p).await?;
+    let what = match decide::refund(&facts, reason) {
+        Ok(what) => what,
+        Err(r) => return refused(r),
     };
-    if refunded(store, p).await? {
-        return Ok(done(format!(
-            "payment {p} is already refunded: nothing to do"
-        )));
-    }
-    let what = format!(
-        "refund payment {p} in full ({} {}) at the processor, record it, and send the refund email",
-        charge["amount"],
-        charge["currency"].as_str().unwrap_or_default()
-    );
     if !confirm(&what) {
         return Ok(done("nothing done".into()));
+    }
+    // The processor call cannot be taken back: decide again on what the
+    // log says now, and refund only what the person agreed to.
+    let now = payment_facts(store, p).await?;
+    if now.version != facts.version {
+        match decide::refund(&now, reason) {
+            Ok(again) if again == what => {}
+            other => return Err(changed_meanwhile(p, other)),
+        }
     }
     let stripe_reason = if reason.to_lowercase().contains("duplicate") {
         "duplicate"

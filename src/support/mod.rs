@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod decide;
 pub mod find;
 pub mod queue;
 pub mod reply;
@@ -19,6 +20,10 @@ pub enum SupportError {
     Refused(String),
     #[error("{0}")]
     Invalid(String),
+    /// The payment changed between the decision and the append; nothing
+    /// was done.
+    #[error("{0}")]
+    Changed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -5,7 +5,7 @@ use super::SupportError;
 use crate::plans::Plans;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use payledger_events::{shell_word, Currency};
+use payledger_events::{shell_word, Money};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,10 +24,7 @@ pub struct QueueItem {
 }
 
 pub fn amount_text(amount: Option<i64>, currency: Option<&str>) -> String {
-    match (amount, currency.and_then(|c| Currency::new(c).ok())) {
-        (Some(a), Some(c)) => c.format_amount(a),
-        _ => "-".into(),
-    }
+    Money::from_parts(amount, currency).map_or_else(|| "-".into(), |m| m.to_string())
 }
 
 fn command_for(

@@ -30,4 +30,5 @@ mod reconcile;
 mod reconcile_schedule;
 mod stripe_fixtures;
 mod support;
+mod support_races;
 mod webhook;

@@ -1,0 +1,187 @@
+//! The support desk's decisions, without I/O: given what the log says
+//! about a payment, what a command would append — or why it will not. The
+//! actions load the facts, call these, ask the person, and append with the
+//! stream version the decision was made on.
+
+use crate::plans::Plans;
+use payledger_events::{Actor, ChargeMatched, ChargeRefunded, ChargeSucceeded, DomainEvent, Money};
+
+/// What one payment's stream says, folded in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PaymentFacts {
+    pub payment_id: String,
+    /// The stream's last version (0: nothing recorded).
+    pub version: i64,
+    pub charge: Option<ChargeSucceeded>,
+    pub matched: Option<ChargeMatched>,
+    pub refunds: Vec<ChargeRefunded>,
+}
+
+impl PaymentFacts {
+    pub fn fold(payment_id: &str, events: impl IntoIterator<Item = (i64, DomainEvent)>) -> Self {
+        let mut facts = PaymentFacts {
+            payment_id: payment_id.into(),
+            ..Default::default()
+        };
+        for (version, event) in events {
+            facts.version = facts.version.max(version);
+            match event {
+                DomainEvent::ChargeSucceeded(c) => facts.charge = Some(c),
+                DomainEvent::ChargeMatched(m) => facts.matched = Some(m),
+                DomainEvent::ChargeRefunded(r) => facts.refunds.push(r),
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    pub fn refunded_minor(&self) -> i64 {
+        self.refunds
+            .iter()
+            .fold(0i64, |sum, r| sum.saturating_add(r.amount))
+    }
+}
+
+/// Why a command appends nothing. `Done` is not a failure: the command was
+/// already carried out, and running it again changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Done(String),
+    NotFound(String),
+    Refused(String),
+    Invalid(String),
+}
+
+pub struct RescueRequest<'a> {
+    pub payment_id: &'a str,
+    pub email: Option<&'a str>,
+    pub plan: Option<&'a str>,
+    pub force: Option<&'a str>,
+}
+
+/// What a rescue will do, in words for the person, and the fact it records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rescue {
+    pub what: String,
+    pub matched: ChargeMatched,
+}
+
+/// `activated`: the customer-status read model already shows this payment
+/// activating a subscription (matched through its checkout).
+pub fn rescue(
+    facts: &PaymentFacts,
+    activated: bool,
+    plans: &Plans,
+    req: &RescueRequest<'_>,
+    by: &Actor,
+) -> Result<Rescue, Refusal> {
+    let p = req.payment_id;
+    let Some(charge) = &facts.charge else {
+        return Err(Refusal::NotFound(format!("payment {p} is unknown: no ChargeSucceeded for it (run payledger reconcile if the processor shows it)")));
+    };
+    if let Some(m) = &facts.matched {
+        return Err(Refusal::Done(format!(
+            "payment {p} is already matched to {} on plan {} (by {}): nothing to do",
+            m.email, m.plan, m.matched_by
+        )));
+    }
+    if activated {
+        return Err(Refusal::Done(format!(
+            "payment {p} already activated its subscription: nothing to do"
+        )));
+    }
+    if !facts.refunds.is_empty() {
+        return Err(Refusal::Refused(format!("payment {p} was refunded: rescuing it would give access without a charge (use support grant if that is what you want)")));
+    }
+    let email = match req.email.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if !crate::pages::valid_email(e) => {
+            return Err(Refusal::Invalid(format!(
+                "--email {e:?} is not an email address"
+            )))
+        }
+        Some(e) => e.to_lowercase(),
+        None => charge
+            .customer_email
+            .as_deref()
+            .map(str::to_lowercase)
+            .ok_or_else(|| {
+                Refusal::Invalid(format!("payment {p} carries no email: give --email"))
+            })?,
+    };
+    let paid = Money::new(charge.amount, charge.currency.clone());
+    let (amount, currency) = (charge.amount, charge.currency.as_str());
+    let plan = match req.plan {
+        Some(id) => plans.get(id).cloned().ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "--plan {id:?} is not a plan (known: {})",
+                plans
+                    .all()
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+        None => match plans.priced(amount, currency).as_slice() {
+            [one] => (*one).clone(),
+            _ => {
+                return Err(Refusal::Invalid(format!(
+                    "payment {p} ({paid}) fits no single plan: give --plan"
+                )))
+            }
+        },
+    };
+    let fits = plan.amount == amount && plan.currency.as_str() == currency;
+    if !fits && req.force.is_none() {
+        return Err(Refusal::Refused(format!(
+            "payment {p} is {paid} but plan {} costs {}: refund it, or use --force \"REASON\"",
+            plan.id,
+            plan.price()
+        )));
+    }
+    let reason = match req.force {
+        Some(r) => format!("support rescue (forced: {r})"),
+        None => "support rescue".into(),
+    };
+    Ok(Rescue {
+        what: format!(
+            "match payment {p} ({paid}) to {email} on plan {}, activate the subscription, and send the rescue email",
+            plan.id
+        ),
+        matched: ChargeMatched {
+            payment_id: p.into(),
+            email,
+            plan: plan.id.clone(),
+            reason,
+            matched_by: by.clone(),
+        },
+    })
+}
+
+/// A full refund of what is left of the payment; the words for the person.
+pub fn refund(facts: &PaymentFacts, reason: &str) -> Result<String, Refusal> {
+    let p = &facts.payment_id;
+    if reason.trim().is_empty() {
+        return Err(Refusal::Invalid(
+            "--reason must say why (it is kept with the refund)".into(),
+        ));
+    }
+    let Some(charge) = &facts.charge else {
+        return Err(Refusal::NotFound(format!(
+            "payment {p} is unknown: no ChargeSucceeded for it"
+        )));
+    };
+    if !facts.refunds.is_empty() {
+        return Err(Refusal::Done(format!(
+            "payment {p} is already refunded: nothing to do"
+        )));
+    }
+    Ok(format!(
+        "refund payment {p} in full ({}) at the processor, record it, and send the refund email",
+        Money::new(charge.amount, charge.currency.clone())
+    ))
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,255 @@
+//! Given the payment's events, when a command is decided, then it
+//! appends this or refuses with that — no database.
+use super::*;
+use crate::plans::Plan;
+use chrono::TimeZone;
+use payledger_events::{ChargeSource, Currency};
+
+fn usd() -> Currency {
+    Currency::new("usd").unwrap()
+}
+
+fn plans() -> Plans {
+    Plans::new(vec![
+        Plan {
+            id: "annual".into(),
+            name: "One year".into(),
+            amount: 24900,
+            currency: usd(),
+            period: "year".into(),
+            processor_price_id: None,
+        },
+        Plan {
+            id: "annual-team".into(),
+            name: "One year, team".into(),
+            amount: 99900,
+            currency: usd(),
+            period: "year".into(),
+            processor_price_id: None,
+        },
+    ])
+}
+
+fn charge(amount: i64, email: Option<&str>) -> DomainEvent {
+    ChargeSucceeded {
+        payment_id: "pi_1".into(),
+        charge_id: None,
+        session_id: None,
+        checkout_reference: None,
+        customer_email: email.map(str::to_string),
+        amount,
+        currency: usd(),
+        paid_at: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+        source: ChargeSource::Webhook,
+    }
+    .into()
+}
+
+fn refund(amount: i64) -> DomainEvent {
+    ChargeRefunded {
+        payment_id: "pi_1".into(),
+        refund_id: format!("re_{amount}"),
+        amount,
+        currency: usd(),
+        refunded_at: chrono::Utc.with_ymd_and_hms(2026, 11, 2, 12, 0, 0).unwrap(),
+        reason: None,
+        source: ChargeSource::Webhook,
+    }
+    .into()
+}
+
+fn given(events: Vec<DomainEvent>) -> PaymentFacts {
+    PaymentFacts::fold("pi_1", events.into_iter().zip(1..).map(|(e, v)| (v, e)))
+}
+
+fn rescue_of(
+    facts: &PaymentFacts,
+    activated: bool,
+    email: Option<&str>,
+    plan: Option<&str>,
+    force: Option<&str>,
+) -> Result<Rescue, Refusal> {
+    rescue(
+        facts,
+        activated,
+        &plans(),
+        &RescueRequest {
+            payment_id: "pi_1",
+            email,
+            plan,
+            force,
+        },
+        &Actor::Support("alice".into()),
+    )
+}
+
+#[test]
+fn facts_fold_to_the_last_version_and_sum_partial_refunds() {
+    let facts = given(vec![charge(24900, None), refund(100), refund(200)]);
+    assert_eq!(facts.version, 3);
+    assert_eq!(facts.refunded_minor(), 300);
+    assert_eq!(given(vec![]).version, 0);
+}
+
+#[test]
+fn a_charge_that_fits_one_plan_is_rescued_to_its_own_email() {
+    let r = rescue_of(
+        &given(vec![charge(24900, Some("A@Example.com"))]),
+        false,
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.matched.email, "a@example.com");
+    assert_eq!(r.matched.plan, "annual");
+    assert_eq!(r.matched.reason, "support rescue");
+    assert!(r.what.contains("249.00 USD"), "{}", r.what);
+}
+
+#[test]
+fn rescue_of_an_unknown_payment_is_not_found() {
+    assert!(matches!(
+        rescue_of(&given(vec![]), false, None, None, None),
+        Err(Refusal::NotFound(_))
+    ));
+}
+
+#[test]
+fn rescue_of_a_matched_payment_is_already_done() {
+    let matched = ChargeMatched {
+        payment_id: "pi_1".into(),
+        email: "a@example.com".into(),
+        plan: "annual".into(),
+        reason: "support rescue".into(),
+        matched_by: Actor::Support("bob".into()),
+    };
+    let r = rescue_of(
+        &given(vec![charge(24900, None), matched.into()]),
+        false,
+        None,
+        None,
+        None,
+    );
+    assert!(
+        matches!(&r, Err(Refusal::Done(m)) if m.contains("already matched to a@example.com")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn rescue_of_an_activated_payment_is_already_done() {
+    let r = rescue_of(
+        &given(vec![charge(24900, Some("a@example.com"))]),
+        true,
+        None,
+        None,
+        None,
+    );
+    assert!(matches!(r, Err(Refusal::Done(_))));
+}
+
+#[test]
+fn rescue_of_a_refunded_payment_is_refused_even_in_part() {
+    let r = rescue_of(
+        &given(vec![charge(24900, Some("a@example.com")), refund(100)]),
+        false,
+        None,
+        None,
+        None,
+    );
+    assert!(
+        matches!(&r, Err(Refusal::Refused(m)) if m.contains("was refunded")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn rescue_without_an_email_anywhere_asks_for_one() {
+    let r = rescue_of(&given(vec![charge(24900, None)]), false, None, None, None);
+    assert!(
+        matches!(&r, Err(Refusal::Invalid(m)) if m.contains("give --email")),
+        "{r:?}"
+    );
+    let r = rescue_of(
+        &given(vec![charge(24900, None)]),
+        false,
+        Some("b@example.com"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.matched.email, "b@example.com");
+}
+
+#[test]
+fn rescue_refuses_an_address_that_is_not_one() {
+    let r = rescue_of(
+        &given(vec![charge(24900, None)]),
+        false,
+        Some("b@example.com; rm -rf /"),
+        None,
+        None,
+    );
+    assert!(matches!(r, Err(Refusal::Invalid(_))));
+}
+
+#[test]
+fn rescue_of_an_amount_no_plan_costs_needs_a_plan_and_then_force() {
+    let facts = given(vec![charge(12345, Some("a@example.com"))]);
+    assert!(
+        matches!(rescue_of(&facts, false, None, None, None), Err(Refusal::Invalid(m)) if m.contains("fits no single plan"))
+    );
+    assert!(
+        matches!(rescue_of(&facts, false, None, Some("annual"), None), Err(Refusal::Refused(m)) if m.contains("123.45 USD"))
+    );
+    let forced = rescue_of(
+        &facts,
+        false,
+        None,
+        Some("annual"),
+        Some("customer paid by mistake"),
+    )
+    .unwrap();
+    assert_eq!(
+        forced.matched.reason,
+        "support rescue (forced: customer paid by mistake)"
+    );
+}
+
+#[test]
+fn rescue_names_the_known_plans_when_given_another() {
+    let r = rescue_of(
+        &given(vec![charge(24900, Some("a@example.com"))]),
+        false,
+        None,
+        Some("monthly"),
+        None,
+    );
+    assert!(
+        matches!(&r, Err(Refusal::Invalid(m)) if m.contains("annual, annual-team")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn refund_needs_a_reason_a_charge_and_no_earlier_refund() {
+    assert!(matches!(
+        refund_of(vec![charge(24900, None)], " "),
+        Err(Refusal::Invalid(_))
+    ));
+    assert!(matches!(
+        refund_of(vec![], "asked"),
+        Err(Refusal::NotFound(_))
+    ));
+    assert!(matches!(
+        refund_of(vec![charge(24900, None), refund(24900)], "asked"),
+        Err(Refusal::Done(_))
+    ));
+    let what = refund_of(vec![charge(24900, None)], "asked").unwrap();
+    assert!(what.contains("in full (249.00 USD)"), "{what}");
+}
+
+fn refund_of(events: Vec<DomainEvent>, reason: &str) -> Result<String, Refusal> {
+    super::refund(&given(events), reason)
+}
