@@ -14,6 +14,7 @@ pub mod rebuild;
 pub mod runner;
 pub mod subscriptions;
 pub mod table;
+pub mod testing;
 pub mod timeline;
 
 pub use payledger_events as events;

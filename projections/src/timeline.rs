@@ -16,7 +16,8 @@ impl Projection for Timeline {
     fn version(&self) -> i32 {
         // v2: processor disagreements.
         // v3: ledger rows remember refunds seen before their charge.
-        3
+        // v4: a charge's summary keeps the payment id's case.
+        4
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern
@@ -109,13 +110,13 @@ impl TimelineRows {
             }
             DomainEvent::ChargeSucceeded(c) => {
                 people.extend(c.customer_email.clone());
+                // The payment id is the processor's, case and all.
                 format!(
-                    "charged {} (payment {}, via {:?})",
+                    "charged {} (payment {}, via {})",
                     money(c.amount, &c.currency),
                     c.payment_id,
-                    c.source
+                    format!("{:?}", c.source).to_lowercase()
                 )
-                .to_lowercase()
             }
             DomainEvent::ChargeMatched(m) => {
                 people.push(m.email.clone());

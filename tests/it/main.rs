@@ -28,6 +28,7 @@ mod projection_runner;
 mod projections;
 mod reconcile;
 mod reconcile_schedule;
+mod rules;
 mod stripe_fixtures;
 mod support;
 mod support_races;
