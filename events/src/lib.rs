@@ -1,6 +1,7 @@
 //! The payledger event vocabulary: what can be said in the log, and how it is
 //! identified. Pure data: no I/O, no async runtime, no clock.
 
+pub mod email;
 mod envelope;
 mod ids;
 mod metadata;
@@ -9,6 +10,7 @@ mod shell;
 mod streams;
 mod vocabulary;
 
+pub use email::{Email, EmailError};
 pub use envelope::{Checkpoint, EventData, RecordedEvent};
 pub use ids::{deterministic_event_id, EVENT_ID_NAMESPACE};
 pub use metadata::{Actor, Metadata};

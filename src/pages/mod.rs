@@ -295,60 +295,7 @@ pub async fn never_blank(
     }
 }
 
-/// `user@domain.tld`, no spaces, at most 254 characters: what a careful
-/// form accepts before asking a mail server.
-pub fn valid_email(email: &str) -> bool {
-    let email = email.trim();
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    email.len() <= 254 && valid_local_part(local) && valid_domain(domain)
-}
-
-/// Looser than [`valid_email`]: what the processor may have recorded for a
-/// customer (anything with one `@` and a dotted domain, no spaces or
-/// control characters). For finding customers, never for accepting input.
-pub fn plausible_email(email: &str) -> bool {
-    let email = email.trim();
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// The dot-atom mail servers accept in practice: letters, digits and
-/// `.+_-'!#%*/=?^{}~`. Shell and quoting characters (`` ` ``, `$`, `|`,
-/// `&`, `;`, parentheses, quotes) are refused although RFC 5322 allows some:
-/// no real mailbox needs them, and they end up in commands staff paste.
-fn valid_local_part(local: &str) -> bool {
-    !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_alphanumeric() || ".+_-'!#%*/=?^{}~".contains(c))
-}
-
-/// Host names: labels of letters, digits and hyphens, 1–63 long, not
-/// starting or ending with a hyphen; at least two labels.
-fn valid_domain(domain: &str) -> bool {
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-}
+pub use payledger_events::email::{plausible_email, valid_email};
 
 /// `a***@example.com`: enough for the customer to recognise, not enough to
 /// harvest.

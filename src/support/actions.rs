@@ -342,7 +342,7 @@ pub async fn grant(
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
     let email = email.trim().to_lowercase();
-    if !crate::pages::valid_email(&email) {
+    if !payledger_events::email::valid_email(&email) {
         return Err(SupportError::Invalid(format!(
             "--email {email:?} is not an email address"
         )));

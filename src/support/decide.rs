@@ -94,7 +94,7 @@ pub fn rescue(
         return Err(Refusal::Refused(format!("payment {p} was refunded: rescuing it would give access without a charge (use support grant if that is what you want)")));
     }
     let email = match req.email.map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) if !crate::pages::valid_email(e) => {
+        Some(e) if !payledger_events::email::valid_email(e) => {
             return Err(Refusal::Invalid(format!(
                 "--email {e:?} is not an email address"
             )))

@@ -91,7 +91,7 @@ async fn resolve(
         )));
     }
     if super::looks_like_email(key) {
-        if !crate::pages::plausible_email(key) {
+        if !payledger_events::email::plausible_email(key) {
             return Err(SupportError::Invalid(format!(
                 "{key:?} is not an email address"
             )));
