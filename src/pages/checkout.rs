@@ -226,12 +226,13 @@ async fn opened_session_url(
     state: &AppState,
     stream: &StreamId,
 ) -> Result<Option<String>, StoreError> {
-    let client = state.store.pool().get().await?;
-    let row = client
-        .query_opt(
-            "SELECT payload->>'url' FROM events WHERE stream_id = $1 AND event_type = 'ProcessorSessionOpened' ORDER BY stream_version LIMIT 1",
-            &[&stream.as_str()],
-        )
-        .await?;
-    Ok(row.and_then(|r| r.get(0)))
+    Ok(state
+        .store
+        .decoded_stream(stream)
+        .await?
+        .into_iter()
+        .find_map(|(_, e)| match e {
+            DomainEvent::ProcessorSessionOpened(o) => Some(o.url),
+            _ => None,
+        }))
 }

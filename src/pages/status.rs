@@ -85,23 +85,13 @@ async fn returned(
     state: &AppState,
     session_id: &str,
 ) -> Result<Option<(Uuid, DateTime<Utc>, Option<Row>)>, StoreError> {
-    let client = state.store.pool().get().await?;
     let opened_id = deterministic_event_id("ProcessorSessionOpened", session_id);
-    let Some(opened) = client
-        .query_opt(
-            "SELECT payload->>'checkout_id' FROM events WHERE event_id = $1",
-            &[&opened_id],
-        )
-        .await?
+    let Some(DomainEvent::ProcessorSessionOpened(opened)) = state.store.event(opened_id).await?
     else {
         return Ok(None);
     };
-    let Some(checkout_id) = opened
-        .get::<_, Option<String>>(0)
-        .and_then(|s| Uuid::parse_str(&s).ok())
-    else {
-        return Ok(None);
-    };
+    let client = state.store.pool().get().await?;
+    let checkout_id = opened.checkout_id;
     let event: DomainEvent = CheckoutReturned {
         checkout_id,
         session_id: session_id.to_string(),

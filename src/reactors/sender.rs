@@ -182,11 +182,8 @@ async fn view_of(
     }
     if let Some(refund_id) = key.strip_prefix("refund_confirmation:") {
         let id = payledger_events::deterministic_event_id("ChargeRefunded", refund_id);
-        if let Some(r) = client
-            .query_opt("SELECT (payload->>'amount')::bigint, payload->>'currency' FROM events WHERE event_id = $1", &[&id])
-            .await?
-        {
-            view.refund_amount = money(r.get(0), r.get(1));
+        if let Some(DomainEvent::ChargeRefunded(r)) = crate::store::event_with(client, id).await? {
+            view.refund_amount = Money::new(r.amount, r.currency).to_string();
         }
     }
     Ok(view)

@@ -8,7 +8,7 @@ mod postgres;
 pub use chain::{canonical_bytes, seal_pending, verify_chain, ChainBreak, ChainReport};
 pub use error::StoreError;
 pub use notify::{AppendListener, AppendNotifier, Subscription, EVENTS_CHANNEL};
-pub use postgres::{read_all_with, PgEventStore};
+pub use postgres::{event_with, read_all_with, PgEventStore};
 
 use payledger_events::{Checkpoint, EventData, RecordedEvent, StreamId};
 use std::fmt;

@@ -1,7 +1,7 @@
 use super::{AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend};
 use crate::clock::Clock;
 use deadpool_postgres::{GenericClient, Pool};
-use payledger_events::{Checkpoint, EventData, RecordedEvent, StreamId};
+use payledger_events::{Checkpoint, DomainEvent, EventData, RecordedEvent, StreamId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_postgres::Row;
@@ -11,6 +11,7 @@ const APPEND_SQL: &str = include_str!("append.sql");
 const APPEND_ONE_SQL: &str = include_str!("append_one.sql");
 const APPEND_EACH_SQL: &str = include_str!("append_each.sql");
 const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
+const READ_EVENT_SQL: &str = include_str!("read_event.sql");
 
 /// How often an append retries after losing a race on a unique index before
 /// giving up; only `Any` appends to one hot stream get near it.
@@ -216,6 +217,36 @@ impl PgEventStore {
         Ok(outcome)
     }
 
+    /// One stored event by its id, decoded through the upcasters: how
+    /// application code reads a fact (never the `payload` column).
+    pub async fn event(&self, event_id: Uuid) -> Result<Option<DomainEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        event_with(&client, event_id).await
+    }
+
+    /// The events of one stream, decoded, in version order.
+    pub async fn decoded_stream(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Vec<(i64, DomainEvent)>, StoreError> {
+        let mut out = vec![];
+        let mut after = 0;
+        loop {
+            let page = self.read_stream(stream, after, 1_000).await?;
+            let Some(last) = page.last().map(|e| e.stream_version) else {
+                return Ok(out);
+            };
+            for e in &page {
+                let decoded = e.decode().map_err(|reason| StoreError::Corrupt {
+                    position: e.position,
+                    reason: reason.to_string(),
+                })?;
+                out.push((e.stream_version, decoded));
+            }
+            after = last;
+        }
+    }
+
     async fn append_once(
         &self,
         batch: &[StreamAppend],
@@ -332,6 +363,22 @@ impl EventStore for PgEventStore {
 }
 
 /// `read_all` on a connection the caller holds.
+/// [`PgEventStore::event`] on a connection the caller holds.
+pub async fn event_with<C: GenericClient>(
+    client: &C,
+    event_id: Uuid,
+) -> Result<Option<DomainEvent>, StoreError> {
+    let statement = client.prepare_cached(READ_EVENT_SQL).await?;
+    let Some(row) = client.query_opt(&statement, &[&event_id]).await? else {
+        return Ok(None);
+    };
+    let e = recorded_event(&row)?;
+    e.decode().map(Some).map_err(|reason| StoreError::Corrupt {
+        position: e.position,
+        reason: reason.to_string(),
+    })
+}
+
 pub async fn read_all_with<C: GenericClient>(
     client: &C,
     after: Checkpoint,

@@ -72,23 +72,7 @@ pub async fn payment_facts(
     store: &PgEventStore,
     payment_id: &str,
 ) -> Result<PaymentFacts, SupportError> {
-    let stream = StreamId::payment(payment_id);
-    let mut events = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.read_stream(&stream, after, 1_000).await?;
-        let Some(last) = page.last().map(|e| e.stream_version) else {
-            break;
-        };
-        for e in &page {
-            let decoded = e.decode().map_err(|reason| StoreError::Corrupt {
-                position: e.position,
-                reason: reason.to_string(),
-            })?;
-            events.push((e.stream_version, decoded));
-        }
-        after = last;
-    }
+    let events = store.decoded_stream(&StreamId::payment(payment_id)).await?;
     Ok(PaymentFacts::fold(payment_id, events))
 }
 

@@ -119,14 +119,10 @@ async fn resolve(
     }
     if column == "payment_id" {
         let id = payledger_events::deterministic_event_id("ChargeSucceeded", key);
-        if let Some(r) = client
-            .query_opt(
-                "SELECT payload->>'customer_email' FROM events WHERE event_id = $1",
-                &[&id],
-            )
-            .await?
+        if let Some(payledger_events::DomainEvent::ChargeSucceeded(c)) =
+            crate::store::event_with(client, id).await?
         {
-            return Ok((r.get(0), vec![key.to_string()]));
+            return Ok((c.customer_email, vec![key.to_string()]));
         }
     }
     Err(SupportError::NotFound(format!(

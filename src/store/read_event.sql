@@ -1,0 +1,4 @@
+SELECT position, transaction_id, stream_id, stream_version, event_id,
+       event_type, payload, metadata, recorded_at
+FROM events
+WHERE event_id = $1
