@@ -4,7 +4,7 @@
 pub mod audit;
 pub mod bench;
 pub mod chaos;
-pub mod clock;
+pub use payledger_store::clock;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -18,7 +18,7 @@ pub mod processor;
 pub mod reactors;
 pub mod reconcile;
 pub mod shutdown;
-pub mod store;
+pub use payledger_store as store;
 pub mod support;
 pub mod webhook;
 pub mod worker;

@@ -5,7 +5,7 @@
 
 pub mod customer_status;
 pub mod discrepancies;
-pub mod feed;
+pub use payledger_store::feed;
 pub mod fold;
 pub mod ledger;
 pub mod outgoing_emails;

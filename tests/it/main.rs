@@ -29,6 +29,7 @@ mod projections;
 mod reconcile;
 mod reconcile_schedule;
 mod rules;
+mod store_contract;
 mod stripe_fixtures;
 mod support;
 mod support_races;

@@ -112,11 +112,10 @@ pub fn event_with_id(id: Uuid) -> EventData {
 /// Reads the global order from the start until `n` events are readable. The
 /// gap-safe order holds back events while any older transaction in the
 /// cluster (other tests' too) is still running, so readers wait.
-pub async fn read_all_when_visible(
-    store: &payledger::store::PgEventStore,
+pub async fn read_all_when_visible<S: payledger::store::EventStore>(
+    store: &S,
     n: usize,
 ) -> Vec<payledger_events::RecordedEvent> {
-    use payledger::store::EventStore;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let all = store

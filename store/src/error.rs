@@ -68,13 +68,13 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-impl From<payledger_projections::feed::FeedError> for StoreError {
-    fn from(e: payledger_projections::feed::FeedError) -> Self {
+impl From<crate::feed::FeedError> for StoreError {
+    fn from(e: crate::feed::FeedError) -> Self {
         match e {
-            payledger_projections::feed::FeedError::Corrupt { position, reason } => {
+            crate::feed::FeedError::Corrupt { position, reason } => {
                 StoreError::Corrupt { position, reason }
             }
-            payledger_projections::feed::FeedError::Database(e) => StoreError::from(e),
+            crate::feed::FeedError::Database(e) => StoreError::from(e),
         }
     }
 }

@@ -1,12 +1,18 @@
 //! The event store: one append-only log that everything else reads from.
+//! This crate is the only code that touches the `events` and `event_chain`
+//! tables; everything else appends and reads through it.
 
 mod chain;
+pub mod clock;
 mod error;
+pub mod feed;
+mod memory;
 mod notify;
 mod postgres;
 
 pub use chain::{canonical_bytes, seal_pending, verify_chain, ChainBreak, ChainReport};
 pub use error::StoreError;
+pub use memory::InMemoryEventStore;
 pub use notify::{AppendListener, AppendNotifier, Subscription, EVENTS_CHANNEL};
 pub use postgres::{event_with, read_all_with, PgEventStore};
 
@@ -95,8 +101,8 @@ impl AppendOutcome {
     }
 }
 
-/// The store contract every backend implements; `tests/store_contract.rs`
-/// runs the same suite against each.
+/// The store contract every backend implements; `tests/it/store_contract.rs`
+/// runs the same suite against each ([`PgEventStore`], [`InMemoryEventStore`]).
 pub trait EventStore: Send + Sync {
     /// Appends atomically: either every new event of every stream is stored,
     /// or none is. Events whose id is already stored are reported as

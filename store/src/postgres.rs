@@ -290,7 +290,9 @@ impl PgEventStore {
 /// consecutive versions (a callback may state two refunds of one payment).
 /// Their expectations must agree: two different required versions for one
 /// stream cannot both hold.
-fn merge_parts_of_one_stream(batch: &[StreamAppend]) -> Result<Vec<StreamAppend>, StoreError> {
+pub(crate) fn merge_parts_of_one_stream(
+    batch: &[StreamAppend],
+) -> Result<Vec<StreamAppend>, StoreError> {
     let mut merged: Vec<StreamAppend> = Vec::with_capacity(batch.len());
     for part in batch {
         match merged.iter_mut().find(|m| m.stream == part.stream) {
@@ -384,9 +386,9 @@ pub async fn read_all_with<C: GenericClient>(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    Ok(payledger_projections::feed::read_after(client, after, limit).await?)
+    Ok(crate::feed::read_after(client, after, limit).await?)
 }
 
 fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    Ok(payledger_projections::feed::recorded_event(row)?)
+    Ok(crate::feed::recorded_event(row)?)
 }
