@@ -7,6 +7,7 @@
 use crate::feed::{self, FeedError};
 use crate::projection::Projection;
 pub use crate::rebuild::{rebuild, rebuild_many, rebuild_many_reporting};
+use crate::states::ProjectionState;
 use deadpool_postgres::{Object, Pool};
 use payledger_events::Checkpoint;
 use std::sync::Arc;
@@ -271,7 +272,7 @@ async fn step_once(
         )
         .await?
         .ok_or_else(|| RunnerError::NotInstalled(projection.name().into()))?;
-    if state.get::<_, String>(3) == "stopped" {
+    if state.get::<_, String>(3) == ProjectionState::Stopped.as_str() {
         return Ok(Step::Stopped);
     }
     let generation: i32 = state.get(0);
@@ -375,7 +376,7 @@ pub struct Status {
     pub head: Checkpoint,
     /// Readable events after the checkpoint.
     pub lag: i64,
-    pub state: String,
+    pub state: ProjectionState,
     pub last_error: Option<String>,
     pub error_position: Option<i64>,
 }
@@ -405,7 +406,11 @@ pub async fn status(pool: &Pool) -> Result<Vec<Status>, RunnerError> {
             },
             head,
             lag: r.get(8),
-            state: r.get(5),
+            // A status this code does not know is not one it runs.
+            state: r
+                .get::<_, String>(5)
+                .parse()
+                .unwrap_or(ProjectionState::Stopped),
             last_error: r.get(6),
             error_position: r.get(7),
         })

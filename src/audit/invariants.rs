@@ -80,7 +80,7 @@ pub async fn check(pool: &Pool) -> anyhow::Result<InvariantReport> {
                 continue;
             };
             let status: String = state.get(2);
-            if status != "running" {
+            if status != payledger_projections::states::ProjectionState::Running.as_str() {
                 violations.push(Violation {
                     guarantee: 5,
                     subject: p.name().into(),

@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use payledger_projections::states::ProjectionState;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -71,32 +71,20 @@ pub async fn access(
     }
     let row = async {
         let client = state.store.pool().get().await?;
-        Ok::<_, crate::store::StoreError>(
-            client
-                .query_opt(
-                    "SELECT plan, status, period_end, activation FROM subscriptions WHERE email = $1",
-                    &[&email],
-                )
-                .await?,
-        )
+        payledger_projections::read::subscriptions::by_email(&client, &email).await
     }
     .await;
     match row {
         Ok(None) => Json(serde_json::json!({"email": email, "active": false})).into_response(),
-        Ok(Some(r)) => {
-            let status: String = r.get("status");
-            let period_end: DateTime<Utc> = r.get("period_end");
-            let active = status == "active" && period_end > state.clock.now();
-            Json(serde_json::json!({
-                "email": email,
-                "active": active,
-                "plan": r.get::<_, String>("plan"),
-                "status": status,
-                "period_end": period_end,
-                "activation": r.get::<_, String>("activation"),
-            }))
-            .into_response()
-        }
+        Ok(Some(s)) => Json(serde_json::json!({
+            "email": email,
+            "active": s.grants_access_at(state.clock.now()),
+            "plan": s.plan,
+            "status": s.status,
+            "period_end": s.period_end,
+            "activation": s.activation,
+        }))
+        .into_response(),
         Err(e) => {
             let reference = super::error_reference();
             tracing::error!(reference = %reference, error = %e, "access check failed");
@@ -229,7 +217,11 @@ async fn refresh_database_gauges(state: &AppState) {
         for r in rows {
             metrics::gauge!("payledger_projection_lag_events", "projection" => r.name.clone())
                 .set(r.lag as f64);
-            let stopped = if r.state == "stopped" { 1.0 } else { 0.0 };
+            let stopped = if r.state == ProjectionState::Stopped {
+                1.0
+            } else {
+                0.0
+            };
             metrics::gauge!("payledger_projection_stopped", "projection" => r.name.clone())
                 .set(stopped);
         }

@@ -16,9 +16,10 @@ use payledger_events::{
     StatusLinkRequested, StreamId,
 };
 use payledger_projections::customer_status::reference_code;
+use payledger_projections::read::customer_status::{self, CustomerStatusRow};
+use payledger_projections::states::PaymentState;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 const REFRESH_SECONDS: u32 = 5;
@@ -84,7 +85,7 @@ pub async fn checkout_return(
 async fn returned(
     state: &AppState,
     session_id: &str,
-) -> Result<Option<(Uuid, DateTime<Utc>, Option<Row>)>, StoreError> {
+) -> Result<Option<(Uuid, DateTime<Utc>, Option<CustomerStatusRow>)>, StoreError> {
     let opened_id = deterministic_event_id("ProcessorSessionOpened", session_id);
     let Some(DomainEvent::ProcessorSessionOpened(opened)) = state.store.event(opened_id).await?
     else {
@@ -123,12 +124,7 @@ async fn returned(
         )
         .await?
         .get(0);
-    let row = client
-        .query_opt(
-            "SELECT * FROM customer_status WHERE checkout_id = $1",
-            &[&checkout_id.to_string()],
-        )
-        .await?;
+    let row = customer_status::by_checkout(&client, &checkout_id.to_string()).await?;
     Ok(Some((checkout_id, returned_at, row)))
 }
 
@@ -145,26 +141,42 @@ pub async fn status_page(State(state): State<AppState>, Path(reference): Path<St
     }
     let found = async {
         let client = state.store.pool().get().await?;
-        Ok::<_, StoreError>(
-            client
-                .query_opt(
-                    "SELECT * FROM customer_status WHERE reference = $1",
-                    &[&reference],
-                )
-                .await?,
-        )
+        customer_status::by_reference(&client, &reference).await
     }
     .await;
     match found {
-        Ok(Some(row)) => {
-            let since: DateTime<Utc> = row
-                .get::<_, Option<DateTime<Utc>>>("returned_at")
-                .or(row.get("paid_at"))
-                .unwrap_or_else(|| row.get("started_at"));
-            render(site, &reference, Some(&row), since, state.clock.now())
-        }
+        Ok(Some(row)) => render(
+            site,
+            &reference,
+            Some(&row),
+            row.waiting_since(),
+            state.clock.now(),
+        ),
         Ok(None) => unknown(site, "this reference"),
         Err(e) => store_failure(site, &e),
+    }
+}
+
+/// Which of the status page's versions a customer sees.
+#[derive(Clone, Copy)]
+enum Shown {
+    Active,
+    Pending,
+    NeedsAttention,
+    Refunded,
+    NotCompleted,
+}
+
+impl Shown {
+    /// The template's name for it, and the page's heading.
+    fn page(self) -> (&'static str, &'static str) {
+        match self {
+            Shown::Active => ("active", "You're in"),
+            Shown::Pending => ("pending", "We're confirming your payment"),
+            Shown::NeedsAttention => ("needs_attention", "A person is looking at your payment"),
+            Shown::Refunded => ("refunded", "Your payment was refunded"),
+            Shown::NotCompleted => ("not_completed", "This checkout was not completed"),
+        }
     }
 }
 
@@ -173,33 +185,22 @@ pub async fn status_page(State(state): State<AppState>, Path(reference): Path<St
 fn render(
     site: &Site,
     reference: &str,
-    row: Option<&Row>,
+    row: Option<&CustomerStatusRow>,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Response {
-    let state_of = row.map(|r| r.get::<_, String>("state"));
     let overdue = now - since > site.pending_window;
-    let state: &'static str = match state_of.as_deref() {
-        Some("active") => "active",
-        Some("refunded") => "refunded",
-        Some("expired") | Some("failed") => "not_completed",
-        Some("needs_attention") | Some("disputed") => "needs_attention",
-        _ if overdue => "needs_attention",
-        _ => "pending",
+    let shown = match row.map(|r| r.state) {
+        Some(PaymentState::Active) => Shown::Active,
+        Some(PaymentState::Refunded) => Shown::Refunded,
+        Some(PaymentState::Expired | PaymentState::Failed) => Shown::NotCompleted,
+        Some(PaymentState::NeedsAttention | PaymentState::Disputed) => Shown::NeedsAttention,
+        _ if overdue => Shown::NeedsAttention,
+        _ => Shown::Pending,
     };
-    let heading = match state {
-        "active" => "You're in",
-        "pending" => "We're confirming your payment",
-        "needs_attention" => "A person is looking at your payment",
-        "refunded" => "Your payment was refunded",
-        _ => "This checkout was not completed",
-    };
-    let text = |col: &str| row.and_then(|r| r.get::<_, Option<String>>(col));
-    let date = |col: &str| {
-        row.and_then(|r| r.get::<_, Option<DateTime<Utc>>>(col))
-            .map(|d| d.format("%-d %B %Y").to_string())
-    };
-    let plan_id = text("plan").unwrap_or_default();
+    let (state, heading) = shown.page();
+    let date = |d: Option<DateTime<Utc>>| d.map(|d| d.format("%-d %B %Y").to_string());
+    let plan_id = row.and_then(|r| r.plan.clone()).unwrap_or_default();
     let plan = site
         .plans
         .get(&plan_id)
@@ -212,8 +213,8 @@ fn render(
             }
         });
     let amount = payledger_events::Money::from_parts(
-        row.and_then(|r| r.get::<_, Option<i64>>("amount")),
-        text("currency").as_deref(),
+        row.and_then(|r| r.amount),
+        row.and_then(|r| r.currency.as_deref()),
     )
     .map_or_else(|| "your payment".into(), |m| m.to_string());
     let page = Status {
@@ -224,10 +225,11 @@ fn render(
         code: reference.to_string(),
         plan,
         amount,
-        paid_on: date("paid_at"),
-        period_end: date("period_end"),
-        email: text("email")
-            .map(|e| masked_email(&e))
+        paid_on: date(row.and_then(|r| r.paid_at)),
+        period_end: date(row.and_then(|r| r.period_end)),
+        email: row
+            .and_then(|r| r.email.as_deref())
+            .map(masked_email)
             .unwrap_or_else(|| "the address you gave".into()),
         refresh_seconds: REFRESH_SECONDS,
     };

@@ -14,6 +14,8 @@ use lettre::Message;
 use payledger_events::{
     Actor, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, Money, StreamId,
 };
+use payledger_projections::read::customer_status;
+use payledger_projections::states::PaymentState;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -159,26 +161,16 @@ async fn view_of(
     let Some(payment_id) = payment_id else {
         return Ok(view);
     };
-    if let Some(r) = client
-        .query_opt(
-            "SELECT * FROM customer_status WHERE payment_id = $1",
-            &[&payment_id],
-        )
-        .await?
-    {
-        let plan: Option<String> = r.get("plan");
-        view.plan = plan
+    if let Some(r) = customer_status::by_payment(client, payment_id).await? {
+        view.plan = r
+            .plan
             .map(|p| config.plans.get(&p).map(|x| x.name.clone()).unwrap_or(p))
             .unwrap_or_else(|| UNKNOWN_PLAN.into());
-        view.amount = money(r.get("amount"), r.get("currency"));
-        view.paid_on = day(r.get("paid_at"));
-        view.period_end = day(r.get("period_end"));
-        view.reference = r.get("reference");
-        view.status_url = format!(
-            "{}/status/{}",
-            config.public_url.trim_end_matches('/'),
-            view.reference
-        );
+        view.amount = money(r.amount, r.currency);
+        view.paid_on = day(r.paid_at);
+        view.period_end = day(r.period_end);
+        view.status_url = status_url(config, &r.reference);
+        view.reference = r.reference;
     }
     if let Some(refund_id) = key.strip_prefix("refund_confirmation:") {
         let id = payledger_events::deterministic_event_id("ChargeRefunded", refund_id);
@@ -194,38 +186,40 @@ async fn links_for(
     config: &SenderConfig,
     email: &str,
 ) -> Result<Vec<Link>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT reference, state, amount, currency, started_at FROM customer_status WHERE email = $1 ORDER BY started_at",
-            &[&email],
-        )
-        .await?;
-    Ok(rows
-        .iter()
+    Ok(customer_status::by_email(client, email)
+        .await?
+        .into_iter()
         .map(|r| {
-            let state: String = r.get("state");
-            let what = match state.as_str() {
-                "active" => "paid, access active",
-                "refunded" => "refunded",
-                "awaiting_payment" => "checkout started, no payment confirmed yet",
-                "expired" | "failed" => "checkout not completed, not charged",
-                _ => "paid, a person is looking at it",
+            let what = match r.state {
+                PaymentState::Active => "paid, access active",
+                PaymentState::Refunded => "refunded",
+                PaymentState::AwaitingPayment => "checkout started, no payment confirmed yet",
+                PaymentState::Expired | PaymentState::Failed => {
+                    "checkout not completed, not charged"
+                }
+                PaymentState::PaidUnmatched
+                | PaymentState::Disputed
+                | PaymentState::NeedsAttention => "paid, a person is looking at it",
             };
-            let reference: String = r.get("reference");
             Link {
                 summary: format!(
                     "{} from {}: {what}",
-                    money(r.get("amount"), r.get("currency")),
-                    day(r.get("started_at"))
+                    money(r.amount, r.currency),
+                    day(Some(r.started_at))
                 ),
-                url: format!(
-                    "{}/status/{reference}",
-                    config.public_url.trim_end_matches('/')
-                ),
-                reference,
+                url: status_url(config, &r.reference),
+                reference: r.reference,
             }
         })
         .collect())
+}
+
+/// The customer's own page for one checkout or payment.
+fn status_url(config: &SenderConfig, reference: &str) -> String {
+    format!(
+        "{}/status/{reference}",
+        config.public_url.trim_end_matches('/')
+    )
 }
 
 fn subject(kind: &str, view: &View) -> String {

@@ -14,6 +14,8 @@ use payledger_events::{
     Actor, ChargeSource, DiscrepancyResolved, DomainEvent, EmailResendRequested, EventData,
     Metadata, StreamId, SubscriptionGranted,
 };
+use payledger_projections::read;
+use payledger_projections::states::{DiscrepancyStatus, EmailStatus, PaymentState};
 
 /// What a command did: `changed` false means it was already done.
 #[derive(Debug, serde::Serialize)]
@@ -78,13 +80,9 @@ pub async fn payment_facts(
 
 async fn activated(store: &PgEventStore, payment_id: &str) -> Result<bool, SupportError> {
     let client = store.pool().get().await?;
-    Ok(client
-        .query_opt(
-            "SELECT state FROM customer_status WHERE payment_id = $1",
-            &[&payment_id],
-        )
+    Ok(read::customer_status::by_payment(&client, payment_id)
         .await?
-        .is_some_and(|r| r.get::<_, String>(0) == "active"))
+        .is_some_and(|s| s.state == PaymentState::Active))
 }
 
 fn refused(r: Refusal) -> Result<Outcome, SupportError> {
@@ -226,27 +224,15 @@ pub async fn resend_email(
 ) -> Result<Outcome, SupportError> {
     let client = store.pool().get().await?;
     let row = if key.contains(':') {
-        client
-            .query_opt(
-                "SELECT email_key, status, resends FROM outgoing_emails WHERE email_key = $1",
-                &[&key],
-            )
-            .await?
+        read::outgoing_emails::by_key(&client, key).await?
     } else {
-        client
-            .query_opt(
-                "SELECT email_key, status, resends FROM outgoing_emails WHERE payment_id = $1 ORDER BY requested_at DESC LIMIT 1",
-                &[&key],
-            )
-            .await?
+        read::outgoing_emails::latest_for_payment(&client, key).await?
     };
     let Some(row) = row else {
         return Err(SupportError::NotFound(format!("no email is known for {key:?} (give an email key like confirmation:pi_… or a payment id)")));
     };
-    let email_key: String = row.get(0);
-    let status: String = row.get(1);
-    let resends: i32 = row.get(2);
-    if status == "pending" {
+    let (email_key, resends) = (row.email_key, row.resends);
+    if row.status == EmailStatus::Pending {
         return Ok(done(format!(
             "{email_key} is already waiting to be sent: nothing to do"
         )));
@@ -283,15 +269,12 @@ pub async fn resolve(
         ));
     }
     let client = store.pool().get().await?;
-    let Some(r) = client
-        .query_opt("SELECT status FROM discrepancies WHERE id = $1", &[&id])
-        .await?
-    else {
+    let Some(d) = read::discrepancies::by_id(&client, id).await? else {
         return Err(SupportError::NotFound(format!(
             "no discrepancy {id:?} (see payledger support queue)"
         )));
     };
-    if r.get::<_, String>(0) == "resolved" {
+    if d.status == DiscrepancyStatus::Resolved {
         return Err(SupportError::Refused(format!(
             "discrepancy {id} is already resolved"
         )));

@@ -5,6 +5,10 @@ use super::SupportError;
 use crate::processor::client::{ListFilter, ProcessorClient};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
+use payledger_projections::read;
+use payledger_projections::states::{
+    DiscrepancyKind, DiscrepancyStatus, EmailStatus, PaymentState, SubscriptionStatus,
+};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -20,7 +24,7 @@ pub struct Customer {
 #[derive(Debug, Serialize)]
 pub struct Subscription {
     pub plan: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub activation: String,
@@ -32,7 +36,7 @@ pub struct Payment {
     pub reference: String,
     pub checkout_id: Option<String>,
     pub payment_id: Option<String>,
-    pub state: String,
+    pub state: PaymentState,
     pub plan: Option<String>,
     pub amount: Option<i64>,
     pub currency: Option<String>,
@@ -57,7 +61,7 @@ pub struct ProcessorView {
 pub struct Email {
     pub email_key: String,
     pub kind: String,
-    pub status: String,
+    pub status: EmailStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
@@ -65,8 +69,8 @@ pub struct Email {
 #[derive(Debug, Serialize)]
 pub struct Discrepancy {
     pub id: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: DiscrepancyKind,
+    pub status: DiscrepancyStatus,
     pub suggested_action: String,
 }
 
@@ -138,39 +142,32 @@ pub async fn find(
     let client = pool.get().await?;
     let (email, payment_ids) = resolve(&client, key).await?;
     let subscription = match &email {
-        Some(e) => client
-            .query_opt("SELECT * FROM subscriptions WHERE email = $1", &[e])
+        Some(e) => read::subscriptions::by_email(&client, e)
             .await?
-            .map(|r| Subscription {
-                plan: r.get("plan"),
-                status: r.get("status"),
-                period_start: r.get("period_start"),
-                period_end: r.get("period_end"),
-                activation: r.get("activation"),
-                payment_id: r.get("payment_id"),
+            .map(|s| Subscription {
+                plan: s.plan,
+                status: s.status,
+                period_start: s.period_start,
+                period_end: s.period_end,
+                activation: s.activation,
+                payment_id: s.payment_id,
             }),
         None => None,
     };
-    let rows = client
-        .query(
-            "SELECT * FROM customer_status WHERE email = $1 OR payment_id = ANY($2) ORDER BY started_at",
-            &[&email, &payment_ids],
-        )
-        .await?;
+    let rows = read::customer_status::of_customer(&client, email.as_deref(), &payment_ids).await?;
     let mut payments = vec![];
     let mut all_payment_ids = payment_ids.clone();
     for r in rows {
-        let payment_id: Option<String> = r.get("payment_id");
-        all_payment_ids.extend(payment_id.clone());
+        all_payment_ids.extend(r.payment_id.clone());
         let mut p = Payment {
-            reference: r.get("reference"),
-            checkout_id: r.get("checkout_id"),
-            payment_id,
-            state: r.get("state"),
-            plan: r.get("plan"),
-            amount: r.get("amount"),
-            currency: r.get("currency"),
-            paid_at: r.get("paid_at"),
+            reference: r.reference,
+            checkout_id: r.checkout_id,
+            payment_id: r.payment_id,
+            state: r.state,
+            plan: r.plan,
+            amount: r.amount,
+            currency: r.currency,
+            paid_at: r.paid_at,
             processor: None,
             differences: vec![],
         };
@@ -179,33 +176,37 @@ pub async fn find(
         }
         payments.push(p);
     }
-    let emails = client
-        .query(
-            "SELECT email_key, kind, status, attempts, last_error FROM outgoing_emails WHERE recipient = $1 OR payment_id = ANY($2) ORDER BY requested_at",
-            &[&email, &all_payment_ids],
-        )
+    let emails = read::outgoing_emails::of_customer(&client, email.as_deref(), &all_payment_ids)
         .await?
-        .iter()
-        .map(|r| Email { email_key: r.get(0), kind: r.get(1), status: r.get(2), attempts: r.get(3), last_error: r.get(4) })
+        .into_iter()
+        .map(|e| Email {
+            email_key: e.email_key,
+            kind: e.kind,
+            status: e.status,
+            attempts: e.attempts,
+            last_error: e.last_error,
+        })
         .collect();
-    let open_discrepancies = client
-        .query(
-            "SELECT id, kind, status, suggested_action FROM discrepancies
-             WHERE status <> 'resolved' AND (customer_email = $1 OR split_part(subject, ':', 1) = ANY($2)) ORDER BY first_seen",
-            &[&email, &all_payment_ids],
-        )
+    let open_discrepancies =
+        read::discrepancies::unresolved_of_customer(&client, email.as_deref(), &all_payment_ids)
+            .await?
+            .into_iter()
+            .map(|d| Discrepancy {
+                id: d.id,
+                kind: d.kind,
+                status: d.status,
+                suggested_action: d.suggested_action,
+            })
+            .collect();
+    let timeline = read::timeline::of_email(&client, email.as_deref())
         .await?
-        .iter()
-        .map(|r| Discrepancy { id: r.get(0), kind: r.get(1), status: r.get(2), suggested_action: r.get(3) })
-        .collect();
-    let timeline = client
-        .query(
-            "SELECT recorded_at, event_type, actor, summary FROM timeline WHERE email = $1 ORDER BY position",
-            &[&email],
-        )
-        .await?
-        .iter()
-        .map(|r| TimelineEntry { at: r.get(0), event_type: r.get(1), actor: r.get(2), summary: r.get(3) })
+        .into_iter()
+        .map(|t| TimelineEntry {
+            at: t.at,
+            event_type: t.event_type,
+            actor: t.actor,
+            summary: t.summary,
+        })
         .collect();
     let customer = Customer {
         email,
@@ -256,13 +257,13 @@ async fn live_view(processor: &ProcessorClient, payment_id: &str, p: &mut Paymen
             p.amount, p.currency, c.amount, c.currency
         ));
     }
-    if c.amount_refunded > 0 && p.state != "refunded" {
+    if c.amount_refunded > 0 && p.state != PaymentState::Refunded {
         p.differences.push(format!(
             "the processor shows {} refunded; the ledger says {}",
             c.amount_refunded, p.state
         ));
     }
-    if c.disputed && p.state != "disputed" {
+    if c.disputed && p.state != PaymentState::Disputed {
         p.differences.push("the processor shows a dispute".into());
     }
     p.processor = Some(ProcessorView {

@@ -4,13 +4,14 @@
 
 use super::find::Customer;
 use super::queue::amount_text;
+use payledger_projections::states::PaymentState;
 
 pub fn reply(c: &Customer, support_name: &str) -> String {
     let paid = c
         .payments
         .iter()
         .rev()
-        .find(|p| p.state == "active" || p.state == "refunded")
+        .find(|p| matches!(p.state, PaymentState::Active | PaymentState::Refunded))
         .or_else(|| c.payments.last());
     let Some(p) = paid else {
         return format!(
@@ -34,21 +35,21 @@ pub fn reply(c: &Customer, support_name: &str) -> String {
         .subscription
         .as_ref()
         .is_some_and(|s| s.activation == "rescue");
-    match p.state.as_str() {
-        "active" if rescued => format!(
+    match p.state {
+        PaymentState::Active if rescued => format!(
             "Hello,\n\nYour payment of {amount} on {date} reached us, but a fault on our side kept your account \
              from being activated at the time. I have fixed it: your access is active now, until {until}. \
              You were charged once, and there is nothing you need to do. I'm sorry for the worry.\n\n\
              Your payment reference is {}. You will also get an email with the receipt.\n\n{support_name}",
             p.reference
         ),
-        "active" => format!(
+        PaymentState::Active => format!(
             "Hello,\n\nYour payment of {amount} on {date} went through and your access is active until {until}. \
              Your payment reference is {}; the receipt was emailed to this address (please check your spam folder \
              if you cannot find it — we can send it again).\n\n{support_name}",
             p.reference
         ),
-        "refunded" => format!(
+        PaymentState::Refunded => format!(
             "Hello,\n\nWe have refunded your payment of {amount} from {date} (reference {}). Refunds take 5 to 10 \
              business days to appear on your statement, depending on your bank.\n\n{support_name}",
             p.reference

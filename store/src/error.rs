@@ -22,6 +22,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("event at position {position} is unreadable: {reason}")]
     Corrupt { position: i64, reason: String },
+    /// A read model's row holds what the code cannot read (a state it does
+    /// not know): the read model and the code disagree.
+    #[error("a row of {table} is unreadable: {reason}")]
+    UnreadableRow { table: &'static str, reason: String },
     #[error("could not encode event: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("database error: {}", db_detail(.0))]

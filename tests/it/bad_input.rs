@@ -429,7 +429,10 @@ async fn a_rule_that_panics_stops_its_projection_visibly_and_readyz_and_metrics_
     assert_eq!(step, runner::Step::Stopped);
     let status = runner::status(&t.db.pool).await.unwrap();
     let stopped = status.iter().find(|s| s.name == "panicking").unwrap();
-    assert_eq!(stopped.state, "stopped");
+    assert_eq!(
+        stopped.state,
+        payledger_projections::states::ProjectionState::Stopped
+    );
     let why = stopped.last_error.clone().unwrap_or_default();
     assert!(
         why.contains("panicked") && why.contains("date out of range"),

@@ -39,7 +39,10 @@ async fn a_poison_event_stops_only_its_projection_and_is_never_skipped() {
     project_everything(&t.db.pool).await;
 
     let status = runner::status(&t.db.pool).await.unwrap();
-    let stopped: Vec<_> = status.iter().filter(|s| s.state == "stopped").collect();
+    let stopped: Vec<_> = status
+        .iter()
+        .filter(|s| s.state == payledger_projections::states::ProjectionState::Stopped)
+        .collect();
     assert_eq!(stopped.len(), 1, "{status:?}");
     assert_eq!(stopped[0].name, "discrepancies");
     let poison_at = stopped[0].error_position.unwrap();
@@ -303,7 +306,10 @@ async fn rows_the_database_refuses_stop_the_projection_at_the_event_that_made_th
     }
     let status = runner::status(&t.db.pool).await.unwrap();
     let d = status.iter().find(|s| s.name == "discrepancies").unwrap();
-    assert_eq!(d.state, "stopped");
+    assert_eq!(
+        d.state,
+        payledger_projections::states::ProjectionState::Stopped
+    );
     assert_eq!(d.error_position, Some(refused_at), "{d:?}");
     assert!(
         d.last_error

@@ -1,0 +1,153 @@
+//! The states the read models store as text, as types. Readers parse a
+//! row's column into one of these and match on it; the strings live here
+//! (and in the SQL that writes them), nowhere else.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A stored state that is not one of its type's values: the read model and
+/// the code disagree (an old generation, a hand-edited row).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a {kind} (one of: {known})")]
+pub struct UnknownState {
+    pub kind: &'static str,
+    pub value: String,
+    pub known: String,
+}
+
+macro_rules! state_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(UnknownState {
+                        kind: $kind,
+                        value: s.to_string(),
+                        known: [$($text),*].join(", "),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+state_enum!(
+    /// Where one checkout or payment stands for its customer
+    /// (`customer_status.state`).
+    PaymentState, "payment state" {
+        AwaitingPayment = "awaiting_payment",
+        /// Charged, but no checkout explains the charge yet.
+        PaidUnmatched = "paid_unmatched",
+        Active = "active",
+        Refunded = "refunded",
+        Disputed = "disputed",
+        /// Charged, but something disagrees (a duplicate, another amount).
+        NeedsAttention = "needs_attention",
+        /// The processor's session expired unpaid.
+        Expired = "expired",
+        /// The processor refused the payment.
+        Failed = "failed",
+    }
+);
+
+state_enum!(
+    /// A customer's access (`subscriptions.status`).
+    SubscriptionStatus, "subscription status" {
+        Active = "active",
+        Refunded = "refunded",
+        Disputed = "disputed",
+        /// A lost dispute took the money back, and the access with it.
+        Revoked = "revoked",
+    }
+);
+
+state_enum!(
+    /// An outgoing email (`outgoing_emails.status`).
+    EmailStatus, "email status" {
+        Pending = "pending",
+        Sent = "sent",
+        /// Failed for now; the sender tries again.
+        Failed = "failed",
+        /// Given up: a discrepancy says so.
+        Undeliverable = "undeliverable",
+    }
+);
+
+state_enum!(
+    /// `discrepancies.status`.
+    DiscrepancyStatus, "discrepancy status" {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+);
+
+state_enum!(
+    /// `discrepancies.kind`.
+    DiscrepancyKind, "discrepancy kind" {
+        UnmatchedCharge = "unmatched_charge",
+        DuplicateCharge = "duplicate_charge",
+        AmountMismatch = "amount_mismatch",
+        RefundWithoutCharge = "refund_without_charge",
+        DisputeOpened = "dispute_opened",
+        EmailUndeliverable = "email_undeliverable",
+        UnparsedProcessorEvent = "unparsed_processor_event",
+        ProcessorDisagreement = "processor_disagreement",
+        ProcessorEventConflict = "processor_event_conflict",
+    }
+);
+
+state_enum!(
+    /// A projection's runner (`projection_state.status`).
+    ProjectionState, "projection state" {
+        Running = "running",
+        Stopped = "stopped",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_from_its_own_text() {
+        for s in PaymentState::ALL {
+            assert_eq!(s.as_str().parse::<PaymentState>(), Ok(*s));
+        }
+        for s in DiscrepancyKind::ALL {
+            assert_eq!(s.as_str().parse::<DiscrepancyKind>(), Ok(*s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let e = "paid".parse::<PaymentState>().unwrap_err();
+        assert!(
+            e.to_string().contains("\"paid\" is not a payment state"),
+            "{e}"
+        );
+    }
+}
