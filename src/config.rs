@@ -15,11 +15,98 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-fn var(name: &'static str) -> Option<String> {
+/// One setting: its name, its default (empty: none) and what it is for.
+/// `docs/configuration.md` is this table; a test keeps them equal.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub what: &'static str,
+}
+
+const fn setting(name: &'static str, default: &'static str, what: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        what,
+    }
+}
+
+/// Every environment variable payledger reads, in one place.
+pub const SETTINGS: &[Setting] = &[
+    setting("DATABASE_URL", "", "PostgreSQL connection string (every command but processor-sim; demo, chaos and bench default to the local server)"),
+    setting("PAYLEDGER_BIND", "127.0.0.1:8080", "where `serve`/`run` listen (host:port)"),
+    setting("PAYLEDGER_PUBLIC_URL", "http://BIND", "where customers reach payledger (return and status links)"),
+    setting("STRIPE_WEBHOOK_SECRET", "", "the webhook endpoint's signing secret(s), comma-separated during a rotation (`serve`, `run`, `processor-sim`)"),
+    setting("STRIPE_API_KEY", "", "the processor's secret API key (checkout, reconcile, support refund)"),
+    setting("STRIPE_API_BASE", "https://api.stripe.com", "the processor's API (the simulator's URL in development)"),
+    setting("PAYLEDGER_PLANS", "", "the plans file (TOML); without it nobody can buy"),
+    setting("PAYLEDGER_SUPPORT_EMAIL", "", "the address customers are told to write to; alerts go there too"),
+    setting("PAYLEDGER_API_TOKEN", "", "bearer token of `/api/access`; unset, it refuses everyone"),
+    setting("PAYLEDGER_METRICS_TOKEN", "", "bearer token `/metrics` wants; unset, it is open"),
+    setting("PAYLEDGER_TRUSTED_PROXIES", "", "addresses whose `X-Forwarded-For` is believed (comma-separated IPs/CIDRs)"),
+    setting("PAYLEDGER_PENDING_WINDOW", "3m", "how long \"we're confirming your payment\" is honest before the page says a person is on it"),
+    setting("PAYLEDGER_HEADER_TIMEOUT", "10", "seconds a client may take to send its request headers (and idle keep-alive)"),
+    setting("PAYLEDGER_BODY_TIMEOUT", "30", "seconds a client may take to send a whole request body"),
+    setting("PAYLEDGER_MAX_CONNECTIONS", "1024", "open HTTP connections at most; more wait"),
+    setting("SMTP_URL", "", "mail transport (smtp://host:port); without it and PAYLEDGER_MAIL_DIR, no email is sent"),
+    setting("PAYLEDGER_MAIL_DIR", "", "write emails as .eml files here instead of SMTP"),
+    setting("PAYLEDGER_MAIL_FROM", "payments@localhost", "the From address of every email"),
+    setting("PAYLEDGER_MAIL_LEASE", "60s", "how long a sender holds an email it is sending"),
+    setting("PAYLEDGER_MAIL_BACKOFF", "5s", "first wait before retrying a failed email (doubles)"),
+    setting("PAYLEDGER_MAIL_MAX_ATTEMPTS", "8", "attempts before an email is undeliverable"),
+    setting("PAYLEDGER_RESCUE_GRACE", "2m", "how long an unmatched charge waits for its checkout before auto-rescue"),
+    setting("PAYLEDGER_ALERT_WEBHOOK", "", "where support alerts are posted (JSON)"),
+    setting("PAYLEDGER_ALERT_INTERVAL", "1m", "how often the alerter looks"),
+    setting("PAYLEDGER_RECONCILE_EVERY", "10m", "scheduled reconciliation period (`off` to disable)"),
+    setting("PAYLEDGER_RECONCILE_OVERLAP", "5m", "how far each scheduled window reaches back into the last"),
+    setting("PAYLEDGER_RECONCILE_FIRST_WINDOW", "3d", "the first scheduled run's window"),
+    setting("PAYLEDGER_PROJECTION_BATCH", "500", "events a projection applies per transaction"),
+    setting("PAYLEDGER_AUDIT_KEY", "", "path of the Ed25519 key for signed checkpoints (signing or verifying)"),
+    setting("PAYLEDGER_AUDIT_DIR", ".", "where checkpoints are written"),
+    setting("PAYLEDGER_AUDIT_EVERY", "1h", "how often `work` writes a checkpoint (with PAYLEDGER_AUDIT_KEY)"),
+    setting("PAYLEDGER_AUDIT_EMAIL", "", "who receives each checkpoint by email"),
+    setting("PAYLEDGER_AUDIT_ORIGIN", "payledger/DATABASE", "the log's name in signed checkpoints"),
+    setting("PAYLEDGER_ACTOR", "", "your name for `support` commands (instead of --as)"),
+    setting("PAYLEDGER_FAILPOINTS", "", "tests only: crash at named points"),
+    setting("PAYLEDGER_SHARED_DIR", "../shared", "tests only: where the Stripe fixtures are"),
+];
+
+/// The only reader of the environment: trimmed, and `None` when unset or
+/// blank. Only names in [`SETTINGS`] may be read.
+pub fn var(name: &'static str) -> Option<String> {
+    debug_assert!(
+        SETTINGS.iter().any(|s| s.name == name),
+        "{name} is not in config::SETTINGS"
+    );
     std::env::var(name)
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// [`var`] for a path, which need not be UTF-8.
+pub fn var_os(name: &'static str) -> Option<std::ffi::OsString> {
+    debug_assert!(SETTINGS.iter().any(|s| s.name == name));
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// `docs/configuration.md`, from [`SETTINGS`].
+pub fn settings_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration\n\nEvery setting is an environment variable, read once at start-up by \
+         `src/config.rs` (this page is generated from its `SETTINGS` table; a test keeps them \
+         equal). A missing or malformed setting stops start-up with a message naming it; \
+         secrets are never printed.\n\n| variable | default | what |\n|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let default = if s.default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", s.default)
+        };
+        out.push_str(&format!("| `{}` | {default} | {} |\n", s.name, s.what));
+    }
+    out
 }
 
 fn required(name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
@@ -145,6 +232,71 @@ pub fn duration_setting(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    fn all_sources() -> Vec<(String, String)> {
+        let mut out = vec![];
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn only_the_config_module_reads_the_environment() {
+        for (path, text) in all_sources() {
+            if path.ends_with("src/config.rs") {
+                continue;
+            }
+            assert!(
+                !text.contains("std::env::var"),
+                "{path} reads the environment: use config::var and list the setting in SETTINGS"
+            );
+        }
+    }
+
+    #[test]
+    fn every_setting_named_in_the_code_is_in_the_table() {
+        for (path, text) in all_sources() {
+            for prefix in ["\"PAYLEDGER_", "\"STRIPE_", "\"SMTP_", "\"DATABASE_"] {
+                for (i, _) in text.match_indices(prefix) {
+                    let name: String = text[i + 1..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                        .collect();
+                    if name.ends_with('_') {
+                        continue; // a prefix, like these
+                    }
+                    assert!(
+                        SETTINGS.iter().any(|s| s.name == name),
+                        "{path} names {name}, which config::SETTINGS does not list"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn docs_configuration_md_is_the_settings_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+        let docs = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            docs == settings_markdown(),
+            "docs/configuration.md is out of date: run `payledger settings --markdown > docs/configuration.md`"
+        );
+    }
 
     #[test]
     fn huge_durations_are_refused_by_name_not_panicked_on() {

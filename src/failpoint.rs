@@ -25,7 +25,7 @@ pub const ALL: &[&str] = &[
 fn armed() -> &'static [String] {
     static ARMED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     ARMED.get_or_init(|| {
-        std::env::var("PAYLEDGER_FAILPOINTS")
+        crate::config::var("PAYLEDGER_FAILPOINTS")
             .map(|list| list.split(',').map(|f| f.trim().to_string()).collect())
             .unwrap_or_default()
     })

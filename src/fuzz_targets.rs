@@ -149,9 +149,9 @@ pub fn fixtures() -> &'static [serde_json::Value] {
     static FIXTURES: OnceLock<Vec<serde_json::Value>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         let mut all = built_in_fixtures();
-        let dir = std::env::var("PAYLEDGER_SHARED_DIR")
+        let dir = crate::config::var("PAYLEDGER_SHARED_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
             .join("stripe");
         if let Ok(entries) = std::fs::read_dir(dir) {
             let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();

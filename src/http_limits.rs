@@ -48,9 +48,9 @@ impl HttpLimits {
                 reason: "must be a positive duration".into(),
             })
         };
-        let max_connections = match std::env::var("PAYLEDGER_MAX_CONNECTIONS") {
-            Err(_) => d.max_connections,
-            Ok(v) => v
+        let max_connections = match crate::config::var("PAYLEDGER_MAX_CONNECTIONS") {
+            None => d.max_connections,
+            Some(v) => v
                 .trim()
                 .parse::<usize>()
                 .ok()

@@ -151,10 +151,8 @@ impl Plans {
 
     /// From `PAYLEDGER_PLANS`; a missing variable is an error that names it.
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let path = std::env::var("PAYLEDGER_PLANS")
-            .ok()
-            .filter(|p| !p.trim().is_empty())
-            .ok_or(crate::config::ConfigError::Missing {
+        let path =
+            crate::config::var("PAYLEDGER_PLANS").ok_or(crate::config::ConfigError::Missing {
                 name: "PAYLEDGER_PLANS",
                 hint: "point it at a TOML file of plans, e.g. plans.example.toml",
             })?;

@@ -44,7 +44,7 @@ impl WorkerConfig {
     /// processor's API key is set and `PAYLEDGER_RECONCILE_EVERY` is not `off`.
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
         let mut config = WorkerConfig::default();
-        if let Ok(raw) = std::env::var("PAYLEDGER_PROJECTION_BATCH") {
+        if let Some(raw) = crate::config::var("PAYLEDGER_PROJECTION_BATCH") {
             config.batch = raw.trim().parse().ok().filter(|n| *n > 0).ok_or(
                 crate::config::ConfigError::Invalid {
                     name: "PAYLEDGER_PROJECTION_BATCH",
@@ -64,8 +64,7 @@ impl WorkerConfig {
             }
         }
         config.reactors = crate::reactors::Reactors::from_env()?;
-        let database = std::env::var("DATABASE_URL")
-            .ok()
+        let database = crate::config::var("DATABASE_URL")
             .and_then(|u| u.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_dbname().map(str::to_string))
             .unwrap_or_else(|| "payledger".into());

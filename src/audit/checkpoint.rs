@@ -148,7 +148,7 @@ pub fn parse_key(text: &str) -> Result<AuditKey, String> {
 
 /// `PAYLEDGER_AUDIT_KEY`: the path of the key file.
 pub fn key_from_env() -> Result<AuditKey, CheckpointError> {
-    let path = std::env::var("PAYLEDGER_AUDIT_KEY").map_err(|_| CheckpointError::NoKey)?;
+    let path = crate::config::var("PAYLEDGER_AUDIT_KEY").ok_or(CheckpointError::NoKey)?;
     let text = std::fs::read_to_string(&path).map_err(|e| CheckpointError::BadKey {
         path: path.clone(),
         reason: e.to_string(),
@@ -307,9 +307,7 @@ pub async fn check_against_log(
 
 /// `PAYLEDGER_AUDIT_ORIGIN`, or `payledger/<database>`.
 pub fn origin(database_name: &str) -> String {
-    std::env::var("PAYLEDGER_AUDIT_ORIGIN")
-        .ok()
-        .filter(|o| !o.trim().is_empty())
+    crate::config::var("PAYLEDGER_AUDIT_ORIGIN")
         .unwrap_or_else(|| format!("payledger/{database_name}"))
 }
 

@@ -25,9 +25,9 @@ impl CheckpointSchedule {
     /// `None` (and a line in the log saying so) unless both the key and the
     /// directory are set.
     pub fn from_env(database_name: &str) -> Result<Option<Self>, ConfigError> {
-        let (Ok(_), Some(dir)) = (
-            std::env::var("PAYLEDGER_AUDIT_KEY"),
-            std::env::var_os("PAYLEDGER_AUDIT_DIR"),
+        let (Some(_), Some(dir)) = (
+            crate::config::var("PAYLEDGER_AUDIT_KEY"),
+            crate::config::var_os("PAYLEDGER_AUDIT_DIR"),
         ) else {
             tracing::info!("signed audit checkpoints are off (set PAYLEDGER_AUDIT_KEY and PAYLEDGER_AUDIT_DIR)");
             return Ok(None);
@@ -55,9 +55,9 @@ impl CheckpointSchedule {
                 name: "PAYLEDGER_AUDIT_EVERY",
                 reason: "must be longer than zero".into(),
             })?;
-        let email = match std::env::var("PAYLEDGER_AUDIT_EMAIL") {
-            Err(_) => None,
-            Ok(to) => {
+        let email = match crate::config::var("PAYLEDGER_AUDIT_EMAIL") {
+            None => None,
+            Some(to) => {
                 let to: Mailbox = to.trim().parse().map_err(|e| ConfigError::Invalid {
                     name: "PAYLEDGER_AUDIT_EMAIL",
                     reason: format!("{to:?} is not an address ({e})"),

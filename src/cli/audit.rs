@@ -49,7 +49,7 @@ async fn write_checkpoint(cli: &Cli, out: Option<std::path::PathBuf>) -> anyhow:
         anyhow::bail!("PAYLEDGER_AUDIT_KEY holds a verifier key: signing needs the private key `audit keygen` printed");
     };
     let dir = out
-        .or_else(|| std::env::var_os("PAYLEDGER_AUDIT_DIR").map(Into::into))
+        .or_else(|| payledger::config::var_os("PAYLEDGER_AUDIT_DIR").map(Into::into))
         .unwrap_or_else(|| ".".into());
     let db = cli.connect().await?;
     let origin = checkpoint::origin(db.config.get_dbname().unwrap_or("payledger"));

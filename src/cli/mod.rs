@@ -69,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Every setting (environment variable), its default, and whether it
+    /// is set here (secrets' values are never shown).
+    Settings {
+        /// Print docs/configuration.md instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Benchmarks against the local PostgreSQL.
     Bench {
         #[command(subcommand)]
@@ -119,5 +126,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => tools::demo(&cli, args).await,
         Command::ProcessorSim(args) => tools::processor_sim(args).await,
         Command::Bench { command } => bench::run(&cli, command).await,
+        Command::Settings { markdown } => Ok(tools::settings(*markdown)),
     }
 }

@@ -55,9 +55,9 @@ pub async fn support(
             db.pool.clone(),
             std::sync::Arc::new(SystemClock),
         ),
-        plans: match std::env::var("PAYLEDGER_PLANS") {
-            Ok(_) => payledger::plans::Plans::from_env()?,
-            Err(_) => Default::default(),
+        plans: match payledger::config::var("PAYLEDGER_PLANS") {
+            Some(_) => payledger::plans::Plans::from_env()?,
+            None => Default::default(),
         },
         processor: payledger::config::processor_api()
             .ok()
@@ -106,4 +106,21 @@ pub async fn processor_sim(args: &ProcessorSimArgs) -> anyhow::Result<ExitCode> 
     payledger::processor::sim::serve(payledger::processor::sim::Simulator::new(config), listener)
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn settings(markdown: bool) -> ExitCode {
+    if markdown {
+        print!("{}", payledger::config::settings_markdown());
+        return ExitCode::SUCCESS;
+    }
+    for s in payledger::config::SETTINGS {
+        let set = if payledger::config::var_os(s.name).is_some() {
+            "set"
+        } else {
+            "-"
+        };
+        let default = if s.default.is_empty() { "-" } else { s.default };
+        println!("{:<34} {set:<4} default {default:<24} {}", s.name, s.what);
+    }
+    ExitCode::SUCCESS
 }

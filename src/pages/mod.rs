@@ -73,9 +73,8 @@ impl Site {
     /// everyone), `PAYLEDGER_PENDING_WINDOW` (default 3m).
     pub fn from_env(bind: std::net::SocketAddr) -> Result<Self, ConfigError> {
         let plans = Plans::from_env()?;
-        let public_url = std::env::var("PAYLEDGER_PUBLIC_URL")
-            .ok()
-            .map(|u| u.trim().trim_end_matches('/').to_string())
+        let public_url = crate::config::var("PAYLEDGER_PUBLIC_URL")
+            .map(|u| u.trim_end_matches('/').to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| format!("http://{bind}"));
         url::Url::parse(&public_url).map_err(|e| ConfigError::Invalid {
@@ -83,11 +82,8 @@ impl Site {
             reason: format!("{public_url:?} is not a URL ({e})"),
         })?;
         let api = crate::config::processor_api()?;
-        let support_email = std::env::var("PAYLEDGER_SUPPORT_EMAIL")
-            .ok()
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty())
-            .ok_or(ConfigError::Missing {
+        let support_email =
+            crate::config::var("PAYLEDGER_SUPPORT_EMAIL").ok_or(ConfigError::Missing {
                 name: "PAYLEDGER_SUPPORT_EMAIL",
                 hint: "the address customers are told to write to, e.g. support@example.com",
             })?;
@@ -97,10 +93,7 @@ impl Site {
                 reason: format!("{support_email:?} is not an email address"),
             });
         }
-        let api_token = std::env::var("PAYLEDGER_API_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
+        let api_token = crate::config::var("PAYLEDGER_API_TOKEN");
         if api_token.is_none() {
             tracing::warn!("PAYLEDGER_API_TOKEN is not set: /api/access refuses every request");
         }
@@ -110,10 +103,7 @@ impl Site {
             processor: Some(api.client()),
             support_email,
             api_token,
-            metrics_token: std::env::var("PAYLEDGER_METRICS_TOKEN")
-                .ok()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty()),
+            metrics_token: crate::config::var("PAYLEDGER_METRICS_TOKEN"),
             pending_window: crate::config::duration_setting(
                 "PAYLEDGER_PENDING_WINDOW",
                 chrono::Duration::minutes(3),
@@ -121,7 +111,7 @@ impl Site {
             limiter: Arc::new(limiter::RateLimiter::default()),
             http_limits: crate::http::HttpLimits::from_env()?,
             trusted_proxies: guard::TrustedProxies::parse(
-                &std::env::var("PAYLEDGER_TRUSTED_PROXIES").unwrap_or_default(),
+                &crate::config::var("PAYLEDGER_TRUSTED_PROXIES").unwrap_or_default(),
             )
             .map_err(|reason| ConfigError::Invalid {
                 name: "PAYLEDGER_TRUSTED_PROXIES",
@@ -237,8 +227,8 @@ pub fn panic_page(detail: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| detail.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "a panic without a message".into());
     let site = Site {
-        support_email: std::env::var("PAYLEDGER_SUPPORT_EMAIL")
-            .unwrap_or_else(|_| Site::default().support_email),
+        support_email: crate::config::var("PAYLEDGER_SUPPORT_EMAIL")
+            .unwrap_or_else(|| Site::default().support_email),
         ..Site::default()
     };
     internal_error(&site, &format!("panic: {what}"))

@@ -32,24 +32,16 @@ impl Mailer {
     /// when neither is set. `PAYLEDGER_MAIL_FROM` defaults to
     /// `payments@localhost`.
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        let from_raw = std::env::var("PAYLEDGER_MAIL_FROM")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
+        let from_raw = crate::config::var("PAYLEDGER_MAIL_FROM")
             .unwrap_or_else(|| "payments@localhost".into());
         let from: Mailbox = from_raw.trim().parse().map_err(|e| ConfigError::Invalid {
             name: "PAYLEDGER_MAIL_FROM",
             reason: format!("{from_raw:?} is not an address: {e}"),
         })?;
-        if let Some(url) = std::env::var("SMTP_URL")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
+        if let Some(url) = crate::config::var("SMTP_URL") {
             return Ok(Some(Mailer::smtp(url.trim(), from)?));
         }
-        if let Some(dir) = std::env::var("PAYLEDGER_MAIL_DIR")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
+        if let Some(dir) = crate::config::var("PAYLEDGER_MAIL_DIR") {
             return Ok(Some(Mailer::files(dir.trim().into(), from)?));
         }
         Ok(None)

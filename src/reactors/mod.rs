@@ -21,11 +21,8 @@ pub struct Reactors {
     pub alerts: Option<alerts::AlertConfig>,
 }
 
-fn setting(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+fn setting(name: &'static str) -> Option<String> {
+    crate::config::var(name)
 }
 
 impl Reactors {

@@ -36,7 +36,7 @@ impl ScheduleConfig {
     /// schedule), `PAYLEDGER_RECONCILE_OVERLAP` (5m),
     /// `PAYLEDGER_RECONCILE_FIRST_WINDOW` (3d).
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        if std::env::var("PAYLEDGER_RECONCILE_EVERY").is_ok_and(|v| v.trim() == "off") {
+        if crate::config::var("PAYLEDGER_RECONCILE_EVERY").is_some_and(|v| v == "off") {
             return Ok(None);
         }
         let d = ScheduleConfig::default();
