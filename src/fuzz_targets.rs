@@ -3,7 +3,7 @@
 //! libFuzzer (`cargo +nightly fuzz run NAME`); `tests/fuzz_smoke.rs` runs
 //! them on stable from a fixed seed in CI. Tooling, not production code.
 
-use crate::webhook::{mapping, signature};
+use crate::processor::{mapping, signature};
 use arbitrary::Unstructured;
 use chrono::{DateTime, TimeZone, Utc};
 use payledger_events::{

@@ -1,8 +1,6 @@
 //! The HTTP server: shared state and the router.
 
-use crate::clock::Clock;
-use crate::pages::Site;
-use crate::store::PgEventStore;
+pub use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use std::sync::Arc;
@@ -12,31 +10,6 @@ pub use crate::http_limits::HttpLimits;
 /// Forms are a plan, an address and a token; anything bigger is refused
 /// before it is read.
 pub const FORM_LIMIT_BYTES: usize = 16 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: PgEventStore,
-    pub clock: Arc<dyn Clock>,
-    /// Every secret currently accepted for `Stripe-Signature` (rotation).
-    pub webhook_secrets: Arc<Vec<String>>,
-    pub site: Arc<Site>,
-}
-
-impl AppState {
-    pub fn new(store: PgEventStore, clock: Arc<dyn Clock>, webhook_secrets: Vec<String>) -> Self {
-        AppState {
-            store,
-            clock,
-            webhook_secrets: Arc::new(webhook_secrets),
-            site: Arc::new(Site::default()),
-        }
-    }
-
-    pub fn with_site(mut self, site: Site) -> Self {
-        self.site = Arc::new(site);
-        self
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())

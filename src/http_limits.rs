@@ -77,7 +77,7 @@ pub async fn body_deadline(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = crate::webhook::BODY_LIMIT_BYTES;
+    let limit = crate::processor::MAX_CALLBACK_BYTES;
     match tokio::time::timeout(limits.body_read, axum::body::to_bytes(body, limit)).await {
         Err(_) => {
             let mut r = (

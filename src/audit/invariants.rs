@@ -161,8 +161,8 @@ async fn facts_not_in_their_callbacks(
         let record_id: uuid::Uuid = row.get("record_id");
         if current.as_ref().is_none_or(|(id, _)| *id != record_id) {
             let record: ProcessorEventReceived = serde_json::from_value(row.get("record"))?;
-            let body = crate::webhook::mapping::stored_body_bytes(&record);
-            let stated = crate::webhook::mapping::map_callback(&body, record.received_at)?
+            let body = crate::processor::mapping::stored_body_bytes(&record);
+            let stated = crate::processor::mapping::map_callback(&body, record.received_at)?
                 .appends
                 .into_iter()
                 .skip(1)

@@ -4,9 +4,9 @@
 
 use super::{fresh_bench_database, measure, raw_insert_op, Measured};
 use crate::clock::{Clock, SystemClock};
-use crate::http::AppState;
+use crate::processor::signature;
+use crate::state::AppState;
 use crate::store::PgEventStore;
-use crate::webhook::signature;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;

@@ -3,8 +3,8 @@
 
 use super::views::Home;
 use super::{internal_error, message, no_store, valid_email, Site};
-use crate::http::AppState;
 use crate::processor::client::NewCheckoutSession;
+use crate::state::AppState;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -60,7 +60,7 @@ pub async fn start(
     form: Result<Form<CheckoutForm>, FormRejection>,
 ) -> Response {
     let site = &state.site;
-    let client = super::guard::client_address(&headers, &peer, &site.trusted_proxies);
+    let client = crate::state::proxies::client_address(&headers, &peer, &site.trusted_proxies);
     if !site.checkout_limiter.allow_client(&client.to_string()) {
         tracing::info!(%client, "checkout rate limit reached");
         return message(

@@ -1,6 +1,6 @@
 //! For the product and the operators: `/api/access`, `/readyz`, `/metrics`.
 
-use crate::http::AppState;
+use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

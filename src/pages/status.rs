@@ -4,7 +4,7 @@
 
 use super::views::{Status, StatusForm};
 use super::{internal_error, masked_email, message, no_store, unavailable, valid_email, Site};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -274,7 +274,7 @@ pub async fn request_links(
         };
         return (StatusCode::BAD_REQUEST, page).into_response();
     }
-    let client = super::guard::client_address(&headers, &peer, &site.trusted_proxies);
+    let client = crate::state::proxies::client_address(&headers, &peer, &site.trusted_proxies);
     if !site.limiter.allow(&email, &client.to_string()) {
         return message(
             site,

@@ -11,8 +11,8 @@ mod run;
 pub mod schedule;
 
 use crate::processor::client::{ListFilter, ProcessorClient, ProcessorError};
+use crate::processor::mapping;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
-use crate::webhook::mapping;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use payledger_events::{
     Actor, ChargeSource, DomainEvent, EventData, Metadata, ReconciliationCompleted,

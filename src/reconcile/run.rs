@@ -3,9 +3,9 @@
 //! the ledger disagree.
 
 use super::{metadata, ReconcileError, ReconcileReport, RunKind};
+use crate::processor::mapping::ProcessorFact;
 use crate::processor::stripe::Charge;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
-use crate::webhook::mapping::ProcessorFact;
 use chrono::{DateTime, Utc};
 use payledger_events::{Currency, DomainEvent, EventData, ProcessorDisagreement, StreamId};
 use std::collections::{HashMap, HashSet};

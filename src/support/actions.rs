@@ -8,8 +8,8 @@ use super::decide::{self, PaymentFacts, Refusal};
 use super::SupportError;
 use crate::plans::Plans;
 use crate::processor::client::ProcessorClient;
+use crate::processor::mapping;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
-use crate::webhook::mapping;
 use payledger_events::{
     Actor, ChargeSource, DiscrepancyResolved, DomainEvent, EmailResendRequested, EventData,
     Metadata, StreamId, SubscriptionGranted,

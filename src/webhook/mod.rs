@@ -1,10 +1,8 @@
 //! `POST /webhooks/stripe`: verify, record verbatim with the facts it states
 //! in one transaction, and only then answer 2xx.
 
-pub mod mapping;
-pub mod signature;
-
-use crate::http::AppState;
+use crate::processor::{mapping, signature};
+use crate::state::AppState;
 use crate::store::{AppendOutcome, EventStore, ExpectedVersion, StoreError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,8 +14,7 @@ use chrono::{DateTime, Utc};
 use payledger_events::{Actor, DomainEvent, EventData, Metadata, ProcessorEventConflict, StreamId};
 use serde_json::json;
 
-/// The processor's payloads are a few KiB; anything near this is not one.
-pub const BODY_LIMIT_BYTES: usize = 1 << 20;
+pub use crate::processor::MAX_CALLBACK_BYTES as BODY_LIMIT_BYTES;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -233,7 +233,7 @@ async fn a_reused_event_id_with_another_body_becomes_a_conflict_and_never_a_fact
         "{text}"
     );
     let hashes =
-        [first.as_bytes(), second.as_bytes()].map(payledger::webhook::mapping::body_sha256);
+        [first.as_bytes(), second.as_bytes()].map(payledger::processor::mapping::body_sha256);
     assert!(
         hashes.iter().all(|h| action.contains(h.as_str())),
         "{action}"
@@ -267,7 +267,7 @@ async fn bodies_and_ids_postgres_cannot_hold_are_kept_verbatim_as_unparsed() {
         .into_bytes(),
     ];
     for body in &cases {
-        let header = payledger::webhook::signature::sign(
+        let header = payledger::processor::signature::sign(
             body,
             WEBHOOK_SECRET,
             chrono::Utc::now().timestamp(),
@@ -291,7 +291,7 @@ async fn bodies_and_ids_postgres_cannot_hold_are_kept_verbatim_as_unparsed() {
             panic!("not a callback record");
         };
         assert_eq!(
-            &payledger::webhook::mapping::stored_body_bytes(&record),
+            &payledger::processor::mapping::stored_body_bytes(&record),
             body,
             "stored bytes differ"
         );
@@ -327,7 +327,7 @@ async fn a_signature_header_with_thousands_of_entries_is_refused_before_hashing(
         .post(format!("{base}/webhooks/stripe"))
         .header(
             "Stripe-Signature",
-            payledger::webhook::signature::sign(body.as_bytes(), WEBHOOK_SECRET, t0),
+            payledger::processor::signature::sign(body.as_bytes(), WEBHOOK_SECRET, t0),
         )
         .body(body)
         .send()

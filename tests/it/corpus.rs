@@ -25,7 +25,7 @@ fn body_of(spec: &Value, now: i64) -> Vec<u8> {
 }
 
 fn header_for(case: &Value, body: &[u8], now: i64) -> String {
-    let sign = |t: i64| payledger::webhook::signature::sign(body, WEBHOOK_SECRET, t);
+    let sign = |t: i64| payledger::processor::signature::sign(body, WEBHOOK_SECRET, t);
     match &case["header"] {
         Value::Object(h) if h.contains_key("extra_v1") => {
             let n = h["extra_v1"].as_u64().unwrap() as usize;

@@ -163,7 +163,7 @@ fn now() -> DateTime<Utc> {
 fn reconciled(callbacks: &[String]) -> Vec<(StreamId, EventData)> {
     let mut facts = vec![];
     for body in callbacks {
-        let mapped = payledger::webhook::mapping::map_callback(body.as_bytes(), now()).unwrap();
+        let mapped = payledger::processor::mapping::map_callback(body.as_bytes(), now()).unwrap();
         for part in mapped.appends.iter().skip(1) {
             for e in &part.events {
                 let mut e = e.clone();
@@ -212,7 +212,7 @@ fn stored(arrivals: &[Arrival]) -> Vec<RecordedEvent> {
             }
             Arrival::Callback(body) => {
                 let mapped =
-                    payledger::webhook::mapping::map_callback(body.as_bytes(), now()).unwrap();
+                    payledger::processor::mapping::map_callback(body.as_bytes(), now()).unwrap();
                 if seen.contains(&mapped.record_event_id) {
                     continue;
                 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod architecture;
 mod bad_input;
 mod browser;
 mod chaos;

@@ -1,10 +1,10 @@
 //! Real processor object shapes (shared/stripe/) parse with the same types the
 //! webhook uses, and map to the facts they state.
 
+use payledger::processor::mapping::map_callback;
 use payledger::processor::stripe::{
     Charge, CheckoutSession, Dispute, Event, PaymentIntent, Refund,
 };
-use payledger::webhook::mapping::map_callback;
 use payledger_events::{DomainEvent, EventData};
 use serde_json::Value;
 

@@ -64,7 +64,7 @@ async fn assert_refused(
 }
 
 fn sign(body: &str, secret: &str, t: i64) -> Option<String> {
-    Some(payledger::webhook::signature::sign(
+    Some(payledger::processor::signature::sign(
         body.as_bytes(),
         secret,
         t,
@@ -147,7 +147,7 @@ async fn several_v1_values_pass_when_one_is_right() {
         json!({"id": "cus_2", "object": "customer"}),
     );
     let now = chrono::Utc::now().timestamp();
-    let good = payledger::webhook::signature::signature_hex(body.as_bytes(), WEBHOOK_SECRET, now);
+    let good = payledger::processor::signature::signature_hex(body.as_bytes(), WEBHOOK_SECRET, now);
     let header = format!("t={now},v1={},v1={good},v0=ignored", "00".repeat(32));
     let r = reqwest::Client::new()
         .post(format!("{base}/webhooks/stripe"))

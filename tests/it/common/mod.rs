@@ -284,7 +284,7 @@ pub fn stripe_event(id: &str, kind: &str, object: serde_json::Value) -> String {
 }
 
 pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Response {
-    let header = payledger::webhook::signature::sign(
+    let header = payledger::processor::signature::sign(
         body.as_bytes(),
         secret,
         chrono::Utc::now().timestamp(),
