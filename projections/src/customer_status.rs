@@ -34,7 +34,8 @@ impl Projection for CustomerStatus {
     }
     fn version(&self) -> i32 {
         // v2: ledger rows remember refunds seen before their charge.
-        2
+        // v3: buying again after a refund is not a duplicate charge.
+        3
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(

@@ -44,7 +44,8 @@ impl Projection for Discrepancies {
         // v2: processor disagreements found by reconciliation.
         // v3: processor event conflicts; values in suggested commands quoted.
         // v4: ledger rows remember refunds seen before their charge.
-        4
+        // v5: buying again after a refund is not a duplicate charge.
+        5
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

@@ -502,7 +502,7 @@ impl Ledger {
     }
 
     /// The first other active payment of the same account and plan within
-    /// the duplicate window before this one.
+    /// the duplicate window before this one, whose money was not returned.
     async fn twin(
         &mut self,
         db: Db<'_>,
@@ -522,8 +522,16 @@ impl Ledger {
             .await?
             .into_iter()
             .filter(|o| {
+                // A payment whose money went back (refunded in full, or a
+                // lost dispute) paid for nothing: buying again is not a
+                // second charge for it.
+                let money_returned = o.amount.is_some_and(|a| o.refunded >= a)
+                    || o.lost_disputes
+                        .as_deref()
+                        .is_some_and(|d| !d.trim().is_empty());
                 o.plan.as_deref() == Some(plan)
                     && o.state == "active"
+                    && !money_returned
                     && o.payment_id != p.payment_id
                     && o.paid_at.is_some_and(|t| t >= window_start && t <= paid_at)
             })

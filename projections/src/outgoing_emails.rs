@@ -26,7 +26,8 @@ impl Projection for OutgoingEmails {
     }
     fn version(&self) -> i32 {
         // v2: refunds seen before their charge are announced when it comes.
-        2
+        // v3: buying again after a refund is not a duplicate charge.
+        3
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

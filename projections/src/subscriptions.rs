@@ -39,7 +39,8 @@ impl Projection for Subscriptions {
     }
     fn version(&self) -> i32 {
         // v2: ledger rows remember refunds seen before their charge.
-        2
+        // v3: buying again after a refund is not a duplicate charge.
+        3
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

@@ -17,7 +17,8 @@ impl Projection for Timeline {
         // v2: processor disagreements.
         // v3: ledger rows remember refunds seen before their charge.
         // v4: a charge's summary keeps the payment id's case.
-        4
+        // v5: buying again after a refund is not a duplicate charge.
+        5
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern

@@ -30,6 +30,7 @@ mod projections;
 mod reconcile;
 mod reconcile_schedule;
 mod rules;
+mod rules_more;
 mod store_contract;
 mod stripe_fixtures;
 mod support;
