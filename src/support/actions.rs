@@ -10,12 +10,9 @@ use crate::plans::Plans;
 use crate::processor::client::ProcessorClient;
 use crate::processor::mapping;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
-use payledger_events::{
-    Actor, ChargeSource, DiscrepancyResolved, DomainEvent, EmailResendRequested, EventData,
-    Metadata, StreamId, SubscriptionGranted,
-};
+use payledger_events::{Actor, ChargeSource, DomainEvent, EventData, Metadata, StreamId};
 use payledger_projections::read;
-use payledger_projections::states::{DiscrepancyStatus, EmailStatus, PaymentState};
+use payledger_projections::states::PaymentState;
 
 /// What a command did: `changed` false means it was already done.
 #[derive(Debug, serde::Serialize)]
@@ -228,25 +225,20 @@ pub async fn resend_email(
     } else {
         read::outgoing_emails::latest_for_payment(&client, key).await?
     };
-    let Some(row) = row else {
-        return Err(SupportError::NotFound(format!("no email is known for {key:?} (give an email key like confirmation:pi_… or a payment id)")));
+    let row = row
+        .as_ref()
+        .map(|r| (r.email_key.as_str(), r.status, r.resends));
+    let (request, object) = match decide::resend(row, key, by) {
+        Ok(decided) => decided,
+        Err(r) => return refused(r),
     };
-    let (email_key, resends) = (row.email_key, row.resends);
-    if row.status == EmailStatus::Pending {
-        return Ok(done(format!(
-            "{email_key} is already waiting to be sent: nothing to do"
-        )));
-    }
-    let event: DomainEvent = EmailResendRequested {
-        email_key: email_key.clone(),
-        requested_by: by.clone(),
-    }
-    .into();
+    let email_key = request.email_key.clone();
+    let event = DomainEvent::from(request);
     let changed = append(
         store,
         StreamId::outbox(&email_key),
         event,
-        &format!("{email_key}:{}", resends + 1),
+        &object,
         by,
         "support",
     )
@@ -263,29 +255,14 @@ pub async fn resolve(
     note: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    if note.trim().is_empty() {
-        return Err(SupportError::Invalid(
-            "--note must say what was done".into(),
-        ));
-    }
     let client = store.pool().get().await?;
-    let Some(d) = read::discrepancies::by_id(&client, id).await? else {
-        return Err(SupportError::NotFound(format!(
-            "no discrepancy {id:?} (see payledger support queue)"
-        )));
+    let status = read::discrepancies::by_id(&client, id)
+        .await?
+        .map(|d| d.status);
+    let event = match decide::resolve(status, id, note, by) {
+        Ok(resolved) => DomainEvent::from(resolved),
+        Err(r) => return refused(r),
     };
-    if d.status == DiscrepancyStatus::Resolved {
-        return Err(SupportError::Refused(format!(
-            "discrepancy {id} is already resolved"
-        )));
-    }
-    let event: DomainEvent = DiscrepancyResolved {
-        discrepancy_id: id.into(),
-        resolution: "resolved by support".into(),
-        note: note.into(),
-        resolved_by: by.clone(),
-    }
-    .into();
     let data = EventData::new(
         &event,
         uuid::Uuid::new_v4(),
@@ -308,29 +285,12 @@ pub async fn grant(
     reason: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    let email = email.trim().to_lowercase();
-    if !payledger_events::email::valid_email(&email) {
-        return Err(SupportError::Invalid(format!(
-            "--email {email:?} is not an email address"
-        )));
-    }
-    if plans.get(plan).is_none() {
-        return Err(SupportError::Invalid(format!(
-            "--plan {plan:?} is not a plan"
-        )));
-    }
-    if reason.trim().is_empty() {
-        return Err(SupportError::Invalid(
-            "--reason must say why access is given without a charge".into(),
-        ));
-    }
-    let event: DomainEvent = SubscriptionGranted {
-        email: email.clone(),
-        plan: plan.into(),
-        reason: reason.into(),
-        granted_by: by.clone(),
-    }
-    .into();
+    let granted = match decide::grant(plans, email, plan, reason, by) {
+        Ok(granted) => granted,
+        Err(r) => return refused(r),
+    };
+    let email = granted.email.clone();
+    let event = DomainEvent::from(granted);
     let changed = append(
         store,
         StreamId::account(&email),

@@ -4,7 +4,11 @@
 //! stream version the decision was made on.
 
 use crate::plans::Plans;
-use payledger_events::{Actor, ChargeMatched, ChargeRefunded, ChargeSucceeded, DomainEvent, Money};
+use payledger_events::{
+    Actor, ChargeMatched, ChargeRefunded, ChargeSucceeded, DiscrepancyResolved, DomainEvent, Email,
+    EmailResendRequested, Money, SubscriptionGranted,
+};
+use payledger_projections::states::{DiscrepancyStatus, EmailStatus};
 
 /// What one payment's stream says, folded in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -179,6 +183,84 @@ pub fn refund(facts: &PaymentFacts, reason: &str) -> Result<String, Refusal> {
     Ok(format!(
         "refund payment {p} in full ({}) at the processor, record it, and send the refund email",
         Money::new(charge.amount, charge.currency.clone())
+    ))
+}
+
+/// Access without a charge: who, which plan, and why.
+pub fn grant(
+    plans: &Plans,
+    email: &str,
+    plan: &str,
+    reason: &str,
+    by: &Actor,
+) -> Result<SubscriptionGranted, Refusal> {
+    let email = Email::parse(email)
+        .map_err(|_| Refusal::Invalid(format!("--email {email:?} is not an email address")))?;
+    if plans.get(plan).is_none() {
+        return Err(Refusal::Invalid(format!("--plan {plan:?} is not a plan")));
+    }
+    if reason.trim().is_empty() {
+        return Err(Refusal::Invalid(
+            "--reason must say why access is given without a charge".into(),
+        ));
+    }
+    Ok(SubscriptionGranted {
+        email: email.to_string(),
+        plan: plan.into(),
+        reason: reason.trim().into(),
+        granted_by: by.clone(),
+    })
+}
+
+/// Closing a discrepancy, given its current status (`None`: no such one).
+pub fn resolve(
+    status: Option<DiscrepancyStatus>,
+    id: &str,
+    note: &str,
+    by: &Actor,
+) -> Result<DiscrepancyResolved, Refusal> {
+    if note.trim().is_empty() {
+        return Err(Refusal::Invalid("--note must say what was done".into()));
+    }
+    match status {
+        None => Err(Refusal::NotFound(format!(
+            "no discrepancy {id:?} (see payledger support queue)"
+        ))),
+        Some(DiscrepancyStatus::Resolved) => Err(Refusal::Refused(format!(
+            "discrepancy {id} is already resolved"
+        ))),
+        Some(DiscrepancyStatus::Open | DiscrepancyStatus::Acknowledged) => {
+            Ok(DiscrepancyResolved {
+                discrepancy_id: id.into(),
+                resolution: "resolved by support".into(),
+                note: note.into(),
+                resolved_by: by.clone(),
+            })
+        }
+    }
+}
+
+/// Sending an email again, given the email the key names (`None`: none).
+/// Returns the request and its idempotency object (one per resend).
+pub fn resend(
+    email: Option<(&str, EmailStatus, i32)>,
+    key: &str,
+    by: &Actor,
+) -> Result<(EmailResendRequested, String), Refusal> {
+    let Some((email_key, status, resends)) = email else {
+        return Err(Refusal::NotFound(format!("no email is known for {key:?} (give an email key like confirmation:pi_… or a payment id)")));
+    };
+    if status == EmailStatus::Pending {
+        return Err(Refusal::Done(format!(
+            "{email_key} is already waiting to be sent: nothing to do"
+        )));
+    }
+    Ok((
+        EmailResendRequested {
+            email_key: email_key.into(),
+            requested_by: by.clone(),
+        },
+        format!("{email_key}:{}", resends.saturating_add(1)),
     ))
 }
 

@@ -4,6 +4,7 @@ use super::*;
 use crate::plans::Plan;
 use chrono::TimeZone;
 use payledger_events::{ChargeSource, Currency};
+use payledger_projections::states::{DiscrepancyStatus, EmailStatus};
 
 fn usd() -> Currency {
     Currency::new("usd").unwrap()
@@ -252,4 +253,64 @@ fn refund_needs_a_reason_a_charge_and_no_earlier_refund() {
 
 fn refund_of(events: Vec<DomainEvent>, reason: &str) -> Result<String, Refusal> {
     super::refund(&given(events), reason)
+}
+
+#[test]
+fn a_grant_names_a_real_address_a_real_plan_and_a_reason() {
+    let by = Actor::Support("alice".into());
+    let g = grant(&plans(), " Press@Example.com ", "annual", " launch ", &by).unwrap();
+    assert_eq!(
+        (g.email.as_str(), g.plan.as_str(), g.reason.as_str()),
+        ("press@example.com", "annual", "launch")
+    );
+    assert!(
+        matches!(grant(&plans(), "press", "annual", "x", &by), Err(Refusal::Invalid(m)) if m.contains("--email"))
+    );
+    assert!(
+        matches!(grant(&plans(), "p@example.com", "gold", "x", &by), Err(Refusal::Invalid(m)) if m.contains("--plan"))
+    );
+    assert!(
+        matches!(grant(&plans(), "p@example.com", "annual", "  ", &by), Err(Refusal::Invalid(m)) if m.contains("--reason"))
+    );
+}
+
+#[test]
+fn resolving_needs_a_note_and_an_unresolved_discrepancy() {
+    let by = Actor::Support("alice".into());
+    assert!(matches!(
+        resolve(Some(DiscrepancyStatus::Open), "d1", "", &by),
+        Err(Refusal::Invalid(_))
+    ));
+    assert!(matches!(
+        resolve(None, "d1", "done", &by),
+        Err(Refusal::NotFound(_))
+    ));
+    assert!(matches!(
+        resolve(Some(DiscrepancyStatus::Resolved), "d1", "done", &by),
+        Err(Refusal::Refused(_))
+    ));
+    for open in [DiscrepancyStatus::Open, DiscrepancyStatus::Acknowledged] {
+        assert_eq!(
+            resolve(Some(open), "d1", "refunded", &by).unwrap().note,
+            "refunded"
+        );
+    }
+}
+
+#[test]
+fn a_resend_of_a_waiting_email_is_already_done_and_each_resend_is_its_own() {
+    let by = Actor::Support("alice".into());
+    let key = "confirmation:pi_1";
+    assert!(matches!(resend(None, key, &by), Err(Refusal::NotFound(_))));
+    assert!(matches!(
+        resend(Some((key, EmailStatus::Pending, 0)), key, &by),
+        Err(Refusal::Done(_))
+    ));
+    let (first, id1) = resend(Some((key, EmailStatus::Sent, 0)), key, &by).unwrap();
+    let (_, id2) = resend(Some((key, EmailStatus::Undeliverable, 1)), key, &by).unwrap();
+    assert_eq!(first.email_key, key);
+    assert_ne!(
+        id1, id2,
+        "a second resend is a new request, not a duplicate of the first"
+    );
 }
