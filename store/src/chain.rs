@@ -133,17 +133,22 @@ pub async fn seal_pending(pool: &Pool, batch_size: i64) -> Result<u64, StoreErro
 /// Where the chain first stops matching the log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainBreak {
+    /// The chain link that does not verify.
     pub seq: i64,
+    /// The log position it seals.
     pub position: i64,
+    /// What is wrong with it.
     pub reason: String,
 }
 
+/// The result of walking the hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainReport {
     /// Links checked before the first break (all of them when intact).
     pub verified: u64,
     /// Events readable in the global order but not sealed yet.
     pub unsealed: u64,
+    /// The first link that does not verify, if any.
     pub first_break: Option<ChainBreak>,
 }
 

@@ -3,9 +3,11 @@ use std::sync::Mutex;
 
 /// Where "now" comes from, so tests can set it.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// The machine's clock.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -18,14 +20,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 
 impl ManualClock {
+    /// A clock standing at `at`.
     pub fn new(at: DateTime<Utc>) -> Self {
         ManualClock(Mutex::new(at))
     }
 
+    /// Moves the clock to `at` (backwards too).
     pub fn set(&self, at: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
     }
 
+    /// Moves the clock on by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *now += by;

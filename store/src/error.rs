@@ -1,33 +1,53 @@
 use super::ExpectedVersion;
 use payledger_events::StreamId;
 
+/// Why an append or a read did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another writer got there first; re-read the stream and decide again.
     #[error("version conflict on stream {stream}: expected {expected}, but the stream is at version {actual}")]
     Conflict {
+        /// The stream that moved.
         stream: StreamId,
+        /// Where the writer believed it was.
         expected: ExpectedVersion,
+        /// Where it is.
         actual: i64,
     },
     /// A concurrent transaction stored the same event or stream version; the
     /// transaction must be retried from the start. `append` retries by itself.
     #[error("a concurrent append wrote the same event or stream version; retry the transaction")]
     WriteRace,
+    /// An append with no event at all.
     #[error("an append needs at least one event")]
     EmptyAppend,
+    /// An append that cannot mean anything (two expectations for one stream).
     #[error("invalid append: {0}")]
     InvalidBatch(String),
+    /// PostgreSQL is going away or refusing work: try again later.
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
+    /// A stored event that does not decode.
     #[error("event at position {position} is unreadable: {reason}")]
-    Corrupt { position: i64, reason: String },
+    Corrupt {
+        /// Its position in the log.
+        position: i64,
+        /// Why it does not decode.
+        reason: String,
+    },
     /// A read model's row holds what the code cannot read (a state it does
     /// not know): the read model and the code disagree.
     #[error("a row of {table} is unreadable: {reason}")]
-    UnreadableRow { table: &'static str, reason: String },
+    UnreadableRow {
+        /// The read model's table.
+        table: &'static str,
+        /// What the code could not read.
+        reason: String,
+    },
+    /// An event that cannot be written as JSON.
     #[error("could not encode event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// Any other database error, with the server's own words.
     #[error("database error: {}", db_detail(.0))]
     Database(tokio_postgres::Error),
 }

@@ -8,10 +8,18 @@ use tokio_postgres::Row;
 
 const READ_ALL_SQL: &str = include_str!("read_all.sql");
 
+/// Why the global order could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
+    /// A stored event whose row cannot be read.
     #[error("event at position {position} is unreadable: {reason}")]
-    Corrupt { position: i64, reason: String },
+    Corrupt {
+        /// Its position in the log.
+        position: i64,
+        /// What is wrong with the row.
+        reason: String,
+    },
+    /// The database refused the read.
     #[error(transparent)]
     Database(#[from] tokio_postgres::Error),
 }
@@ -51,6 +59,7 @@ pub async fn head<C: GenericClient>(client: &C) -> Result<Checkpoint, FeedError>
         .unwrap_or(Checkpoint::START))
 }
 
+/// One `events` row as the event it holds.
 pub fn recorded_event(row: &Row) -> Result<RecordedEvent, FeedError> {
     let position: i64 = row.get("position");
     let metadata: Metadata =

@@ -1,8 +1,10 @@
 //! The event store: one append-only log that everything else reads from.
 //! This crate is the only code that touches the `events` and `event_chain`
 //! tables; everything else appends and reads through it.
+#![warn(missing_docs)]
 
 mod chain;
+/// Where "now" comes from, so tests can set it.
 pub mod clock;
 mod error;
 pub mod feed;
@@ -57,12 +59,16 @@ impl fmt::Display for ExpectedVersion {
 /// committed in one transaction.
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
+    /// The stream the events go to.
     pub stream: StreamId,
+    /// Where the writer believes the stream is.
     pub expected: ExpectedVersion,
+    /// The events, in the order they get versions.
     pub events: Vec<EventData>,
 }
 
 impl StreamAppend {
+    /// Events for `stream`, expected at `expected`.
     pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<EventData>) -> Self {
         StreamAppend {
             stream,
@@ -72,23 +78,34 @@ impl StreamAppend {
     }
 }
 
+/// What became of one event of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {
+    /// Written now, at this place in the log and its stream.
     Stored {
+        /// The event's id.
         event_id: Uuid,
+        /// Its global position.
         position: i64,
+        /// Its version in its stream (from 1).
         stream_version: i64,
     },
     /// The event id was already in the log; nothing was written for it.
-    Duplicate { event_id: Uuid },
+    Duplicate {
+        /// The event's id.
+        event_id: Uuid,
+    },
 }
 
+/// What an append did, event by event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
+    /// One outcome per event, in the order given.
     pub events: Vec<EventOutcome>,
 }
 
 impl AppendOutcome {
+    /// How many events were written now.
     pub fn stored(&self) -> usize {
         self.events
             .iter()
@@ -96,6 +113,7 @@ impl AppendOutcome {
             .count()
     }
 
+    /// How many were already in the log.
     pub fn duplicates(&self) -> usize {
         self.events.len() - self.stored()
     }
@@ -112,6 +130,7 @@ pub trait EventStore: Send + Sync {
         batch: Vec<StreamAppend>,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 
+    /// [`EventStore::append`] to one stream.
     fn append_to_stream(
         &self,
         stream: StreamId,

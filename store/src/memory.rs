@@ -26,6 +26,7 @@ struct Log {
 }
 
 impl InMemoryEventStore {
+    /// An empty log whose events are recorded at `clock`'s time.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         InMemoryEventStore {
             clock,

@@ -12,11 +12,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+/// The PostgreSQL channel appends are announced on.
 pub const EVENTS_CHANNEL: &str = "payledger_events";
 
 /// The shortest gap between two notifications from one process.
 const COALESCE_INTERVAL: Duration = Duration::from_millis(5);
 
+/// Turns "something was appended" into at most one NOTIFY per few milliseconds.
 #[derive(Clone)]
 pub struct AppendNotifier {
     bell: mpsc::Sender<()>,
@@ -62,6 +64,7 @@ pub struct AppendListener {
 }
 
 impl AppendListener {
+    /// A notifier with its own connection to the server of `config`.
     pub async fn connect(config: tokio_postgres::Config) -> Self {
         let mut listener = AppendListener {
             config,
@@ -125,6 +128,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Starts following the log after `from`.
     pub async fn start(
         pool: Pool,
         config: tokio_postgres::Config,
@@ -141,6 +145,7 @@ impl Subscription {
         }
     }
 
+    /// Where the subscription has read to.
     pub fn checkpoint(&self) -> Checkpoint {
         self.checkpoint
     }

@@ -46,10 +46,12 @@ impl PgEventStore {
         }
     }
 
+    /// The connection pool (for the projections and tools that share it).
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
+    /// The clock appends are recorded with.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
@@ -381,6 +383,7 @@ pub async fn event_with<C: GenericClient>(
     })
 }
 
+/// [`EventStore::read_all`] on a connection the caller holds.
 pub async fn read_all_with<C: GenericClient>(
     client: &C,
     after: Checkpoint,
