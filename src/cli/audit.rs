@@ -68,7 +68,15 @@ async fn verify(
     if !checkpoints.is_empty() && checkpoint::verify_files(&db.pool, checkpoints).await? > 0 {
         return Ok(ExitCode::from(1));
     }
-    let report = payledger::store::verify_chain(&db.pool).await?;
+    let links = payledger::store::chain_length(&db.pool).await?;
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        output::progress(links, "verifying the hash chain")
+    };
+    let report = payledger::store::verify_chain_reporting(&db.pool, &|n| bar.set_position(n)).await;
+    bar.finish_and_clear();
+    let report = report?;
     output::print(json, &report, |report| match &report.first_break {
         Some(b) => println!(
             "BROKEN at position {} (chain link {}): {}; {} links verified before it",

@@ -29,8 +29,27 @@ pub fn progress(length: u64, message: &'static str) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr_with_hz(4),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:28} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({eta} left)",
+        "{msg:28} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({eta} left)",
     ) {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// A counter for work of unknown length (objects at the processor), on a
+/// terminal only, and never with `--json`.
+pub fn counter(message: &'static str, json: bool) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}] {human_pos}")
+    {
         bar.set_style(style);
     }
     bar.set_message(message);

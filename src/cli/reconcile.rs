@@ -36,8 +36,19 @@ pub async fn run(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
     };
     let store =
         payledger::store::PgEventStore::new(db.pool.clone(), std::sync::Arc::new(SystemClock));
-    let report =
-        payledger::reconcile::reconcile(&store, &processor, from, to, args.dry_run).await?;
+    let bar = output::counter("objects seen at the processor", args.json);
+    let report = payledger::reconcile::reconcile_reporting(
+        &store,
+        &processor,
+        from,
+        to,
+        args.dry_run,
+        payledger::reconcile::RunKind::Manual,
+        Some(&|n| bar.set_position(n)),
+    )
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
     output::print(args.json, &report, |report| {
         let verb = if args.dry_run {
             "would append"

@@ -8,6 +8,8 @@
 //! workers do not walk the processor twice for nothing.
 
 mod run;
+
+pub use run::Progress;
 pub mod schedule;
 
 use crate::processor::client::{ListFilter, ProcessorClient, ProcessorError};
@@ -96,8 +98,22 @@ pub async fn reconcile_as(
     dry_run: bool,
     kind: RunKind,
 ) -> Result<ReconcileReport, RunFailed> {
+    reconcile_reporting(store, processor, from, to, dry_run, kind, None).await
+}
+
+/// [`reconcile_as`], telling `progress` how many processor objects it has
+/// seen so far.
+pub async fn reconcile_reporting(
+    store: &PgEventStore,
+    processor: &ProcessorClient,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    dry_run: bool,
+    kind: RunKind,
+    progress: Option<&Progress<'_>>,
+) -> Result<ReconcileReport, RunFailed> {
     let started = std::time::Instant::now();
-    let mut run = Run::new(store, Uuid::new_v4(), from, to, dry_run);
+    let mut run = Run::new(store, Uuid::new_v4(), from, to, dry_run).with_progress(progress);
     let walked = walk(&mut run, processor, store.clock().now()).await;
     let mut report = run.into_report();
     report.duration_ms = started.elapsed().as_millis() as u64;

@@ -27,7 +27,12 @@ pub(super) struct Run<'a> {
     /// With --dry-run: ids that would have been appended, so the same fact
     /// seen as a session and as a charge is counted once.
     would_append: HashSet<Uuid>,
+    /// Told the objects seen so far (a terminal shows it).
+    progress: Option<&'a Progress<'a>>,
 }
+
+/// Hears how many processor objects a run has seen so far.
+pub type Progress<'a> = dyn Fn(u64) + Send + Sync + 'a;
 
 impl<'a> Run<'a> {
     pub fn new(
@@ -53,7 +58,13 @@ impl<'a> Run<'a> {
             },
             refunded: vec![],
             would_append: HashSet::new(),
+            progress: None,
         }
+    }
+
+    pub fn with_progress(mut self, progress: Option<&'a Progress<'a>>) -> Self {
+        self.progress = progress;
+        self
     }
 
     pub fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -66,6 +77,9 @@ impl<'a> Run<'a> {
 
     pub fn seen(&mut self, n: u64) {
         self.report.objects_seen += n;
+        if let Some(progress) = self.progress {
+            progress(self.report.objects_seen);
+        }
     }
 
     pub fn refunded_at_processor(&mut self, charge: &Charge) {

@@ -156,6 +156,25 @@ pub struct ChainReport {
 /// event is missing or whose recomputed hash differs. Read-only: an auditor
 /// role can run it.
 pub async fn verify_chain(pool: &Pool) -> Result<ChainReport, StoreError> {
+    verify_chain_reporting(pool, &|_| {}).await
+}
+
+/// How many links the chain has (what [`verify_chain`] will walk).
+pub async fn chain_length(pool: &Pool) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let seq: Option<i64> = client
+        .query_one("SELECT max(seq) FROM event_chain", &[])
+        .await?
+        .get(0);
+    Ok(seq.unwrap_or(0).max(0) as u64)
+}
+
+/// [`verify_chain`], telling `progress` how many links it has verified
+/// after each page (a terminal shows it as a progress bar).
+pub async fn verify_chain_reporting(
+    pool: &Pool,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<ChainReport, StoreError> {
     const PAGE: i64 = 5_000;
     let client = pool.get().await?;
     let mut prev = GENESIS.to_vec();
@@ -202,6 +221,7 @@ pub async fn verify_chain(pool: &Pool) -> Result<ChainReport, StoreError> {
             last_pos = position;
             verified += 1;
         }
+        progress(verified);
         if (rows.len() as i64) < PAGE {
             break;
         }

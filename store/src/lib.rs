@@ -12,7 +12,10 @@ mod memory;
 mod notify;
 mod postgres;
 
-pub use chain::{canonical_bytes, seal_pending, verify_chain, ChainBreak, ChainReport};
+pub use chain::{
+    canonical_bytes, chain_length, seal_pending, verify_chain, verify_chain_reporting, ChainBreak,
+    ChainReport,
+};
 pub use error::StoreError;
 pub use memory::InMemoryEventStore;
 pub use notify::{AppendListener, AppendNotifier, Subscription, EVENTS_CHANNEL};
