@@ -5,8 +5,12 @@
 
 use crate::plans::Plans;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
+use crate::support::decide::{self, Refusal};
+use crate::support::SupportError;
 use chrono::Duration;
-use payledger_events::{Actor, ChargeMatched, DomainEvent, EventData, Metadata, StreamId};
+use payledger_events::{Actor, DomainEvent, EventData, Metadata, StreamId};
+use payledger_projections::read::{discrepancies, subscriptions};
+use payledger_projections::states::DiscrepancyKind;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RescueReport {
@@ -22,86 +26,68 @@ pub async fn rescue_due(
 ) -> Result<RescueReport, StoreError> {
     let now = store.clock().now();
     let client = store.pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT subject, amount, currency, customer_email FROM discrepancies
-             WHERE kind = 'unmatched_charge' AND status = 'open' AND first_seen <= $1
-             ORDER BY first_seen",
-            &[&(now - grace)],
-        )
-        .await?;
+    let waiting =
+        discrepancies::open_of_kind_since(&client, DiscrepancyKind::UnmatchedCharge, now - grace)
+            .await?;
     let mut report = RescueReport::default();
-    for r in rows {
-        let payment_id: String = r.get(0);
-        let amount: Option<i64> = r.get(1);
-        let currency: Option<String> = r.get(2);
-        let Some(email) = r.get::<_, Option<String>>(3) else {
-            report
-                .left
-                .push((payment_id, "the charge carries no email".into()));
-            continue;
-        };
-        let fitting = match (amount, currency.as_deref()) {
-            (Some(a), Some(c)) => plans.priced(a, c),
-            _ => vec![],
-        };
-        let plan = match fitting.as_slice() {
-            [one] => (*one).clone(),
-            [] => {
-                report
-                    .left
-                    .push((payment_id, "the amount fits no plan".into()));
-                continue;
-            }
-            _ => {
-                report.left.push((
-                    payment_id,
-                    format!("the amount fits {} plans", fitting.len()),
-                ));
+    for d in waiting {
+        let payment_id = d.subject;
+        let facts = match crate::support::actions::payment_facts(store, &payment_id).await {
+            Ok(facts) => facts,
+            Err(SupportError::Store(e)) => return Err(e),
+            Err(other) => {
+                report.left.push((payment_id, other.to_string()));
                 continue;
             }
         };
-        let active = client
-            .query_opt(
-                "SELECT 1 FROM subscriptions WHERE email = $1 AND status = 'active' AND period_end > $2",
-                &[&email, &now],
-            )
-            .await?
-            .is_some();
-        if active {
-            report.left.push((
-                payment_id,
-                format!("{email} already has an active subscription: possibly a duplicate charge"),
-            ));
-            continue;
-        }
-        let event: DomainEvent = ChargeMatched {
-            payment_id: payment_id.clone(),
-            email: email.clone(),
-            plan: plan.id.clone(),
-            reason: format!(
-                "auto-rescue: {} matches exactly one plan ({}) and the charge names {email}",
-                plan.price(),
-                plan.id
-            ),
-            matched_by: Actor::auto_rescue(),
-        }
-        .into();
+        let email = facts
+            .charge
+            .as_ref()
+            .and_then(|c| c.customer_email.as_deref())
+            .map(str::to_lowercase);
+        let has_access = match &email {
+            Some(e) => subscriptions::by_email(&client, e)
+                .await?
+                .is_some_and(|s| s.grants_access_at(now)),
+            None => false,
+        };
+        let matched = match decide::auto_rescue(&facts, plans, has_access) {
+            Ok(m) => m,
+            Err(Refusal::Done(_)) => continue,
+            Err(Refusal::Refused(why) | Refusal::NotFound(why) | Refusal::Invalid(why)) => {
+                report.left.push((payment_id, why));
+                continue;
+            }
+        };
+        let (email, plan) = (matched.email.clone(), matched.plan.clone());
         // Same id as a support rescue: whoever matches first, it is matched once.
         let data = EventData::for_processor_fact(
-            &event,
+            &DomainEvent::from(matched),
             &payment_id,
             Metadata::new(uuid::Uuid::new_v4(), Actor::auto_rescue(), "auto-rescue"),
         )?;
         crate::failpoint::hit("rescue.before_match");
-        store
+        match store
             .append_to_stream(
                 StreamId::payment(&payment_id),
-                ExpectedVersion::Any,
+                ExpectedVersion::Exact(facts.version),
                 vec![data],
             )
-            .await?;
-        tracing::info!(payment_id = %payment_id, email = %email, plan = %plan.id, "auto-rescued an unmatched charge");
+            .await
+        {
+            Ok(_) => {}
+            // The payment changed since we looked (a refund, a person's
+            // rescue): decide again next round, on what it is then.
+            Err(StoreError::Conflict { .. }) => {
+                report.left.push((
+                    payment_id,
+                    "the payment changed while deciding; looked at again next round".into(),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::info!(payment_id = %payment_id, email = %email, plan = %plan, "auto-rescued an unmatched charge");
         report.matched.push(payment_id);
     }
     Ok(report)

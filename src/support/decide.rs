@@ -264,6 +264,60 @@ pub fn resend(
     ))
 }
 
+/// Auto-rescue of an unmatched charge: only when the charge names its
+/// customer, its amount fits exactly one plan, and nothing suggests it is a
+/// second payment (`has_access`: the address already has access).
+pub fn auto_rescue(
+    facts: &PaymentFacts,
+    plans: &Plans,
+    has_access: bool,
+) -> Result<ChargeMatched, Refusal> {
+    let p = &facts.payment_id;
+    let Some(charge) = &facts.charge else {
+        return Err(Refusal::NotFound(format!(
+            "payment {p} has no recorded charge"
+        )));
+    };
+    if facts.matched.is_some() {
+        return Err(Refusal::Done(format!("payment {p} is already matched")));
+    }
+    if !facts.refunds.is_empty() {
+        return Err(Refusal::Refused("the charge was refunded".into()));
+    }
+    let Some(email) = charge.customer_email.as_deref().map(str::to_lowercase) else {
+        return Err(Refusal::Refused("the charge carries no email".into()));
+    };
+    let plan = match plans
+        .priced(charge.amount, charge.currency.as_str())
+        .as_slice()
+    {
+        [one] => (*one).clone(),
+        [] => return Err(Refusal::Refused("the amount fits no plan".into())),
+        many => {
+            return Err(Refusal::Refused(format!(
+                "the amount fits {} plans",
+                many.len()
+            )))
+        }
+    };
+    if has_access {
+        return Err(Refusal::Refused(format!(
+            "{email} already has an active subscription: possibly a duplicate charge"
+        )));
+    }
+    Ok(ChargeMatched {
+        payment_id: p.clone(),
+        reason: format!(
+            "auto-rescue: {} matches exactly one plan ({}) and the charge names {email}",
+            plan.price(),
+            plan.id
+        ),
+        email,
+        plan: plan.id.clone(),
+        matched_by: Actor::auto_rescue(),
+    })
+}
+
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;

@@ -314,3 +314,34 @@ fn a_resend_of_a_waiting_email_is_already_done_and_each_resend_is_its_own() {
         "a second resend is a new request, not a duplicate of the first"
     );
 }
+
+#[test]
+fn auto_rescue_matches_only_a_named_exactly_priced_unrefunded_charge() {
+    let m = auto_rescue(
+        &given(vec![charge(24900, Some("A@example.com"))]),
+        &plans(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        (m.email.as_str(), m.plan.as_str()),
+        ("a@example.com", "annual")
+    );
+    assert_eq!(m.matched_by, Actor::auto_rescue());
+    let refused = |events, access| match auto_rescue(&given(events), &plans(), access) {
+        Err(Refusal::Refused(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(refused(vec![charge(24900, None)], false).contains("no email"));
+    assert!(refused(vec![charge(12345, Some("a@example.com"))], false).contains("fits no plan"));
+    assert!(refused(
+        vec![charge(24900, Some("a@example.com")), refund(24900)],
+        false
+    )
+    .contains("refunded"));
+    assert!(refused(vec![charge(24900, Some("a@example.com"))], true).contains("duplicate"));
+    assert!(matches!(
+        auto_rescue(&given(vec![]), &plans(), false),
+        Err(Refusal::NotFound(_))
+    ));
+}

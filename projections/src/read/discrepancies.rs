@@ -57,3 +57,22 @@ pub async fn unresolved_of_customer<C: GenericClient>(
         .map(from_row)
         .collect()
 }
+
+/// Open discrepancies of one kind first seen at or before `seen_by`, oldest
+/// first (what waited long enough for a reactor to act).
+pub async fn open_of_kind_since<C: GenericClient>(
+    client: &C,
+    kind: DiscrepancyKind,
+    seen_by: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<DiscrepancyRow>, StoreError> {
+    client
+        .query(
+            "SELECT id, kind, subject, status, suggested_action FROM discrepancies
+             WHERE kind = $1 AND status = $2 AND first_seen <= $3 ORDER BY first_seen",
+            &[&kind.as_str(), &DiscrepancyStatus::Open.as_str(), &seen_by],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
