@@ -10,11 +10,13 @@ use std::fmt;
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
+/// The text that is not an address.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0:?} is not an email address")]
 pub struct EmailError(pub String);
 
 impl Email {
+    /// A trimmed, lowercased address, or why not.
     pub fn parse(text: &str) -> Result<Email, EmailError> {
         let trimmed = text.trim();
         if valid_email(trimmed) {
@@ -24,6 +26,7 @@ impl Email {
         }
     }
 
+    /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
     }

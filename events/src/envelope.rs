@@ -6,9 +6,13 @@ use uuid::Uuid;
 /// An event on its way into the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventData {
+    /// The event's id: deterministic for processor facts, so a fact stored twice is one.
     pub event_id: Uuid,
+    /// Its type name (`ChargeSucceeded`, …).
     pub event_type: String,
+    /// Its payload, as JSON of its schema version.
     pub payload: serde_json::Value,
+    /// Who caused it, why and through which door.
     pub metadata: Metadata,
 }
 
@@ -47,11 +51,14 @@ impl EventData {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
 pub struct Checkpoint {
+    /// The appending transaction's id.
     pub transaction_id: i64,
+    /// The event's position in the log.
     pub position: i64,
 }
 
 impl Checkpoint {
+    /// Before the first event.
     pub const START: Checkpoint = Checkpoint {
         transaction_id: 0,
         position: 0,
@@ -61,18 +68,28 @@ impl Checkpoint {
 /// An event as the store holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// Its global position.
     pub position: i64,
+    /// The transaction that appended it.
     pub transaction_id: i64,
+    /// Its stream.
     pub stream: StreamId,
+    /// Its version in its stream (from 1).
     pub stream_version: i64,
+    /// Its id.
     pub event_id: Uuid,
+    /// Its type name.
     pub event_type: String,
+    /// Its payload, as stored.
     pub payload: serde_json::Value,
+    /// Who caused it.
     pub metadata: Metadata,
+    /// When the store recorded it (the store's clock).
     pub recorded_at: DateTime<Utc>,
 }
 
 impl RecordedEvent {
+    /// Where a reader stands after reading this event.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             transaction_id: self.transaction_id,

@@ -1,5 +1,6 @@
 //! The payledger event vocabulary: what can be said in the log, and how it is
 //! identified. Pure data: no I/O, no async runtime, no clock.
+#![warn(missing_docs)]
 
 pub mod email;
 mod envelope;

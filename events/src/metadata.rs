@@ -7,18 +7,24 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Actor {
+    /// payledger itself (`webhook`, `reconciler`, `auto-rescue`, …).
     System(String),
+    /// A person at the desk, by name.
     Support(String),
+    /// A customer, by address.
     Customer(String),
 }
 
 impl Actor {
+    /// The webhook endpoint.
     pub fn webhook() -> Self {
         Actor::System("webhook".into())
     }
+    /// Reconciliation.
     pub fn reconciler() -> Self {
         Actor::System("reconciler".into())
     }
+    /// The auto-rescue reactor.
     pub fn auto_rescue() -> Self {
         Actor::System("auto-rescue".into())
     }
@@ -64,8 +70,11 @@ impl TryFrom<String> for Actor {
 /// door it came in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
+    /// What this event belongs to (a request, a run, a checkout).
     pub correlation_id: Uuid,
+    /// The event that caused this one, if any.
     pub causation_id: Option<Uuid>,
+    /// Who caused it.
     pub actor: Actor,
     /// The entry point: `webhook`, `reconciliation`, `cli`, `checkout`, ...
     pub source: String,
@@ -74,6 +83,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Metadata for an event caused by `actor` through `source`.
     pub fn new(correlation_id: Uuid, actor: Actor, source: impl Into<String>) -> Self {
         Metadata {
             correlation_id,
@@ -84,6 +94,7 @@ impl Metadata {
         }
     }
 
+    /// The same, caused by the event `causation_id`.
     pub fn caused_by(mut self, causation_id: Uuid) -> Self {
         self.causation_id = Some(causation_id);
         self

@@ -7,11 +7,13 @@ use std::fmt;
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
 
+/// The text that is not a currency code.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("currency code {0:?} is not three ASCII letters (ISO 4217)")]
 pub struct CurrencyError(pub String);
 
 impl Currency {
+    /// A three-letter code, lowercased.
     pub fn new(code: &str) -> Result<Self, CurrencyError> {
         if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
             Ok(Currency(code.to_ascii_lowercase()))
@@ -20,6 +22,7 @@ impl Currency {
         }
     }
 
+    /// The code, lowercase.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -63,27 +66,38 @@ impl Currency {
 /// and compares. Shown to people through `Display` (`249.00 USD`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
+    /// Minor units (cents).
     pub minor: i64,
+    /// The currency.
     pub currency: Currency,
 }
 
+/// Why a typed amount is not one.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MoneyError {
+    /// Not digits with an optional decimal point.
     #[error("{0:?} is not an amount: write it like 249 or 249.00")]
     NotAnAmount(String),
+    /// More decimals than the currency has.
     #[error("{text:?} has more decimals than {currency} has ({digits})")]
     TooPrecise {
+        /// What was typed.
         text: String,
+        /// The currency's code.
         currency: String,
+        /// How many decimals it has.
         digits: u32,
     },
+    /// Zero or less.
     #[error("{0:?} must be more than zero")]
     NotPositive(String),
+    /// Too large for minor units in 64 bits.
     #[error("{0:?} is too large")]
     TooLarge(String),
 }
 
 impl Money {
+    /// `minor` units of `currency`.
     pub fn new(minor: i64, currency: Currency) -> Self {
         Money { minor, currency }
     }

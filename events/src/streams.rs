@@ -9,6 +9,7 @@ use uuid::Uuid;
 pub struct StreamId(String);
 
 impl StreamId {
+    /// A checkout's stream.
     pub fn checkout(checkout_id: Uuid) -> Self {
         StreamId(format!("checkout-{checkout_id}"))
     }
@@ -26,6 +27,7 @@ impl StreamId {
     pub fn account(email: &str) -> Self {
         StreamId(format!("account-{}", email.trim().to_lowercase()))
     }
+    /// One outgoing email's stream.
     pub fn email(email_id: Uuid) -> Self {
         StreamId(format!("email-{email_id}"))
     }
@@ -33,12 +35,15 @@ impl StreamId {
     pub fn outbox(email_key: &str) -> Self {
         StreamId(format!("email-{email_key}"))
     }
+    /// A discrepancy's stream.
     pub fn discrepancy(discrepancy_id: &str) -> Self {
         StreamId(format!("discrepancy-{discrepancy_id}"))
     }
+    /// One processor event's stream (its verbatim callback).
     pub fn processor_event(processor_event_id: &str) -> Self {
         StreamId(format!("processor-event-{processor_event_id}"))
     }
+    /// One reconciliation run's stream.
     pub fn reconciliation(run_id: Uuid) -> Self {
         StreamId(format!("reconciliation-{run_id}"))
     }
@@ -46,6 +51,7 @@ impl StreamId {
     pub fn reconciliation_schedule() -> Self {
         StreamId("reconciliation-schedule".into())
     }
+    /// One status-link request's stream.
     pub fn status_request(request_id: Uuid) -> Self {
         StreamId(format!("status-request-{request_id}"))
     }
@@ -56,10 +62,12 @@ impl StreamId {
         StreamId(raw)
     }
 
+    /// The stream id as stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The part before the first `-` (`payment`, `checkout`, …).
     pub fn category(&self) -> &str {
         const CATEGORIES: [&str; 9] = [
             "processor-event",

@@ -10,8 +10,11 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChargeSource {
+    /// A signed callback from the processor.
     Webhook,
+    /// Reconciliation asked the processor.
     Reconciliation,
+    /// A person at the desk (a refund they made).
     Support,
 }
 
@@ -19,145 +22,223 @@ pub enum ChargeSource {
 /// still leaves the customer's intent in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutStarted {
+    /// Our checkout's id.
     pub checkout_id: Uuid,
+    /// The customer's address, lowercased.
     pub email: String,
+    /// The plan's id (from the plans file).
     pub plan: String,
+    /// Minor units of `currency`.
     pub amount: i64,
+    /// The currency of `amount`.
     pub currency: Currency,
 }
 
+/// The processor opened a checkout session for a checkout; the customer pays there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorSessionOpened {
+    /// Our checkout's id.
     pub checkout_id: Uuid,
+    /// The processor's checkout session id.
     pub session_id: String,
+    /// Where the customer pays.
     pub url: String,
 }
 
+/// The customer came back to the return page from the processor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutReturned {
+    /// Our checkout's id.
     pub checkout_id: Uuid,
+    /// The processor's checkout session id.
     pub session_id: String,
 }
 
+/// The processor's session expired unpaid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutSessionExpired {
+    /// The processor's checkout session id.
     pub session_id: String,
+    /// The checkout id we gave the processor, when it came back.
     pub checkout_reference: Option<String>,
 }
 
+/// The processor refused the customer's payment method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutPaymentFailed {
+    /// The processor's checkout session id.
     pub session_id: String,
+    /// The checkout id we gave the processor, when it came back.
     pub checkout_reference: Option<String>,
+    /// The processor's payment id, when it made one.
     pub payment_id: Option<String>,
 }
 
 /// The processor took the customer's money. Id: `ChargeSucceeded:<payment id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeSucceeded {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// The processor's charge id (`ch_…`).
     pub charge_id: Option<String>,
+    /// The processor's checkout session id, when the charge came through one.
     pub session_id: Option<String>,
     /// The `client_reference_id` the checkout gave the processor (our checkout id).
     pub checkout_reference: Option<String>,
+    /// The address the processor has for the payer.
     pub customer_email: Option<String>,
+    /// Minor units of `currency`.
     pub amount: i64,
+    /// The currency of `amount`.
     pub currency: Currency,
+    /// When the processor charged it.
     pub paid_at: DateTime<Utc>,
+    /// Through which door it became known.
     pub source: ChargeSource,
 }
 
 /// Id: `ChargeRefunded:<refund id>` (a payment may be refunded in parts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRefunded {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// The processor's refund id.
     pub refund_id: String,
+    /// Minor units of `currency`.
     pub amount: i64,
+    /// The currency of `amount`.
     pub currency: Currency,
+    /// When the processor refunded it.
     pub refunded_at: DateTime<Utc>,
+    /// Why, when the processor or a person said.
     pub reason: Option<String>,
+    /// Through which door it became known.
     pub source: ChargeSource,
 }
 
+/// The customer disputed a charge with their bank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeOpened {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// The processor's dispute id.
     pub dispute_id: String,
+    /// Minor units of `currency`.
     pub amount: i64,
+    /// The currency of `amount`.
     pub currency: Currency,
+    /// Why, when the processor or a person said.
     pub reason: Option<String>,
+    /// When the customer disputed it.
     pub opened_at: DateTime<Utc>,
 }
 
+/// A dispute ended (`won`, `lost`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeClosed {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// The processor's dispute id.
     pub dispute_id: String,
     /// The processor's outcome: `won`, `lost`, `warning_closed`, ...
     pub status: String,
+    /// When the dispute closed.
     pub closed_at: DateTime<Utc>,
 }
 
 /// An orphan charge assigned to an account and plan, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeMatched {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// The customer's address, lowercased.
     pub email: String,
+    /// The plan's id (from the plans file).
     pub plan: String,
+    /// Why, in words a person wrote or the rule states.
     pub reason: String,
+    /// Who matched it (a person, or auto-rescue).
     pub matched_by: Actor,
 }
 
 /// Access without a charge; shown as a grant forever after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionGranted {
+    /// The customer's address, lowercased.
     pub email: String,
+    /// The plan's id (from the plans file).
     pub plan: String,
+    /// Why, in words a person wrote or the rule states.
     pub reason: String,
+    /// Who granted it.
     pub granted_by: Actor,
 }
 
+/// Access taken away by a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionRevoked {
+    /// The customer's address, lowercased.
     pub email: String,
+    /// Why, in words a person wrote or the rule states.
     pub reason: String,
+    /// Who revoked it.
     pub revoked_by: Actor,
 }
 
+/// An email left: the server accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailSent {
     /// The outbox key, e.g. `confirmation:<payment id>`.
     pub email_key: String,
+    /// The sent message's Message-ID.
     pub message_id: String,
+    /// Which attempt this was (from 1).
     pub attempt: u32,
 }
 
+/// An email could not be sent this time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailFailed {
+    /// Which email (`confirmation:<payment>`, `refund_confirmation:<refund>`, …).
     pub email_key: String,
+    /// Which attempt this was (from 1).
     pub attempt: u32,
+    /// What went wrong, in the words of whoever failed.
     pub error: String,
+    /// Whether trying again cannot help (the address was refused).
     pub permanent: bool,
 }
 
+/// A person asked for an email to be sent again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailResendRequested {
+    /// Which email (`confirmation:<payment>`, `refund_confirmation:<refund>`, …).
     pub email_key: String,
+    /// Who asked.
     pub requested_by: Actor,
 }
 
+/// A person took a discrepancy; it stays open until resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscrepancyAcknowledged {
+    /// The discrepancy's id (`<kind>:<subject>`).
     pub discrepancy_id: String,
+    /// What the person wrote.
     pub note: String,
+    /// Who took it.
     pub acknowledged_by: Actor,
 }
 
+/// A person closed a discrepancy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscrepancyResolved {
+    /// The discrepancy's id (`<kind>:<subject>`).
     pub discrepancy_id: String,
+    /// How it ended.
     pub resolution: String,
+    /// What the person wrote.
     pub note: String,
+    /// Who resolved it.
     pub resolved_by: Actor,
 }
 
@@ -165,14 +246,19 @@ pub struct DiscrepancyResolved {
 /// Id: `ProcessorEventReceived:<evt id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorEventReceived {
+    /// The processor's event id (`evt_…`).
     pub processor_event_id: String,
+    /// The processor's event type (`charge.succeeded`, …).
     pub event_type: String,
+    /// The body exactly as received (text; see `raw_body_base64` for bytes).
     pub raw_body: String,
     /// The exact bytes, base64, when `raw_body` cannot hold them (not UTF-8,
     /// or a NUL byte); `raw_body` is then a readable approximation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_body_base64: Option<String>,
+    /// Whether its signature verified.
     pub signature_verified: bool,
+    /// When payledger received it.
     pub received_at: DateTime<Utc>,
     /// Why the body could not be understood; `None` when it was mapped or
     /// deliberately ignored.
@@ -185,27 +271,41 @@ pub struct ProcessorEventReceived {
 /// `ProcessorEventConflict:<evt id>:<received body's sha256>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorEventConflict {
+    /// The processor's event id (`evt_…`).
     pub processor_event_id: String,
+    /// SHA-256 of the body stored first under this id.
     pub stored_body_sha256: String,
+    /// SHA-256 of the body received now.
     pub received_body_sha256: String,
+    /// When payledger received it.
     pub received_at: DateTime<Utc>,
 }
 
 /// A customer asked, by address, where their payment stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusLinkRequested {
+    /// The request's id (its stream).
     pub request_id: Uuid,
+    /// The customer's address, lowercased.
     pub email: String,
 }
 
+/// A reconciliation run finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconciliationCompleted {
+    /// The run's id (its stream).
     pub run_id: Uuid,
+    /// The start of the window asked about.
     pub window_from: DateTime<Utc>,
+    /// The end of the window asked about.
     pub window_to: DateTime<Utc>,
+    /// Objects the processor listed.
     pub objects_seen: u64,
+    /// Facts the ledger lacked, appended by the run.
     pub missing_appended: u64,
+    /// Disagreements found.
     pub differences: u64,
+    /// How long the run took.
     pub duration_ms: u64,
 }
 
@@ -213,11 +313,17 @@ pub struct ReconciliationCompleted {
 /// complete, so the next scheduled run starts again from before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconciliationFailed {
+    /// The run's id (its stream).
     pub run_id: Uuid,
+    /// The start of the window asked about.
     pub window_from: DateTime<Utc>,
+    /// The end of the window asked about.
     pub window_to: DateTime<Utc>,
+    /// Objects the processor listed.
     pub objects_seen: u64,
+    /// Facts the ledger lacked, appended by the run.
     pub missing_appended: u64,
+    /// What went wrong, in the words of whoever failed.
     pub error: String,
 }
 
@@ -228,35 +334,56 @@ pub struct ReconciliationFailed {
 /// same disagreement seen by every later run is recorded once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorDisagreement {
+    /// The processor's payment (PaymentIntent) id.
     pub payment_id: String,
+    /// What disagrees (`amount`, `refunded_at_processor`, …).
     pub kind: String,
+    /// What the ledger says, in minor units, if it has the payment.
     pub ledger_amount: Option<i64>,
+    /// The ledger's currency, if it has the payment.
     pub ledger_currency: Option<Currency>,
+    /// What the processor says, in minor units.
     pub processor_amount: i64,
+    /// The processor's currency.
     pub processor_currency: Currency,
+    /// The processor's object that says so.
     pub processor_object_id: String,
+    /// The disagreement in words.
     pub detail: String,
 }
 
+/// Why a stored event cannot be read as a [`DomainEvent`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// No event of this type exists.
     #[error("unknown event type {0:?}")]
     UnknownType(String),
+    /// Written by a newer build than this one.
     #[error("{event_type} payload of schema version {version} is newer than this build understands (up to {known})")]
     FutureSchema {
+        /// The event's type.
         event_type: String,
+        /// The stored schema version.
         version: u32,
+        /// The newest version this build reads.
         known: u32,
     },
+    /// The payload does not fit its type.
     #[error("{event_type} payload does not fit its schema: {source}")]
     Payload {
+        /// The event's type.
         event_type: String,
+        /// Why the payload does not fit.
         source: serde_json::Error,
     },
+    /// An old payload could not be upgraded.
     #[error("{event_type} payload of schema version {version} cannot be upcast: {reason}")]
     Upcast {
+        /// The event's type.
         event_type: String,
+        /// The stored schema version.
         version: u32,
+        /// Why the upgrade failed.
         reason: String,
     },
 }
@@ -266,19 +393,24 @@ macro_rules! vocabulary {
         /// Any event of the vocabulary.
         #[derive(Debug, Clone, PartialEq)]
         pub enum DomainEvent {
-            $($name($name)),*
+            $(
+                #[doc = concat!("A [`", stringify!($name), "`].")]
+                $name($name)
+            ),*
         }
 
         impl DomainEvent {
             /// Every event type name, as stored in the `event_type` column.
             pub const TYPES: &'static [&'static str] = &[$(stringify!($name)),*];
 
+            /// The type name stored in the `event_type` column.
             pub fn event_type(&self) -> &'static str {
                 match self {
                     $(DomainEvent::$name(_) => stringify!($name)),*
                 }
             }
 
+            /// The payload as stored (this schema version's JSON).
             pub fn to_payload(&self) -> Result<serde_json::Value, serde_json::Error> {
                 match self {
                     $(DomainEvent::$name(e) => serde_json::to_value(e)),*
