@@ -5,7 +5,7 @@
 use super::{metadata, ReconcileError, ReconcileReport, RunKind};
 use crate::processor::mapping::ProcessorFact;
 use crate::processor::stripe::Charge;
-use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::{DateTime, Utc};
 use payledger_events::{Currency, DomainEvent, EventData, ProcessorDisagreement, StreamId};
 use std::collections::{HashMap, HashSet};
@@ -141,16 +141,14 @@ impl<'a> Run<'a> {
     pub async fn check_refunds(&mut self) -> Result<(), ReconcileError> {
         let refunded = std::mem::take(&mut self.refunded);
         for chunk in refunded.chunks(500) {
-            let streams: Vec<String> = chunk
+            let streams: Vec<StreamId> = chunk
                 .iter()
-                .map(|c| StreamId::payment(&c.payment_id).as_str().to_string())
+                .map(|c| StreamId::payment(&c.payment_id))
                 .collect();
-            let client = self.store.pool().get().await.map_err(StoreError::from)?;
-            let rows = client
-                .query(include_str!("refunded_streams.sql"), &[&streams])
-                .await
-                .map_err(StoreError::from)?;
-            let with_refund: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            let with_refund = self
+                .store
+                .streams_holding(&streams, "ChargeRefunded")
+                .await?;
             let mut disagreements = vec![];
             for (c, stream) in chunk.iter().zip(&streams) {
                 if with_refund.contains(stream) || self.would_append_refund_of(&c.payment_id) {
@@ -184,20 +182,12 @@ impl<'a> Run<'a> {
         self.report.dry_run && self.report.appended.iter().any(|l| l.starts_with(&prefix))
     }
 
-    /// Recorded payloads of the ids the ledger already holds.
-    async fn known(
-        &self,
-        ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, serde_json::Value>, ReconcileError> {
+    /// What the ledger recorded under the ids it already holds.
+    async fn known(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DomainEvent>, ReconcileError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let client = self.store.pool().get().await.map_err(StoreError::from)?;
-        let rows = client
-            .query(include_str!("known_events.sql"), &[&ids])
-            .await
-            .map_err(StoreError::from)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(self.store.events_by_id(ids).await?)
     }
 
     async fn append_missing(
@@ -286,18 +276,13 @@ fn label(event: &DomainEvent, object_id: &str) -> String {
 }
 
 /// The processor's charge compared with the ledger's record of it.
-fn disagreement(
-    fact: &ProcessorFact,
-    recorded: &serde_json::Value,
-) -> Option<ProcessorDisagreement> {
-    let DomainEvent::ChargeSucceeded(seen) = &fact.event else {
+fn disagreement(fact: &ProcessorFact, recorded: &DomainEvent) -> Option<ProcessorDisagreement> {
+    let (DomainEvent::ChargeSucceeded(seen), DomainEvent::ChargeSucceeded(ledger)) =
+        (&fact.event, recorded)
+    else {
         return None;
     };
-    let ledger_amount = recorded.get("amount").and_then(|v| v.as_i64())?;
-    let ledger_currency = recorded
-        .get("currency")
-        .and_then(|v| v.as_str())
-        .and_then(|c| Currency::new(c).ok())?;
+    let (ledger_amount, ledger_currency) = (ledger.amount, ledger.currency.clone());
     let kind = if ledger_currency != seen.currency {
         "currency_differs"
     } else if ledger_amount != seen.amount {

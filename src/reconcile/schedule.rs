@@ -69,17 +69,16 @@ pub async fn next_window(
     config: &ScheduleConfig,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), StoreError> {
-    let client = store.pool().get().await?;
-    let last = client
-        .query_opt(
-            include_str!("last_completed.sql"),
-            &[&StreamId::reconciliation_schedule().as_str()],
+    let last = store
+        .last_of_type(
+            &StreamId::reconciliation_schedule(),
+            "ReconciliationCompleted",
         )
         .await?;
-    let last_to: Option<DateTime<Utc>> = last
-        .and_then(|r| r.get::<_, Option<String>>(0))
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc));
+    let last_to = match last {
+        Some(payledger_events::DomainEvent::ReconciliationCompleted(c)) => Some(c.window_to),
+        _ => None,
+    };
     let from = match last_to {
         Some(t) => t - config.overlap,
         None => now - config.first_window,

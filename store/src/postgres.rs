@@ -12,6 +12,9 @@ const APPEND_ONE_SQL: &str = include_str!("append_one.sql");
 const APPEND_EACH_SQL: &str = include_str!("append_each.sql");
 const READ_STREAM_SQL: &str = include_str!("read_stream.sql");
 const READ_EVENT_SQL: &str = include_str!("read_event.sql");
+const EVENTS_BY_ID_SQL: &str = include_str!("events_by_id.sql");
+const STREAMS_HOLDING_SQL: &str = include_str!("streams_holding.sql");
+const LAST_OF_TYPE_SQL: &str = include_str!("last_of_type.sql");
 
 /// How often an append retries after losing a race on a unique index before
 /// giving up; only `Any` appends to one hot stream get near it.
@@ -226,6 +229,56 @@ impl PgEventStore {
         event_with(&client, event_id).await
     }
 
+    /// The stored events among `ids`, decoded; ids not in the log are
+    /// absent from the map.
+    pub async fn events_by_id(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, DomainEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(EVENTS_BY_ID_SQL).await?;
+        let mut out = HashMap::new();
+        for row in client.query(&statement, &[&ids]).await? {
+            let e = recorded_event(&row)?;
+            out.insert(e.event_id, decoded(&e)?);
+        }
+        Ok(out)
+    }
+
+    /// Which of `streams` hold at least one event of `event_type`.
+    pub async fn streams_holding(
+        &self,
+        streams: &[StreamId],
+        event_type: &str,
+    ) -> Result<HashSet<StreamId>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(STREAMS_HOLDING_SQL).await?;
+        let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        Ok(client
+            .query(&statement, &[&names, &event_type])
+            .await?
+            .iter()
+            .map(|r| StreamId::from_stored(r.get(0)))
+            .collect())
+    }
+
+    /// The newest event of `event_type` in `stream`, decoded.
+    pub async fn last_of_type(
+        &self,
+        stream: &StreamId,
+        event_type: &str,
+    ) -> Result<Option<DomainEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(LAST_OF_TYPE_SQL).await?;
+        match client
+            .query_opt(&statement, &[&stream.as_str(), &event_type])
+            .await?
+        {
+            Some(row) => Ok(Some(decoded(&recorded_event(&row)?)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The events of one stream, decoded, in version order.
     pub async fn decoded_stream(
         &self,
@@ -367,6 +420,14 @@ impl EventStore for PgEventStore {
 }
 
 /// `read_all` on a connection the caller holds.
+/// An event through the upcasters; one that does not decode is corrupt.
+fn decoded(e: &RecordedEvent) -> Result<DomainEvent, StoreError> {
+    e.decode().map_err(|reason| StoreError::Corrupt {
+        position: e.position,
+        reason: reason.to_string(),
+    })
+}
+
 /// [`PgEventStore::event`] on a connection the caller holds.
 pub async fn event_with<C: GenericClient>(
     client: &C,
