@@ -117,13 +117,11 @@ async fn returned(
             vec![data],
         )
         .await?;
-    let returned_at: DateTime<Utc> = client
-        .query_one(
-            "SELECT recorded_at FROM events WHERE event_id = $1",
-            &[&returned_id],
-        )
-        .await?
-        .get(0);
+    // The first return's time, also when this is the page being refreshed.
+    let returned_at = match state.store.read_event(returned_id).await? {
+        Some(e) => e.recorded_at,
+        None => state.clock.now(),
+    };
     let row = customer_status::by_checkout(&client, &checkout_id.to_string()).await?;
     Ok(Some((checkout_id, returned_at, row)))
 }

@@ -222,6 +222,19 @@ impl PgEventStore {
         Ok(outcome)
     }
 
+    /// One stored event by its id, as stored (its position, stream and
+    /// recorded time with it).
+    pub async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(READ_EVENT_SQL).await?;
+        client
+            .query_opt(&statement, &[&event_id])
+            .await?
+            .as_ref()
+            .map(recorded_event)
+            .transpose()
+    }
+
     /// One stored event by its id, decoded through the upcasters: how
     /// application code reads a fact (never the `payload` column).
     pub async fn event(&self, event_id: Uuid) -> Result<Option<DomainEvent>, StoreError> {
