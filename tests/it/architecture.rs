@@ -140,3 +140,36 @@ fn the_crates_point_one_way() {
     assert_eq!(deps("store"), ["payledger-events"]);
     assert_eq!(deps("projections"), ["payledger-events", "payledger-store"]);
 }
+
+#[test]
+fn only_the_store_and_the_auditor_touch_the_log_tables() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![];
+    rust_files(&src, &mut files);
+    let sql = std::fs::read_dir(src.join("reactors"))
+        .unwrap()
+        .chain(std::fs::read_dir(src.join("reconcile")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"));
+    files.extend(sql);
+    for file in files {
+        let module = top_module(&src, &file);
+        // The auditor checks the log with its own SQL and role, on purpose:
+        // an independent reading. Tooling builds test databases.
+        if ["audit", "bench", "demo", "chaos", "fuzz_targets"].contains(&module.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for table in ["events", "event_chain"] {
+            for verb in ["FROM", "INTO", "JOIN", "UPDATE"] {
+                let needle = format!("{verb} {table} ");
+                let at_end = format!("{verb} {table}\n");
+                assert!(
+                    !text.contains(&needle) && !text.contains(&at_end),
+                    "{} reads or writes {table} directly: go through the store crate",
+                    file.display()
+                );
+            }
+        }
+    }
+}
