@@ -82,14 +82,21 @@ impl Browser {
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// The page's text; waits out a navigation (or a meta refresh) in
+    /// progress, when no `body` exists for a moment.
     async fn visible_text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
+        let body = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("body"))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .unwrap();
+        match body.text().await {
+            Ok(text) => text,
+            // Replaced by the next page between finding and reading it.
+            Err(_) => Box::pin(self.visible_text()).await,
+        }
     }
 
     /// Waits until the page (refreshing itself, or reloaded) shows `text`.
@@ -135,6 +142,21 @@ impl Browser {
             .unwrap();
         self.shot("2-processor-pay-page").await;
         pay.click().await.unwrap();
+        // The pay page has a heading too: wait until the browser is back on
+        // our return page, or `h1` may be found on the page being left.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self
+            .client
+            .current_url()
+            .await
+            .is_ok_and(|u| u.path().starts_with("/checkout/return"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never came back from the pay page"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
