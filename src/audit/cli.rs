@@ -46,8 +46,13 @@ pub enum AuditReadCommand {
     },
 }
 
-/// Returns the exit code.
-pub async fn run(pool: &Pool, command: &AuditReadCommand) -> anyhow::Result<i32> {
+/// Returns the exit code. `progress` hears how many events an export has
+/// written so far.
+pub async fn run(
+    pool: &Pool,
+    command: &AuditReadCommand,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> anyhow::Result<i32> {
     match command {
         AuditReadCommand::Log {
             stream,
@@ -74,7 +79,7 @@ pub async fn run(pool: &Pool, command: &AuditReadCommand) -> anyhow::Result<i32>
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            write_log(pool, &filter, format, &mut out).await?;
+            write_log(pool, &filter, format, &mut out, progress).await?;
             Ok(0)
         }
         AuditReadCommand::AsOf { at, model, json } => {

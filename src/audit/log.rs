@@ -31,12 +31,14 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Writes the log to `out`; returns how many events.
+/// Writes the log to `out`; returns how many events. `progress` hears the
+/// count after each page.
 pub async fn write_log(
     pool: &Pool,
     filter: &LogFilter,
     format: Format,
     out: &mut dyn Write,
+    progress: &(dyn Fn(u64) + Send + Sync),
 ) -> anyhow::Result<u64> {
     let mut client = pool.get().await?;
     // One query, read through a portal a page at a time: the server keeps
@@ -111,6 +113,7 @@ pub async fn write_log(
             }
             n += 1;
         }
+        progress(n);
         if (rows.len() as i64) < PAGE {
             break;
         }

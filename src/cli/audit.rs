@@ -32,7 +32,13 @@ pub async fn run(cli: &Cli, command: &AuditCommand) -> anyhow::Result<ExitCode> 
     match command {
         AuditCommand::Read(read) => {
             let db = cli.connect().await?;
-            let code = payledger::audit::cli::run(&db.pool, read).await?;
+            // Only an export to a file counts on the terminal: with the log
+            // on the terminal itself, the count would cut into it.
+            let exporting = !std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let bar = output::counter("events written", !exporting);
+            let code = payledger::audit::cli::run(&db.pool, read, &|n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            let code = code?;
             Ok(ExitCode::from(code as u8))
         }
         AuditCommand::Keygen => {

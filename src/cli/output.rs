@@ -38,9 +38,9 @@ pub fn progress(length: u64, message: &'static str) -> indicatif::ProgressBar {
 }
 
 /// A counter for work of unknown length (objects at the processor), on a
-/// terminal only, and never with `--json`.
-pub fn counter(message: &'static str, json: bool) -> indicatif::ProgressBar {
-    if json {
+/// terminal only, and never when `hidden` (`--json`).
+pub fn counter(message: &'static str, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::with_draw_target(

@@ -465,6 +465,38 @@ async fn the_audit_log_streams_as_valid_json_and_csv() {
     assert!(csv.starts_with("position,transaction_id,recorded_at"));
 }
 
+#[tokio::test]
+async fn an_audit_log_piped_into_head_ends_quietly_and_successfully() {
+    use std::io::BufRead;
+    let t = TestDb::new().await;
+    append_batched(&t.store(), mixed_history(300), 100).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
+        .args(["audit", "log", "--csv"])
+        .env("DATABASE_URL", &t.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader (like `head -1`) closes the pipe here.
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("position,"), "{first}");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auditor_role_reads_and_postgres_refuses_it_any_append() {
     let t = TestDb::new().await;
