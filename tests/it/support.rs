@@ -465,14 +465,14 @@ async fn the_audit_log_streams_as_valid_json_and_csv() {
     assert!(csv.starts_with("position,transaction_id,recorded_at"));
 }
 
-#[tokio::test]
-async fn an_audit_log_piped_into_head_ends_quietly_and_successfully() {
+/// Runs a command, reads its first line and closes the pipe (as `head -1`
+/// does); the command must end with success and say nothing.
+fn first_line_then_close(t: &TestDb, args: &[&str]) -> String {
     use std::io::BufRead;
-    let t = TestDb::new().await;
-    append_batched(&t.store(), mixed_history(300), 100).await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
-        .args(["audit", "log", "--csv"])
+        .args(args)
         .env("DATABASE_URL", &t.url)
+        .env_remove("PAYLEDGER_PLANS")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -481,12 +481,10 @@ async fn an_audit_log_piped_into_head_ends_quietly_and_successfully() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    // The reader (like `head -1`) closes the pipe here.
     let out = child.wait_with_output().unwrap();
-    assert!(first.starts_with("position,"), "{first}");
     assert!(
         out.status.success(),
-        "exit {:?}: {}",
+        "{args:?} exit {:?}: {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -495,6 +493,19 @@ async fn an_audit_log_piped_into_head_ends_quietly_and_successfully() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    first
+}
+
+#[tokio::test]
+async fn output_piped_into_head_ends_quietly_and_successfully() {
+    let t = TestDb::new().await;
+    append_batched(&t.store(), mixed_history(2000), 500).await;
+    project_everything(&t.db.pool).await;
+    // Both well past a pipe's 64 KiB buffer, so the writer sees it close.
+    let csv = first_line_then_close(&t, &["audit", "log", "--csv"]);
+    assert!(csv.starts_with("position,"), "{csv}");
+    let queue = first_line_then_close(&t, &["support", "queue", "--all"]);
+    assert!(!queue.trim().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
