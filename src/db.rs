@@ -36,6 +36,26 @@ pub enum DbError {
     Migration { url: String, reason: String },
 }
 
+/// What the server or the network said, behind a pool error: deadpool and
+/// tokio-postgres print "db error" and keep the reason in the source chain
+/// ("database \"x\" does not exist", "Connection refused").
+fn pool_error_reason(e: &deadpool_postgres::PoolError) -> String {
+    let deadpool_postgres::PoolError::Backend(pg) = e else {
+        return e.to_string();
+    };
+    if let Some(db) = pg.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut words = pg.to_string();
+    let mut source = std::error::Error::source(pg);
+    while let Some(s) = source {
+        words.push_str(": ");
+        words.push_str(&s.to_string());
+        source = s.source();
+    }
+    words
+}
+
 /// A connection string with any password replaced by `***`, for messages
 /// and logs.
 pub fn redact_url(url: &str) -> String {
@@ -116,7 +136,7 @@ impl Database {
             })?;
         let probe = pool.get().await.map_err(|e| DbError::Unreachable {
             url: shown.clone(),
-            reason: e.to_string(),
+            reason: pool_error_reason(&e),
         })?;
         drop(probe);
         Ok(Database {

@@ -102,6 +102,22 @@ async fn an_unreachable_database_is_named_without_its_password() {
 }
 
 #[tokio::test]
+async fn a_database_that_does_not_exist_is_named_with_the_servers_words() {
+    let err = payledger::db::Database::connect(
+        "postgres://postgres@127.0.0.1:5432/payledger_no_such_database",
+        1,
+    )
+    .await
+    .err()
+    .expect("no such database");
+    let text = err.to_string();
+    assert!(
+        text.contains("database \"payledger_no_such_database\" does not exist"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn migrating_twice_is_a_no_op() {
     let t = TestDb::new().await;
     assert!(t.db.migrate().await.unwrap().is_empty());
