@@ -21,18 +21,14 @@ pub struct Reactors {
     pub alerts: Option<alerts::AlertConfig>,
 }
 
-fn setting(name: &'static str) -> Option<String> {
-    crate::config::var(name)
-}
-
 impl Reactors {
     pub fn from_env() -> Result<Self, ConfigError> {
         let mailer = mail::Mailer::from_env()?;
-        let plans = match setting("PAYLEDGER_PLANS") {
+        let plans = match crate::config::var("PAYLEDGER_PLANS") {
             Some(_) => Some(Plans::from_env()?),
             None => None,
         };
-        let support = setting("PAYLEDGER_SUPPORT_EMAIL");
+        let support = crate::config::var("PAYLEDGER_SUPPORT_EMAIL");
         let mut reactors = Reactors::default();
         match &mailer {
             Some(m) => {
@@ -45,7 +41,7 @@ impl Reactors {
                     plans: plans.clone().unwrap_or_default(),
                     ..Default::default()
                 };
-                if let Some(n) = setting("PAYLEDGER_MAIL_MAX_ATTEMPTS") {
+                if let Some(n) = crate::config::var("PAYLEDGER_MAIL_MAX_ATTEMPTS") {
                     config.max_attempts =
                         n.parse()
                             .ok()
@@ -55,7 +51,7 @@ impl Reactors {
                                 reason: format!("{n:?} is not a positive number"),
                             })?;
                 }
-                if let Some(u) = setting("PAYLEDGER_PUBLIC_URL") {
+                if let Some(u) = crate::config::var("PAYLEDGER_PUBLIC_URL") {
                     config.public_url = u.trim_end_matches('/').to_string();
                 }
                 if let Some(s) = &support {
@@ -73,7 +69,7 @@ impl Reactors {
             }
             None => tracing::warn!("auto-rescue is off: set PAYLEDGER_PLANS"),
         }
-        let webhook = match setting("PAYLEDGER_ALERT_WEBHOOK") {
+        let webhook = match crate::config::var("PAYLEDGER_ALERT_WEBHOOK") {
             Some(raw) => Some(url::Url::parse(&raw).map_err(|_| ConfigError::Invalid {
                 name: "PAYLEDGER_ALERT_WEBHOOK",
                 reason: "not a URL".into(),

@@ -98,12 +98,9 @@ pub fn rescue(
         return Err(Refusal::Refused(format!("payment {p} was refunded: rescuing it would give access without a charge (use support grant if that is what you want)")));
     }
     let email = match req.email.map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) if !payledger_events::email::valid_email(e) => {
-            return Err(Refusal::Invalid(format!(
-                "--email {e:?} is not an email address"
-            )))
-        }
-        Some(e) => e.to_lowercase(),
+        Some(e) => Email::parse(e)
+            .map_err(|_| Refusal::Invalid(format!("--email {e:?} is not an email address")))?
+            .to_string(),
         None => charge
             .customer_email
             .as_deref()

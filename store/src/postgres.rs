@@ -305,11 +305,7 @@ impl PgEventStore {
                 return Ok(out);
             };
             for e in &page {
-                let decoded = e.decode().map_err(|reason| StoreError::Corrupt {
-                    position: e.position,
-                    reason: reason.to_string(),
-                })?;
-                out.push((e.stream_version, decoded));
+                out.push((e.stream_version, decoded(e)?));
             }
             after = last;
         }
@@ -450,11 +446,7 @@ pub async fn event_with<C: GenericClient>(
     let Some(row) = client.query_opt(&statement, &[&event_id]).await? else {
         return Ok(None);
     };
-    let e = recorded_event(&row)?;
-    e.decode().map(Some).map_err(|reason| StoreError::Corrupt {
-        position: e.position,
-        reason: reason.to_string(),
-    })
+    decoded(&recorded_event(&row)?).map(Some)
 }
 
 /// [`EventStore::read_all`] on a connection the caller holds.
