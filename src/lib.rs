@@ -2,14 +2,10 @@
 //! See `docs/architecture.md` for the flow.
 
 pub mod audit;
-pub mod bench;
-pub mod chaos;
 pub use payledger_store::clock;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod failpoint;
-pub mod fuzz_targets;
 pub mod http;
 pub mod http_limits;
 pub mod pages;

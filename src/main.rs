@@ -1,6 +1,7 @@
 //! The `payledger` binary: parse, set up logging, dispatch (`src/cli/`).
 
 mod cli;
+mod tooling;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    payledger::fuzz_targets::callback_body(data);
+    payledger_testkit::fuzz_targets::callback_body(data);
 });

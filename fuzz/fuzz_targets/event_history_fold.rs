@@ -1,5 +1,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    payledger::fuzz_targets::event_history_fold(data);
+    payledger_testkit::fuzz_targets::event_history_fold(data);
 });

@@ -381,6 +381,35 @@ pub struct Status {
     pub error_position: Option<i64>,
 }
 
+/// A projection that stopped at an event it could not apply.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub name: String,
+    pub position: Option<i64>,
+    pub event_type: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The stopped projections, by name (cheap: no lag count).
+pub async fn stopped(pool: &Pool) -> Result<Vec<Stopped>, RunnerError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name, error_position, error_event_type, last_error FROM projection_state WHERE status = $1 ORDER BY name",
+            &[&ProjectionState::Stopped.as_str()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Stopped {
+            name: r.get(0),
+            position: r.get(1),
+            event_type: r.get(2),
+            error: r.get(3),
+        })
+        .collect())
+}
+
 pub async fn status(pool: &Pool) -> Result<Vec<Status>, RunnerError> {
     let client = pool.get().await?;
     let head = feed::head(&client).await?;

@@ -2,7 +2,7 @@
 //! ratios against a baseline run in the same process.
 
 use super::{output, Cli};
-use payledger::bench;
+use crate::tooling::bench;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]

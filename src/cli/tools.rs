@@ -72,13 +72,14 @@ pub async fn support(
 
 pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     let report =
-        payledger::chaos::run(&cli.database_url_or_default(), args.purchases, args.seed).await?;
+        crate::tooling::chaos::run(&cli.database_url_or_default(), args.purchases, args.seed)
+            .await?;
     output::print(args.json, &report, |r| r.print())?;
     Ok(output::exit_code(!report.violations.is_empty()))
 }
 
 pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let ok = payledger::demo::run(
+    let ok = crate::tooling::demo::run(
         &cli.database_url_or_default(),
         args.reset,
         args.keep_running,
@@ -89,7 +90,7 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn processor_sim(args: &ProcessorSimArgs) -> anyhow::Result<ExitCode> {
     let bind = args.bind;
-    let config = payledger::processor::sim::SimConfig {
+    let config = payledger_sim::SimConfig {
         webhook_url: args.webhook_url.clone(),
         webhook_secret: args.webhook_secret.clone(),
         seed: args.seed,
@@ -103,8 +104,7 @@ pub async fn processor_sim(args: &ProcessorSimArgs) -> anyhow::Result<ExitCode> 
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     tracing::info!(%bind, webhook_url = ?args.webhook_url, seed = args.seed, "processor simulator listening");
-    payledger::processor::sim::serve(payledger::processor::sim::Simulator::new(config), listener)
-        .await?;
+    payledger_sim::serve(payledger_sim::Simulator::new(config), listener).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -69,11 +69,7 @@ pub async fn access(
         )
             .into_response();
     }
-    let row = async {
-        let client = state.store.pool().get().await?;
-        payledger_projections::read::subscriptions::by_email(&client, &email).await
-    }
-    .await;
+    let row = payledger_projections::read::subscriptions::by_email(&state.read, &email).await;
     match row {
         Ok(None) => Json(serde_json::json!({"email": email, "active": false})).into_response(),
         Ok(Some(s)) => Json(serde_json::json!({
@@ -98,15 +94,7 @@ pub async fn access(
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let checked = async {
-        let client = state.store.pool().get().await?;
-        let v: Option<i32> = client
-            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
-            .await?
-            .get(0);
-        Ok::<_, crate::store::StoreError>(v.unwrap_or(0))
-    }
-    .await;
+    let checked = state.store.schema_version().await;
     let want = crate::db::latest_migration_version();
     match checked {
         Ok(v) if v >= want => match stopped_projections(&state).await {
@@ -132,23 +120,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Each stopped projection with where and why, e.g. `subscriptions at
 /// position 42 (ChargeSucceeded): the rule panicked: …`.
-async fn stopped_projections(state: &AppState) -> Result<Vec<String>, crate::store::StoreError> {
-    let client = state.store.pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT name, error_position, error_event_type, last_error FROM projection_state WHERE status = 'stopped' ORDER BY name",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
+async fn stopped_projections(
+    state: &AppState,
+) -> Result<Vec<String>, payledger_projections::runner::RunnerError> {
+    Ok(state
+        .read
+        .stopped_projections()
+        .await?
+        .into_iter()
+        .map(|s| {
             format!(
                 "{} at position {} ({}): {}",
-                r.get::<_, String>(0),
-                r.get::<_, Option<i64>>(1).unwrap_or_default(),
-                r.get::<_, Option<String>>(2).unwrap_or_default(),
-                r.get::<_, Option<String>>(3).unwrap_or_default()
+                s.name,
+                s.position.unwrap_or_default(),
+                s.event_type.unwrap_or_default(),
+                s.error.unwrap_or_default()
             )
         })
         .collect())
@@ -213,7 +199,7 @@ fn gauges_due(read_at: &std::sync::Mutex<Option<std::time::Instant>>) -> bool {
 }
 
 async fn refresh_database_gauges(state: &AppState) {
-    if let Ok(rows) = payledger_projections::runner::status(state.store.pool()).await {
+    if let Ok(rows) = state.read.projections().await {
         for r in rows {
             metrics::gauge!("payledger_projection_lag_events", "projection" => r.name.clone())
                 .set(r.lag as f64);
@@ -226,19 +212,9 @@ async fn refresh_database_gauges(state: &AppState) {
                 .set(stopped);
         }
     }
-    if let Ok(client) = state.store.pool().get().await {
-        if let Ok(rows) = client
-            .query(
-                "SELECT kind, count(*) FROM discrepancies WHERE status = 'open' GROUP BY kind",
-                &[],
-            )
-            .await
-        {
-            for r in rows {
-                let kind: String = r.get(0);
-                let n: i64 = r.get(1);
-                metrics::gauge!("payledger_open_discrepancies", "kind" => kind).set(n as f64);
-            }
+    if let Ok(counts) = payledger_projections::read::discrepancies::open_counts(&state.read).await {
+        for (kind, n) in counts {
+            metrics::gauge!("payledger_open_discrepancies", "kind" => kind).set(n as f64);
         }
     }
 }

@@ -91,7 +91,6 @@ async fn returned(
     else {
         return Ok(None);
     };
-    let client = state.store.pool().get().await?;
     let checkout_id = opened.checkout_id;
     let event: DomainEvent = CheckoutReturned {
         checkout_id,
@@ -122,7 +121,7 @@ async fn returned(
         Some(e) => e.recorded_at,
         None => state.clock.now(),
     };
-    let row = customer_status::by_checkout(&client, &checkout_id.to_string()).await?;
+    let row = customer_status::by_checkout(&state.read, &checkout_id.to_string()).await?;
     Ok(Some((checkout_id, returned_at, row)))
 }
 
@@ -137,11 +136,7 @@ pub async fn status_page(State(state): State<AppState>, Path(reference): Path<St
     if !well_formed {
         return unknown(site, "this reference");
     }
-    let found = async {
-        let client = state.store.pool().get().await?;
-        customer_status::by_reference(&client, &reference).await
-    }
-    .await;
+    let found = customer_status::by_reference(&state.read, &reference).await;
     match found {
         Ok(Some(row)) => render(
             site,

@@ -8,6 +8,7 @@ use crate::store::{PgEventStore, StoreError};
 use chrono::Duration;
 use lettre::message::Mailbox;
 use lettre::Message;
+use payledger_projections::states::{DiscrepancyStatus, ProjectionState};
 
 #[derive(Clone)]
 pub struct AlertConfig {
@@ -37,7 +38,7 @@ impl From<tokio_postgres::Error> for AlertError {
 /// was nothing new or the interval has not passed).
 pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usize, AlertError> {
     let now = store.clock().now();
-    let mut client = store.pool().get().await.map_err(StoreError::from)?;
+    let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
     // One alerter at a time across workers.
     let held: bool = tx
@@ -64,9 +65,9 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
     let rows = tx
         .query(
             "SELECT d.id, d.kind, d.amount, d.currency, d.customer_email, d.suggested_action FROM discrepancies d
-             WHERE d.status = 'open' AND NOT EXISTS (SELECT 1 FROM alert_deliveries a WHERE a.discrepancy_id = d.id)
+             WHERE d.status = $1 AND NOT EXISTS (SELECT 1 FROM alert_deliveries a WHERE a.discrepancy_id = d.id)
              ORDER BY d.first_seen, d.id",
-            &[],
+            &[&DiscrepancyStatus::Open.as_str()],
         )
         .await?;
     // A stopped projection is announced once per stop (its key names the
@@ -76,11 +77,11 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
             "SELECT 'projection_stopped:' || s.name || ':' || COALESCE(s.error_position, 0) AS id,
                     s.name, s.error_position, s.error_event_type, s.last_error
              FROM projection_state s
-             WHERE s.status = 'stopped' AND NOT EXISTS (
+             WHERE s.status = $1 AND NOT EXISTS (
                  SELECT 1 FROM alert_deliveries a
                  WHERE a.discrepancy_id = 'projection_stopped:' || s.name || ':' || COALESCE(s.error_position, 0))
              ORDER BY s.name",
-            &[],
+            &[&ProjectionState::Stopped.as_str()],
         )
         .await?;
     if rows.is_empty() && stopped.is_empty() {

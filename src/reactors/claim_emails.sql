@@ -7,7 +7,7 @@ FROM (
     SELECT d2.email_key, o.kind, o.recipient, o.payment_id, o.resends
     FROM email_deliveries d2
     JOIN outgoing_emails o ON o.email_key = d2.email_key
-    WHERE o.status IN ('pending', 'failed')
+    WHERE o.status = ANY($5)
       AND o.resends > d2.sent_generation
       AND o.resends > d2.given_up_generation
       AND d2.next_attempt_at <= $3

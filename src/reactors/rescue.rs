@@ -9,7 +9,7 @@ use crate::support::decide::{self, Refusal};
 use crate::support::SupportError;
 use chrono::Duration;
 use payledger_events::{Actor, DomainEvent, EventData, Metadata, StreamId};
-use payledger_projections::read::{discrepancies, subscriptions};
+use payledger_projections::read::{discrepancies, subscriptions, ReadModels};
 use payledger_projections::states::DiscrepancyKind;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,9 +25,9 @@ pub async fn rescue_due(
     grace: Duration,
 ) -> Result<RescueReport, StoreError> {
     let now = store.clock().now();
-    let client = store.pool().get().await?;
+    let read = ReadModels::of(store);
     let waiting =
-        discrepancies::open_of_kind_since(&client, DiscrepancyKind::UnmatchedCharge, now - grace)
+        discrepancies::open_of_kind_since(&read, DiscrepancyKind::UnmatchedCharge, now - grace)
             .await?;
     let mut report = RescueReport::default();
     for d in waiting {
@@ -46,7 +46,7 @@ pub async fn rescue_due(
             .and_then(|c| c.customer_email.as_deref())
             .map(str::to_lowercase);
         let has_access = match &email {
-            Some(e) => subscriptions::by_email(&client, e)
+            Some(e) => subscriptions::by_email(&read, e)
                 .await?
                 .is_some_and(|s| s.grants_access_at(now)),
             None => false,

@@ -14,8 +14,8 @@ use lettre::Message;
 use payledger_events::{
     Actor, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, Money, StreamId,
 };
-use payledger_projections::read::customer_status;
-use payledger_projections::states::PaymentState;
+use payledger_projections::read::{customer_status, ReadModels};
+use payledger_projections::states::{EmailStatus, PaymentState};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -152,7 +152,8 @@ fn missing_fields(kind: &str, view: &View) -> Vec<&'static str> {
 }
 
 async fn view_of(
-    client: &deadpool_postgres::Object,
+    store: &PgEventStore,
+    read: &ReadModels,
     config: &SenderConfig,
     key: &str,
     payment_id: Option<&str>,
@@ -161,7 +162,7 @@ async fn view_of(
     let Some(payment_id) = payment_id else {
         return Ok(view);
     };
-    if let Some(r) = customer_status::by_payment(client, payment_id).await? {
+    if let Some(r) = customer_status::by_payment(read, payment_id).await? {
         view.plan = r
             .plan
             .map(|p| config.plans.get(&p).map(|x| x.name.clone()).unwrap_or(p))
@@ -174,7 +175,7 @@ async fn view_of(
     }
     if let Some(refund_id) = key.strip_prefix("refund_confirmation:") {
         let id = payledger_events::deterministic_event_id("ChargeRefunded", refund_id);
-        if let Some(DomainEvent::ChargeRefunded(r)) = crate::store::event_with(client, id).await? {
+        if let Some(DomainEvent::ChargeRefunded(r)) = store.event(id).await? {
             view.refund_amount = Money::new(r.amount, r.currency).to_string();
         }
     }
@@ -182,11 +183,11 @@ async fn view_of(
 }
 
 async fn links_for(
-    client: &deadpool_postgres::Object,
+    read: &ReadModels,
     config: &SenderConfig,
     email: &str,
 ) -> Result<Vec<Link>, StoreError> {
-    Ok(customer_status::by_email(client, email)
+    Ok(customer_status::by_email(read, email)
         .await?
         .into_iter()
         .map(|r| {
@@ -310,11 +311,12 @@ pub async fn send_due(
     config: &SenderConfig,
 ) -> Result<SendReport, StoreError> {
     let now = store.clock().now();
-    let client = store.pool().get().await?;
+    let due = [EmailStatus::Pending.as_str(), EmailStatus::Failed.as_str()];
+    let client = store.connection_for_own_tables().await?;
     client
         .execute(
-            "INSERT INTO email_deliveries (email_key) SELECT email_key FROM outgoing_emails WHERE status IN ('pending', 'failed') ON CONFLICT DO NOTHING",
-            &[],
+            "INSERT INTO email_deliveries (email_key) SELECT email_key FROM outgoing_emails WHERE status = ANY($1) ON CONFLICT DO NOTHING",
+            &[&&due[..]],
         )
         .await?;
     let claimed = client
@@ -325,6 +327,7 @@ pub async fn send_due(
                 &(now + config.lease),
                 &now,
                 &config.batch,
+                &&due[..],
             ],
         )
         .await?;
@@ -351,14 +354,13 @@ async fn send_one(
     let payment_id: Option<String> = row.get("payment_id");
     let id = message_id(&key, generation, &mailer.domain());
 
-    let client = store.pool().get().await?;
-    let view = view_of(&client, config, &key, payment_id.as_deref()).await?;
+    let read = ReadModels::of(store);
+    let view = view_of(store, &read, config, &key, payment_id.as_deref()).await?;
     let links = if kind == "status_link" {
-        links_for(&client, config, &recipient).await?
+        links_for(&read, config, &recipient).await?
     } else {
         vec![]
     };
-    drop(client);
     let missing = missing_fields(&kind, &view);
     let outcome = match recipient.parse::<Mailbox>() {
         _ if !missing.is_empty() => Err(SendFailure {
@@ -430,7 +432,7 @@ async fn send_one(
     };
     crate::failpoint::hit("sender.after_smtp");
     let data = EventData::for_processor_fact(&event, &object, metadata)?;
-    let mut client = store.pool().get().await?;
+    let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
     store
         .append_in(

@@ -7,6 +7,9 @@
 //! event id once); the schedule in `work` also takes an advisory lock so two
 //! workers do not walk the processor twice for nothing.
 
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 mod run;
 
 pub use run::Progress;

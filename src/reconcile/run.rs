@@ -2,23 +2,15 @@
 //! per page, not per object), what is missing, and where the processor and
 //! the ledger disagree.
 
+use super::decide::{self, label, RefundedCharge};
 use super::{metadata, ReconcileError, ReconcileReport, RunKind};
 use crate::processor::mapping::ProcessorFact;
 use crate::processor::stripe::Charge;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::{DateTime, Utc};
-use payledger_events::{Currency, DomainEvent, EventData, ProcessorDisagreement, StreamId};
+use payledger_events::{DomainEvent, EventData, ProcessorDisagreement, StreamId};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
-
-/// A charge the processor shows as (partly) refunded; checked against the
-/// ledger's refunds once every refund in the window has been recorded.
-struct RefundedCharge {
-    payment_id: String,
-    charge_id: String,
-    amount_refunded: i64,
-    currency: String,
-}
 
 pub(super) struct Run<'a> {
     store: &'a PgEventStore,
@@ -123,13 +115,11 @@ impl<'a> Run<'a> {
         }
         let ids: Vec<Uuid> = candidates.iter().map(|(_, d)| d.event_id).collect();
         let known = self.known(&ids).await?;
-        let mut disagreements = vec![];
-        for (fact, data) in candidates {
-            match known.get(&data.event_id) {
-                Some(recorded) => disagreements.extend(disagreement(&fact, recorded)),
-                None => self.append_missing(fact, data).await?,
-            }
+        let verdict = decide::what_is_missing(candidates, &known);
+        for (fact, data) in verdict.missing {
+            self.append_missing(fact, data).await?;
         }
+        let disagreements = verdict.disagreements;
         self.record_disagreements(disagreements).await?;
         crate::failpoint::hit("reconcile.after_page");
         Ok(())
@@ -149,29 +139,10 @@ impl<'a> Run<'a> {
                 .store
                 .streams_holding(&streams, "ChargeRefunded")
                 .await?;
-            let mut disagreements = vec![];
-            for (c, stream) in chunk.iter().zip(&streams) {
-                if with_refund.contains(stream) || self.would_append_refund_of(&c.payment_id) {
-                    continue;
-                }
-                let Ok(currency) = Currency::new(&c.currency) else {
-                    continue;
-                };
-                disagreements.push(ProcessorDisagreement {
-                    payment_id: c.payment_id.clone(),
-                    kind: "refunded_at_processor".into(),
-                    ledger_amount: None,
-                    ledger_currency: None,
-                    processor_amount: c.amount_refunded,
-                    processor_currency: currency.clone(),
-                    processor_object_id: c.charge_id.clone(),
-                    detail: format!(
-                        "the processor shows {} refunded on {} but the ledger has no refund",
-                        currency.format_amount(c.amount_refunded),
-                        c.payment_id
-                    ),
-                });
-            }
+            let disagreements = decide::unrecorded_refunds(chunk, |c| {
+                with_refund.contains(&StreamId::payment(&c.payment_id))
+                    || self.would_append_refund_of(&c.payment_id)
+            });
             self.record_disagreements(disagreements).await?;
         }
         Ok(())
@@ -266,43 +237,4 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
-}
-
-fn label(event: &DomainEvent, object_id: &str) -> String {
-    match event {
-        DomainEvent::ChargeRefunded(r) => format!("ChargeRefunded {} {object_id}", r.payment_id),
-        other => format!("{} {object_id}", other.event_type()),
-    }
-}
-
-/// The processor's charge compared with the ledger's record of it.
-fn disagreement(fact: &ProcessorFact, recorded: &DomainEvent) -> Option<ProcessorDisagreement> {
-    let (DomainEvent::ChargeSucceeded(seen), DomainEvent::ChargeSucceeded(ledger)) =
-        (&fact.event, recorded)
-    else {
-        return None;
-    };
-    let (ledger_amount, ledger_currency) = (ledger.amount, ledger.currency.clone());
-    let kind = if ledger_currency != seen.currency {
-        "currency_differs"
-    } else if ledger_amount != seen.amount {
-        "amount_differs"
-    } else {
-        return None;
-    };
-    Some(ProcessorDisagreement {
-        payment_id: seen.payment_id.clone(),
-        kind: kind.into(),
-        ledger_amount: Some(ledger_amount),
-        ledger_currency: Some(ledger_currency.clone()),
-        processor_amount: seen.amount,
-        processor_currency: seen.currency.clone(),
-        processor_object_id: fact.object_id.clone(),
-        detail: format!(
-            "payment {}: the ledger recorded {} but the processor shows {}",
-            seen.payment_id,
-            ledger_currency.format_amount(ledger_amount),
-            seen.currency.format_amount(seen.amount)
-        ),
-    })
 }

@@ -93,7 +93,7 @@ pub async fn run_once(
     processor: &ProcessorClient,
     config: &ScheduleConfig,
 ) -> Result<ScheduledRun, StoreError> {
-    let mut client = store.pool().get().await?;
+    let mut client = store.connection_for_own_tables().await?;
     let lock = client.transaction().await?;
     let held: bool = lock
         .query_one(

@@ -10,11 +10,14 @@ pub use site::Site;
 
 use crate::clock::Clock;
 use crate::store::PgEventStore;
+use payledger_projections::read::ReadModels;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: PgEventStore,
+    /// The read models beside the log; handlers read only through here.
+    pub read: ReadModels,
     pub clock: Arc<dyn Clock>,
     /// Every secret currently accepted for `Stripe-Signature` (rotation).
     pub webhook_secrets: Arc<Vec<String>>,
@@ -24,6 +27,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: PgEventStore, clock: Arc<dyn Clock>, webhook_secrets: Vec<String>) -> Self {
         AppState {
+            read: ReadModels::of(&store),
             store,
             clock,
             webhook_secrets: Arc::new(webhook_secrets),

@@ -11,7 +11,7 @@ use crate::processor::client::ProcessorClient;
 use crate::processor::mapping;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError};
 use payledger_events::{Actor, ChargeSource, DomainEvent, EventData, Metadata, StreamId};
-use payledger_projections::read;
+use payledger_projections::read::{self, ReadModels};
 use payledger_projections::states::PaymentState;
 
 /// What a command did: `changed` false means it was already done.
@@ -76,10 +76,11 @@ pub async fn payment_facts(
 }
 
 async fn activated(store: &PgEventStore, payment_id: &str) -> Result<bool, SupportError> {
-    let client = store.pool().get().await?;
-    Ok(read::customer_status::by_payment(&client, payment_id)
-        .await?
-        .is_some_and(|s| s.state == PaymentState::Active))
+    Ok(
+        read::customer_status::by_payment(&ReadModels::of(store), payment_id)
+            .await?
+            .is_some_and(|s| s.state == PaymentState::Active),
+    )
 }
 
 fn refused(r: Refusal) -> Result<Outcome, SupportError> {
@@ -219,11 +220,11 @@ pub async fn resend_email(
     key: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    let client = store.pool().get().await?;
+    let read = ReadModels::of(store);
     let row = if key.contains(':') {
-        read::outgoing_emails::by_key(&client, key).await?
+        read::outgoing_emails::by_key(&read, key).await?
     } else {
-        read::outgoing_emails::latest_for_payment(&client, key).await?
+        read::outgoing_emails::latest_for_payment(&read, key).await?
     };
     let row = row
         .as_ref()
@@ -255,8 +256,7 @@ pub async fn resolve(
     note: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    let client = store.pool().get().await?;
-    let status = read::discrepancies::by_id(&client, id)
+    let status = read::discrepancies::by_id(&ReadModels::of(store), id)
         .await?
         .map(|d| d.status);
     let event = match decide::resolve(status, id, note, by) {

@@ -6,6 +6,7 @@ use crate::plans::Plans;
 use crate::processor::client::ProcessorClient;
 use crate::store::PgEventStore;
 use clap::Subcommand;
+use payledger_projections::read::ReadModels;
 use std::io::{BufRead, Write};
 
 #[derive(Subcommand, Debug)]
@@ -128,7 +129,13 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
     let store = &ctx.store;
     match command {
         SupportCommand::Queue { all, json } => {
-            let items = queue::queue(store.pool(), &ctx.plans, *all, store.clock().now()).await?;
+            let items = queue::queue(
+                &ReadModels::of(store),
+                &ctx.plans,
+                *all,
+                store.clock().now(),
+            )
+            .await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
                 return Ok(());
@@ -151,7 +158,7 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
             }
         }
         SupportCommand::Find { key, json } => {
-            let c = find::find(store.pool(), ctx.processor.as_ref(), key).await?;
+            let c = find::find(store, ctx.processor.as_ref(), key).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {
@@ -209,7 +216,7 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
             print_outcome(&actions::grant(store, &ctx.plans, email, plan, reason, &by).await?);
         }
         SupportCommand::Reply { key, sign } => {
-            let c = find::find(store.pool(), None, key).await?;
+            let c = find::find(store, None, key).await?;
             println!("{}", reply::reply(&c, sign));
         }
     }

@@ -3,9 +3,9 @@
 
 use super::SupportError;
 use crate::processor::client::{ListFilter, ProcessorClient};
+use crate::store::PgEventStore;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool};
-use payledger_projections::read;
+use payledger_projections::read::{self, ReadModels};
 use payledger_projections::states::{
     DiscrepancyKind, DiscrepancyStatus, EmailStatus, PaymentState, SubscriptionStatus,
 };
@@ -85,7 +85,7 @@ pub struct TimelineEntry {
 /// The email and payments a key names: an email, a `PL-` reference, a
 /// checkout id or a payment id.
 async fn resolve(
-    client: &Object,
+    store: &PgEventStore,
     key: &str,
 ) -> Result<(Option<String>, Vec<String>), SupportError> {
     let key = key.trim();
@@ -102,30 +102,22 @@ async fn resolve(
         }
         return Ok((Some(key.to_lowercase()), vec![]));
     }
-    let column = if key.to_uppercase().starts_with("PL-") {
-        "reference"
-    } else if uuid::Uuid::parse_str(key).is_ok() {
-        "checkout_id"
+    let read = ReadModels::of(store);
+    let is_reference = key.to_uppercase().starts_with("PL-");
+    let is_checkout = uuid::Uuid::parse_str(key).is_ok();
+    let found = if is_reference {
+        read::customer_status::by_reference(&read, &key.to_uppercase()).await?
+    } else if is_checkout {
+        read::customer_status::by_checkout(&read, key).await?
     } else {
-        "payment_id"
+        read::customer_status::by_payment(&read, key).await?
     };
-    let value = if column == "reference" {
-        key.to_uppercase()
-    } else {
-        key.to_string()
-    };
-    let sql = format!("SELECT email, payment_id FROM customer_status WHERE {column} = $1");
-    if let Some(r) = client.query_opt(&sql, &[&value]).await? {
-        return Ok((
-            r.get(0),
-            r.get::<_, Option<String>>(1).into_iter().collect(),
-        ));
+    if let Some(r) = found {
+        return Ok((r.email, r.payment_id.into_iter().collect()));
     }
-    if column == "payment_id" {
+    if !is_reference && !is_checkout {
         let id = payledger_events::deterministic_event_id("ChargeSucceeded", key);
-        if let Some(payledger_events::DomainEvent::ChargeSucceeded(c)) =
-            crate::store::event_with(client, id).await?
-        {
+        if let Some(payledger_events::DomainEvent::ChargeSucceeded(c)) = store.event(id).await? {
             return Ok((c.customer_email, vec![key.to_string()]));
         }
     }
@@ -135,14 +127,14 @@ async fn resolve(
 }
 
 pub async fn find(
-    pool: &Pool,
+    store: &PgEventStore,
     processor: Option<&ProcessorClient>,
     key: &str,
 ) -> Result<Customer, SupportError> {
-    let client = pool.get().await?;
-    let (email, payment_ids) = resolve(&client, key).await?;
+    let (email, payment_ids) = resolve(store, key).await?;
+    let read = ReadModels::of(store);
     let subscription = match &email {
-        Some(e) => read::subscriptions::by_email(&client, e)
+        Some(e) => read::subscriptions::by_email(&read, e)
             .await?
             .map(|s| Subscription {
                 plan: s.plan,
@@ -154,7 +146,7 @@ pub async fn find(
             }),
         None => None,
     };
-    let rows = read::customer_status::of_customer(&client, email.as_deref(), &payment_ids).await?;
+    let rows = read::customer_status::of_customer(&read, email.as_deref(), &payment_ids).await?;
     let mut payments = vec![];
     let mut all_payment_ids = payment_ids.clone();
     for r in rows {
@@ -176,7 +168,7 @@ pub async fn find(
         }
         payments.push(p);
     }
-    let emails = read::outgoing_emails::of_customer(&client, email.as_deref(), &all_payment_ids)
+    let emails = read::outgoing_emails::of_customer(&read, email.as_deref(), &all_payment_ids)
         .await?
         .into_iter()
         .map(|e| Email {
@@ -188,7 +180,7 @@ pub async fn find(
         })
         .collect();
     let open_discrepancies =
-        read::discrepancies::unresolved_of_customer(&client, email.as_deref(), &all_payment_ids)
+        read::discrepancies::unresolved_of_customer(&read, email.as_deref(), &all_payment_ids)
             .await?
             .into_iter()
             .map(|d| Discrepancy {
@@ -198,7 +190,7 @@ pub async fn find(
                 suggested_action: d.suggested_action,
             })
             .collect();
-    let timeline = read::timeline::of_email(&client, email.as_deref())
+    let timeline = read::timeline::of_email(&read, email.as_deref())
         .await?
         .into_iter()
         .map(|t| TimelineEntry {

@@ -4,15 +4,16 @@
 use super::SupportError;
 use crate::plans::Plans;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use payledger_events::{shell_word, Money};
+use payledger_projections::read::{discrepancies, ReadModels};
+use payledger_projections::states::{DiscrepancyKind, DiscrepancyStatus};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueItem {
     pub id: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: DiscrepancyKind,
+    pub status: DiscrepancyStatus,
     pub first_seen: DateTime<Utc>,
     pub age_minutes: i64,
     pub amount: Option<i64>,
@@ -28,7 +29,7 @@ pub fn amount_text(amount: Option<i64>, currency: Option<&str>) -> String {
 }
 
 fn command_for(
-    kind: &str,
+    kind: DiscrepancyKind,
     subject: &str,
     email: Option<&str>,
     amount: Option<i64>,
@@ -47,59 +48,44 @@ fn command_for(
         _ => "PLAN".into(),
     };
     match kind {
-        "unmatched_charge" => format!("payledger support rescue {subject} --email {email} --plan {plan} --as NAME"),
-        "duplicate_charge" => format!("payledger support refund {subject} --reason \"duplicate charge\" --as NAME"),
-        "amount_mismatch" => format!("payledger support rescue {subject} --email {email} --plan {plan} --force \"REASON\" --as NAME   (or: payledger support refund {subject} --reason \"wrong amount\" --as NAME)"),
-        "refund_without_charge" => "payledger reconcile --since 30d".into(),
-        "email_undeliverable" => format!("payledger support resend-email {subject} --as NAME"),
-        "unparsed_processor_event" | "processor_event_conflict" => format!("payledger audit log --stream {} --json", shell_word(&format!("processor-event-{}", raw_subject))),
-        "processor_disagreement" => format!("payledger support find {}", shell_word(raw_subject.split(':').next().unwrap_or(raw_subject))),
-        _ => format!("payledger support find {subject}"),
+        DiscrepancyKind::UnmatchedCharge => format!("payledger support rescue {subject} --email {email} --plan {plan} --as NAME"),
+        DiscrepancyKind::DuplicateCharge => format!("payledger support refund {subject} --reason \"duplicate charge\" --as NAME"),
+        DiscrepancyKind::AmountMismatch => format!("payledger support rescue {subject} --email {email} --plan {plan} --force \"REASON\" --as NAME   (or: payledger support refund {subject} --reason \"wrong amount\" --as NAME)"),
+        DiscrepancyKind::RefundWithoutCharge => "payledger reconcile --since 30d".into(),
+        DiscrepancyKind::EmailUndeliverable => format!("payledger support resend-email {subject} --as NAME"),
+        DiscrepancyKind::UnparsedProcessorEvent | DiscrepancyKind::ProcessorEventConflict => format!("payledger audit log --stream {} --json", shell_word(&format!("processor-event-{}", raw_subject))),
+        DiscrepancyKind::ProcessorDisagreement => format!("payledger support find {}", shell_word(raw_subject.split(':').next().unwrap_or(raw_subject))),
+        DiscrepancyKind::DisputeOpened => format!("payledger support find {subject}"),
     }
 }
 
 pub async fn queue(
-    pool: &Pool,
+    read: &ReadModels,
     plans: &Plans,
     all: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<QueueItem>, SupportError> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, kind, subject, status, first_seen, amount, currency, customer_email, suggested_action
-             FROM discrepancies WHERE $1 OR status <> 'resolved' ORDER BY first_seen, id",
-            &[&all],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let kind: String = r.get("kind");
-            let subject: String = r.get("subject");
-            let email: Option<String> = r.get("customer_email");
-            let amount: Option<i64> = r.get("amount");
-            let currency: Option<String> = r.get("currency");
-            let first_seen: DateTime<Utc> = r.get("first_seen");
-            QueueItem {
-                command: command_for(
-                    &kind,
-                    &subject,
-                    email.as_deref(),
-                    amount,
-                    currency.as_deref(),
-                    plans,
-                ),
-                id: r.get("id"),
-                kind,
-                status: r.get("status"),
-                first_seen,
-                age_minutes: (now - first_seen).num_minutes(),
-                amount,
-                currency,
-                customer_email: email,
-                suggested_action: r.get("suggested_action"),
-            }
+    Ok(discrepancies::queue(read, all)
+        .await?
+        .into_iter()
+        .map(|r| QueueItem {
+            command: command_for(
+                r.kind,
+                &r.subject,
+                r.customer_email.as_deref(),
+                r.amount,
+                r.currency.as_deref(),
+                plans,
+            ),
+            id: r.id,
+            kind: r.kind,
+            status: r.status,
+            first_seen: r.first_seen,
+            age_minutes: (now - r.first_seen).num_minutes(),
+            amount: r.amount,
+            currency: r.currency,
+            customer_email: r.customer_email,
+            suggested_action: r.suggested_action,
         })
         .collect())
 }

@@ -49,9 +49,30 @@ impl PgEventStore {
         }
     }
 
-    /// The connection pool (for the projections and tools that share it).
+    /// The connection pool, for the projections crate (its runner and the
+    /// read models' door, `ReadModels::of`) and for tests. The app never
+    /// calls it: `tests/it/architecture.rs` checks.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The migration the database is at (0 before the first), for
+    /// readiness: a build must not serve a schema older than it needs.
+    pub async fn schema_version(&self) -> Result<i32, StoreError> {
+        let client = self.pool.get().await?;
+        let version: Option<i32> = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await?
+            .get(0);
+        Ok(version.unwrap_or(0))
+    }
+
+    /// A connection for a reactor's own tables (email leases, schedules),
+    /// so that their change commits in one transaction with an append
+    /// ([`PgEventStore::append_in`]). Never for the log's tables or the
+    /// read models: those have their own doors.
+    pub async fn connection_for_own_tables(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
     }
 
     /// The clock appends are recorded with.

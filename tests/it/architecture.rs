@@ -1,11 +1,14 @@
 //! The shape of the code, checked: imports between the library's top-level
-//! modules form no cycle, production code never imports the tooling, and
-//! the crates point one way (events ← store ← projections ← app).
+//! modules form no cycle, the library never uses the tooling (simulator,
+//! test kit, bench/demo/chaos, which live in the binary), and the crates
+//! point one way (events ← store ← projections ← app; stripe beside
+//! projections; sim and testkit beside the app).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const TOOLING: &[&str] = &["bench", "demo", "chaos", "fuzz_targets"];
+/// Modules of the binary crate, not of the library.
+const BINARY_ONLY: &[&str] = &["main", "cli", "tooling"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -38,7 +41,7 @@ fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let from = top_module(&src, &file);
-        if ["main", "cli", "lib"].contains(&from.as_str()) {
+        if from == "lib" || BINARY_ONLY.contains(&from.as_str()) {
             continue; // the binary and the crate root sit above everything
         }
         let text = std::fs::read_to_string(&file).unwrap();
@@ -91,25 +94,34 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 
 #[test]
 fn imports_between_modules_form_no_cycle() {
-    let edges: BTreeMap<String, BTreeSet<String>> = module_imports()
-        .into_iter()
-        .filter(|(from, _)| !TOOLING.contains(&from.as_str()))
-        .collect();
+    let edges = module_imports();
     if let Some(cycle) = find_cycle(&edges) {
         panic!("module cycle: {}", cycle.join(" → "));
     }
 }
 
 #[test]
-fn production_code_never_imports_the_tooling() {
-    for (from, tos) in module_imports() {
-        if TOOLING.contains(&from.as_str()) {
+fn the_library_never_uses_the_tooling() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    for module in BINARY_ONLY {
+        assert!(
+            !lib.contains(&format!("mod {module};")),
+            "lib.rs declares the binary's module {module}"
+        );
+    }
+    let mut files = vec![];
+    rust_files(&src, &mut files);
+    for file in files {
+        if BINARY_ONLY.contains(&top_module(&src, &file).as_str()) {
             continue;
         }
-        for to in tos {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for tooling in ["payledger_sim", "payledger_testkit", "crate::tooling"] {
             assert!(
-                !TOOLING.contains(&to.as_str()),
-                "{from} imports the tooling module {to}"
+                !text.contains(tooling),
+                "{} uses {tooling}: tooling belongs to the binary",
+                file.display()
             );
         }
     }
@@ -131,6 +143,10 @@ fn the_crates_point_one_way() {
             "payledger-events",
             "payledger-store",
             "payledger-projections",
+            "payledger-stripe",
+            "payledger-sim",
+            "payledger-testkit",
+            "payledger",
         ]
         .into_iter()
         .filter(|d| text.contains(&format!("\n{d} =")))
@@ -139,6 +155,16 @@ fn the_crates_point_one_way() {
     assert_eq!(deps("events"), Vec::<&str>::new());
     assert_eq!(deps("store"), ["payledger-events"]);
     assert_eq!(deps("projections"), ["payledger-events", "payledger-store"]);
+    assert_eq!(deps("stripe"), ["payledger-events", "payledger-store"]);
+    assert_eq!(deps("sim"), ["payledger-events", "payledger-stripe"]);
+    assert_eq!(
+        deps("testkit"),
+        [
+            "payledger-events",
+            "payledger-projections",
+            "payledger-stripe"
+        ]
+    );
 }
 
 #[test]
@@ -156,7 +182,7 @@ fn only_the_store_and_the_auditor_touch_the_log_tables() {
         let module = top_module(&src, &file);
         // The auditor checks the log with its own SQL and role, on purpose:
         // an independent reading. Tooling builds test databases.
-        if ["audit", "bench", "demo", "chaos", "fuzz_targets"].contains(&module.as_str()) {
+        if module == "audit" || BINARY_ONLY.contains(&module.as_str()) {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
@@ -167,6 +193,85 @@ fn only_the_store_and_the_auditor_touch_the_log_tables() {
                 assert!(
                     !text.contains(&needle) && !text.contains(&at_end),
                     "{} reads or writes {table} directly: go through the store crate",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+/// The library's files, `.rs` and `.sql`, except the auditor's: the audit
+/// reads the raw log and the tables with its own SQL on purpose, as an
+/// independent check of what the rest of the code says.
+fn library_sources() -> Vec<(PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![];
+    rust_files(&src, &mut files);
+    for dir in ["reactors", "reconcile", "support", "pages", "webhook"] {
+        if let Ok(entries) = std::fs::read_dir(src.join(dir)) {
+            files.extend(
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "sql")),
+            );
+        }
+    }
+    files
+        .into_iter()
+        .filter(|f| {
+            let module = top_module(&src, f);
+            module != "audit" && !BINARY_ONLY.contains(&module.as_str())
+        })
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            (f, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_app_reads_the_log_and_the_read_models_only_through_their_doors() {
+    for (file, text) in library_sources() {
+        for forbidden in [".pool()", "payload", "SELECT *", "event_with("] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden:?}: read the log through the store crate and the read models through payledger_projections::read",
+                file.display()
+            );
+        }
+        let own_tables = file.components().any(|c| {
+            let c = c.as_os_str();
+            c == "reactors" || c == "reconcile"
+        });
+        assert!(
+            own_tables || !text.contains("connection_for_own_tables"),
+            "{} takes a raw connection: only reactors and the reconciliation schedule own tables",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn state_names_are_written_only_by_their_enums() {
+    use payledger_projections::states::*;
+    let mut names: Vec<&str> = vec![];
+    names.extend(PaymentState::ALL.iter().map(|s| s.as_str()));
+    names.extend(SubscriptionStatus::ALL.iter().map(|s| s.as_str()));
+    names.extend(EmailStatus::ALL.iter().map(|s| s.as_str()));
+    names.extend(DiscrepancyStatus::ALL.iter().map(|s| s.as_str()));
+    names.extend(DiscrepancyKind::ALL.iter().map(|s| s.as_str()));
+    names.extend(ProjectionState::ALL.iter().map(|s| s.as_str()));
+    for (file, text) in library_sources() {
+        for name in &names {
+            // As SQL writes them, and as a Rust comparison or match arm would.
+            for shape in [
+                format!("'{name}'"),
+                format!("== \"{name}\""),
+                format!("\"{name}\" =>"),
+            ] {
+                assert!(
+                    !text.contains(&shape),
+                    "{} spells the state {shape}: use the enum in payledger_projections::states",
                     file.display()
                 );
             }

@@ -187,7 +187,7 @@ async fn a_customer_pays_in_a_real_browser_and_sees_pending_then_active() {
     let t = TestDb::new().await;
     let shop = open_shop_with(t.db.pool.clone(), true, |_| {}, axum::Router::new()).await;
     // Slow enough that the return page first says "pending".
-    shop.sim.set_faults(payledger::processor::sim::Faults {
+    shop.sim.set_faults(payledger_sim::Faults {
         delay_ms: 2500,
         ..Default::default()
     });
@@ -223,7 +223,7 @@ async fn the_orphan_in_a_real_browser_needs_attention_then_shows_active_after_re
     )
     .await;
     // The seed story: the processor charges, the webhook never arrives.
-    shop.sim.set_faults(payledger::processor::sim::Faults {
+    shop.sim.set_faults(payledger_sim::Faults {
         drop: 1.0,
         ..Default::default()
     });

@@ -9,10 +9,10 @@
 //! `PAYLEDGER_PROPERTY_CASES` sets the number of histories (default 2,000).
 
 use chrono::{DateTime, TimeZone, Utc};
-use payledger::fuzz_targets::NOW;
 use payledger_events::{
     Actor, CheckoutStarted, Currency, DomainEvent, EventData, Metadata, RecordedEvent, StreamId,
 };
+use payledger_testkit::fuzz_targets::NOW;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

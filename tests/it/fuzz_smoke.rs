@@ -1,4 +1,4 @@
-//! The fuzz targets of `payledger::fuzz_targets`, run on stable from a
+//! The fuzz targets of `payledger_testkit::fuzz_targets`, run on stable from a
 //! fixed seed for a fixed time (`PAYLEDGER_FUZZ_SECONDS`, default 30) —
 //! the CI smoke run. Long runs use libFuzzer: `cargo +nightly fuzz run
 //! NAME` in `fuzz/` (docs/reliability.md has the counts).
@@ -50,13 +50,17 @@ fn fuzz_signature_header() {
     smoke(
         "signature_header",
         1,
-        payledger::fuzz_targets::signature_header,
+        payledger_testkit::fuzz_targets::signature_header,
     );
 }
 
 #[test]
 fn fuzz_callback_body() {
-    smoke("callback_body", 2, payledger::fuzz_targets::callback_body);
+    smoke(
+        "callback_body",
+        2,
+        payledger_testkit::fuzz_targets::callback_body,
+    );
 }
 
 #[test]
@@ -64,6 +68,6 @@ fn fuzz_event_history_fold() {
     smoke(
         "event_history_fold",
         3,
-        payledger::fuzz_targets::event_history_fold,
+        payledger_testkit::fuzz_targets::event_history_fold,
     );
 }

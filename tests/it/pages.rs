@@ -129,7 +129,7 @@ async fn a_form_submitted_five_times_is_one_checkout_and_one_session() {
 async fn when_the_processor_fails_the_customer_is_told_they_were_not_charged() {
     let t = TestDb::new().await;
     let shop = open_shop(&t, false).await;
-    shop.sim.set_faults(payledger::processor::sim::Faults {
+    shop.sim.set_faults(payledger_sim::Faults {
         api_errors: 1000,
         ..Default::default()
     });

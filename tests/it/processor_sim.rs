@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use payledger::processor::client::{ListFilter, NewCheckoutSession};
-use payledger::processor::sim::Faults;
 use payledger::store::EventStore;
 use payledger_events::{DomainEvent, StreamId};
+use payledger_sim::Faults;
 
 async fn charge_in_ledger(
     t: &TestDb,

@@ -170,7 +170,7 @@ async fn webhook_and_reconciler_racing_on_two_hundred_charges_record_each_once()
     let store = t.store();
     let serve = start_serve(&t, &[WEBHOOK_SECRET]).await;
     let (sim, sim_base) = start_sim(Some(format!("{serve}/webhooks/stripe")), 25).await;
-    sim.set_faults(payledger::processor::sim::Faults {
+    sim.set_faults(payledger_sim::Faults {
         delay_ms: 300,
         reorder: true,
         duplicate: 0.3,
@@ -381,7 +381,7 @@ async fn a_thousand_charges_across_pages_are_all_seen_through_a_500_and_a_429() 
     for i in 0..1000 {
         sim_charge(&sim_base, serde_json::json!({"email": format!("p{i}@example.com"), "amount": 24900, "currency": "usd"})).await;
     }
-    sim.set_faults(payledger::processor::sim::Faults {
+    sim.set_faults(payledger_sim::Faults {
         api_errors: 1,
         api_rate_limits: 1,
         ..Default::default()

@@ -4,9 +4,9 @@
 use crate::common::*;
 use chrono::{Duration, Utc};
 use payledger::clock::{Clock, ManualClock};
-use payledger::processor::sim::Faults;
 use payledger::reconcile::schedule::{self, ScheduleConfig, ScheduledRun};
 use payledger::store::PgEventStore;
+use payledger_sim::Faults;
 use std::sync::Arc;
 
 fn config() -> ScheduleConfig {

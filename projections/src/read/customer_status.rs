@@ -1,9 +1,10 @@
 //! `customer_status`: where each checkout or payment stands for its
 //! customer, by reference, checkout, payment or email.
 
+use super::ReadModels;
 use crate::states::PaymentState;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 use tokio_postgres::Row;
 
@@ -70,32 +71,40 @@ async fn one<C: GenericClient>(
         .transpose()
 }
 
-pub async fn by_reference<C: GenericClient>(
-    client: &C,
+pub async fn by_reference(
+    read: &ReadModels,
     reference: &str,
 ) -> Result<Option<CustomerStatusRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     one(client, "reference", reference).await
 }
 
-pub async fn by_checkout<C: GenericClient>(
-    client: &C,
+pub async fn by_checkout(
+    read: &ReadModels,
     checkout_id: &str,
 ) -> Result<Option<CustomerStatusRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     one(client, "checkout_id", checkout_id).await
 }
 
-pub async fn by_payment<C: GenericClient>(
-    client: &C,
+pub async fn by_payment(
+    read: &ReadModels,
     payment_id: &str,
 ) -> Result<Option<CustomerStatusRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     one(client, "payment_id", payment_id).await
 }
 
 /// Every checkout and payment of one address, oldest first.
-pub async fn by_email<C: GenericClient>(
-    client: &C,
+pub async fn by_email(
+    read: &ReadModels,
     email: &str,
 ) -> Result<Vec<CustomerStatusRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let sql = format!("SELECT {COLUMNS} FROM customer_status WHERE email = $1 ORDER BY started_at");
     client
         .query(&sql, &[&email])
@@ -107,11 +116,13 @@ pub async fn by_email<C: GenericClient>(
 
 /// Everything one customer has: their address's rows and those of the
 /// given payments (a payment may carry no address).
-pub async fn of_customer<C: GenericClient>(
-    client: &C,
+pub async fn of_customer(
+    read: &ReadModels,
     email: Option<&str>,
     payment_ids: &[String],
 ) -> Result<Vec<CustomerStatusRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let sql = format!(
         "SELECT {COLUMNS} FROM customer_status WHERE email = $1 OR payment_id = ANY($2) ORDER BY started_at"
     );

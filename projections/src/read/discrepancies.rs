@@ -1,7 +1,8 @@
 //! `discrepancies`: what a person must look at, by id.
 
+use super::ReadModels;
 use crate::states::{DiscrepancyKind, DiscrepancyStatus};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +24,9 @@ fn from_row(r: &tokio_postgres::Row) -> Result<DiscrepancyRow, StoreError> {
     })
 }
 
-pub async fn by_id<C: GenericClient>(
-    client: &C,
-    id: &str,
-) -> Result<Option<DiscrepancyRow>, StoreError> {
+pub async fn by_id(read: &ReadModels, id: &str) -> Result<Option<DiscrepancyRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     client
         .query_opt(
             "SELECT id, kind, subject, status, suggested_action FROM discrepancies WHERE id = $1",
@@ -40,11 +40,13 @@ pub async fn by_id<C: GenericClient>(
 
 /// What is not resolved yet about one address or the given payments
 /// (a subject is `<payment id>` or `<payment id>:<detail>`), oldest first.
-pub async fn unresolved_of_customer<C: GenericClient>(
-    client: &C,
+pub async fn unresolved_of_customer(
+    read: &ReadModels,
     email: Option<&str>,
     payment_ids: &[String],
 ) -> Result<Vec<DiscrepancyRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     client
         .query(
             "SELECT id, kind, subject, status, suggested_action FROM discrepancies
@@ -60,11 +62,13 @@ pub async fn unresolved_of_customer<C: GenericClient>(
 
 /// Open discrepancies of one kind first seen at or before `seen_by`, oldest
 /// first (what waited long enough for a reactor to act).
-pub async fn open_of_kind_since<C: GenericClient>(
-    client: &C,
+pub async fn open_of_kind_since(
+    read: &ReadModels,
     kind: DiscrepancyKind,
     seen_by: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<DiscrepancyRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     client
         .query(
             "SELECT id, kind, subject, status, suggested_action FROM discrepancies
@@ -74,5 +78,62 @@ pub async fn open_of_kind_since<C: GenericClient>(
         .await?
         .iter()
         .map(from_row)
+        .collect()
+}
+
+/// How many discrepancies of each kind are open (for the gauges).
+pub async fn open_counts(read: &ReadModels) -> Result<Vec<(String, i64)>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    Ok(client
+        .query(
+            "SELECT kind, count(*) FROM discrepancies WHERE status = $1 GROUP BY kind ORDER BY kind",
+            &[&DiscrepancyStatus::Open.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// A discrepancy as the support queue shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    pub id: String,
+    pub kind: DiscrepancyKind,
+    pub subject: String,
+    pub status: DiscrepancyStatus,
+    pub first_seen: chrono::DateTime<chrono::Utc>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub customer_email: Option<String>,
+    pub suggested_action: String,
+}
+
+/// What needs a person, oldest first; `all` adds the resolved ones.
+pub async fn queue(read: &ReadModels, all: bool) -> Result<Vec<QueueRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    client
+        .query(
+            "SELECT id, kind, subject, status, first_seen, amount, currency, customer_email, suggested_action
+             FROM discrepancies WHERE $1 OR status <> $2 ORDER BY first_seen, id",
+            &[&all, &DiscrepancyStatus::Resolved.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(QueueRow {
+                id: r.try_get("id")?,
+                kind: super::state("discrepancies", r.try_get("kind")?)?,
+                subject: r.try_get("subject")?,
+                status: super::state("discrepancies", r.try_get("status")?)?,
+                first_seen: r.try_get("first_seen")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                customer_email: r.try_get("customer_email")?,
+                suggested_action: r.try_get("suggested_action")?,
+            })
+        })
         .collect()
 }

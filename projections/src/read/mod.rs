@@ -22,3 +22,40 @@ fn state<T: FromStr<Err = crate::states::UnknownState>>(
             reason: e.to_string(),
         })
 }
+
+/// The door to the read models for everything downstream of them: pages,
+/// reactors, support and audit hold this, not a database pool, and read only
+/// through this module's typed queries (each takes a connection for itself).
+#[derive(Clone)]
+pub struct ReadModels {
+    pool: deadpool_postgres::Pool,
+}
+
+impl ReadModels {
+    pub fn new(pool: deadpool_postgres::Pool) -> Self {
+        ReadModels { pool }
+    }
+
+    /// The read models beside this log (one database holds both).
+    pub fn of(store: &payledger_store::PgEventStore) -> Self {
+        ReadModels::new(store.pool().clone())
+    }
+
+    async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Every projection's position, lag and state.
+    pub async fn projections(
+        &self,
+    ) -> Result<Vec<crate::runner::Status>, crate::runner::RunnerError> {
+        crate::runner::status(&self.pool).await
+    }
+
+    /// The projections that stopped, and where and why.
+    pub async fn stopped_projections(
+        &self,
+    ) -> Result<Vec<crate::runner::Stopped>, crate::runner::RunnerError> {
+        crate::runner::stopped(&self.pool).await
+    }
+}

@@ -1,7 +1,8 @@
 //! `outgoing_emails`: each email payledger owes someone, by key or payment.
 
+use super::ReadModels;
 use crate::states::EmailStatus;
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 use tokio_postgres::Row;
 
@@ -34,10 +35,12 @@ fn from_row(r: &Row) -> Result<OutgoingEmailRow, StoreError> {
     })
 }
 
-pub async fn by_key<C: GenericClient>(
-    client: &C,
+pub async fn by_key(
+    read: &ReadModels,
     email_key: &str,
 ) -> Result<Option<OutgoingEmailRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let sql = format!("SELECT {COLUMNS} FROM outgoing_emails WHERE email_key = $1");
     client
         .query_opt(&sql, &[&email_key])
@@ -48,10 +51,12 @@ pub async fn by_key<C: GenericClient>(
 }
 
 /// The newest email about one payment.
-pub async fn latest_for_payment<C: GenericClient>(
-    client: &C,
+pub async fn latest_for_payment(
+    read: &ReadModels,
     payment_id: &str,
 ) -> Result<Option<OutgoingEmailRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let sql = format!(
         "SELECT {COLUMNS} FROM outgoing_emails WHERE payment_id = $1 ORDER BY requested_at DESC LIMIT 1"
     );
@@ -64,11 +69,13 @@ pub async fn latest_for_payment<C: GenericClient>(
 }
 
 /// Every email to one address or about the given payments, oldest first.
-pub async fn of_customer<C: GenericClient>(
-    client: &C,
+pub async fn of_customer(
+    read: &ReadModels,
     email: Option<&str>,
     payment_ids: &[String],
 ) -> Result<Vec<OutgoingEmailRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let sql = format!(
         "SELECT {COLUMNS} FROM outgoing_emails WHERE recipient = $1 OR payment_id = ANY($2) ORDER BY requested_at"
     );

@@ -1,8 +1,9 @@
 //! `subscriptions`: one customer's access, by email.
 
+use super::ReadModels;
 use crate::states::SubscriptionStatus;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +27,12 @@ impl SubscriptionRow {
     }
 }
 
-pub async fn by_email<C: GenericClient>(
-    client: &C,
+pub async fn by_email(
+    read: &ReadModels,
     email: &str,
 ) -> Result<Option<SubscriptionRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     let Some(r) = client
         .query_opt(
             "SELECT email, plan, status, period_start, period_end, activation, payment_id, reason

@@ -1,7 +1,8 @@
 //! `timeline`: one customer's story, in log order.
 
+use super::ReadModels;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -12,10 +13,12 @@ pub struct TimelineRow {
     pub summary: String,
 }
 
-pub async fn of_email<C: GenericClient>(
-    client: &C,
+pub async fn of_email(
+    read: &ReadModels,
     email: Option<&str>,
 ) -> Result<Vec<TimelineRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
     Ok(client
         .query(
             "SELECT recorded_at, event_type, actor, summary FROM timeline WHERE email = $1 ORDER BY position",

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use payledger::bench::history::{self as h, Fact};
 use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::*;
+use payledger_testkit::history::{self as h, Fact};
 use uuid::Uuid;
 
 // The builders live in the library (the projection benchmark uses them too).

@@ -164,24 +164,24 @@ pub async fn serve_state(state: payledger::http::AppState) -> String {
 pub async fn start_sim(
     webhook_url: Option<String>,
     seed: u64,
-) -> (payledger::processor::sim::Simulator, String) {
+) -> (payledger_sim::Simulator, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let sim = payledger::processor::sim::Simulator::new(payledger::processor::sim::SimConfig {
+    let sim = payledger_sim::Simulator::new(payledger_sim::SimConfig {
         webhook_url,
         webhook_secret: WEBHOOK_SECRET.into(),
         seed,
         public_url: base.clone(),
-        retry: payledger::processor::sim::RetryPolicy {
+        retry: payledger_sim::RetryPolicy {
             first_backoff: std::time::Duration::from_millis(100),
             max_backoff: std::time::Duration::from_millis(500),
             max_attempts: 200,
             request_timeout: std::time::Duration::from_secs(5),
         },
     });
-    tokio::spawn(payledger::processor::sim::serve(sim.clone(), listener));
+    tokio::spawn(payledger_sim::serve(sim.clone(), listener));
     (sim, base)
 }
 

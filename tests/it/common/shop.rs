@@ -20,7 +20,7 @@ period = "year"
 
 pub struct Shop {
     pub base: String,
-    pub sim: payledger::processor::sim::Simulator,
+    pub sim: payledger_sim::Simulator,
     pub sim_base: String,
 }
 

@@ -1,13 +1,13 @@
 use super::delivery::dispatch;
 use super::state::{empty_list, Faults, NewSession, SimState};
 use super::Simulator;
-use crate::processor::stripe::{Dispute, Expandable, Refund};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use payledger_stripe::objects::{Dispute, Expandable, Refund};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -571,7 +571,7 @@ async fn sim_charge(
         let mut payment_intent_metadata = BTreeMap::new();
         if let Some(r) = &req.client_reference_id {
             payment_intent_metadata.insert(
-                crate::processor::stripe::CHECKOUT_REFERENCE_KEY.into(),
+                payledger_stripe::objects::CHECKOUT_REFERENCE_KEY.into(),
                 r.clone(),
             );
         }

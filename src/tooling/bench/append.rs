@@ -3,10 +3,10 @@
 //! ratio is the figure; absolute numbers depend on the machine's fsync.
 
 use super::{fresh_bench_database, measure, raw_insert_op};
-use crate::clock::SystemClock;
-use crate::db::DbError;
-use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::Utc;
+use payledger::clock::SystemClock;
+use payledger::db::DbError;
+use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::{
     Actor, ChargeSource, ChargeSucceeded, Currency, DomainEvent, EventData, Metadata, StreamId,
 };

@@ -3,9 +3,9 @@
 //! end-to-end latency from an append to the read-model row being visible.
 
 use super::{fresh_bench_database, peak_growth_mb, reset_peak};
-use crate::clock::{Clock, SystemClock};
-use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::Utc;
+use payledger::clock::{Clock, SystemClock};
+use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::*;
 use payledger_projections::{feed, runner, Projection};
 use serde::Serialize;
@@ -95,7 +95,7 @@ pub async fn run_projection_bench(
     let mut from = 0;
     while from < customers {
         let n = slice.min(customers - from);
-        let history = super::history::mixed_history_range(from, n)?;
+        let history = payledger_testkit::history::mixed_history_range(from, n)?;
         append_history(&store, history, 500).await?;
         from += n;
     }
@@ -141,7 +141,7 @@ pub async fn run_projection_bench(
     // Latency: a worker runs; orphan charges arrive at `rate`/s; each one's
     // discrepancy row is awaited.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(crate::worker::run(
+    let worker = tokio::spawn(payledger::worker::run(
         db.pool.clone(),
         db.config.clone(),
         Default::default(),

@@ -1,9 +1,8 @@
 //! The fuzz targets: each takes arbitrary bytes and checks what must hold
 //! for every input, panicking when it does not. `fuzz/` runs them under
-//! libFuzzer (`cargo +nightly fuzz run NAME`); `tests/fuzz_smoke.rs` runs
+//! libFuzzer (`cargo +nightly fuzz run NAME`); `tests/it/fuzz_smoke.rs` runs
 //! them on stable from a fixed seed in CI. Tooling, not production code.
 
-use crate::processor::{mapping, signature};
 use arbitrary::Unstructured;
 use chrono::{DateTime, TimeZone, Utc};
 use payledger_events::{
@@ -13,6 +12,7 @@ use payledger_events::{
     ProcessorEventConflict, ProcessorEventReceived, RecordedEvent, StatusLinkRequested, StreamId,
     SubscriptionGranted, SubscriptionRevoked,
 };
+use payledger_stripe::{mapping, signature};
 use std::sync::OnceLock;
 
 /// The clock the targets run at (2027-01-15).
@@ -149,7 +149,9 @@ pub fn fixtures() -> &'static [serde_json::Value] {
     static FIXTURES: OnceLock<Vec<serde_json::Value>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         let mut all = built_in_fixtures();
-        let dir = crate::config::var("PAYLEDGER_SHARED_DIR")
+        // Test support reads its one setting itself: it is not the app.
+        let dir = std::env::var_os("PAYLEDGER_SHARED_DIR")
+            .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
             .join("stripe");

@@ -3,13 +3,12 @@
 //! shared and noisy, so absolute numbers are context, the ratio is the figure.
 
 pub mod append;
-pub mod history;
 pub mod projections;
 pub mod reconcile;
 pub mod webhook;
 
-use crate::db::{create_database_if_missing, drop_database_if_exists, Database};
 use deadpool_postgres::Pool;
+use payledger::db::{create_database_if_missing, drop_database_if_exists, Database};
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,8 +22,6 @@ pub struct Measured {
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
-
-pub type Op = Arc<dyn Fn(usize, u64) -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
 
 /// Runs `op` on `workers` tasks for `run_for`; `op` returns how many units
 /// it completed. Returns units per second and per-call latency percentiles.

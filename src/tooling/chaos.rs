@@ -3,7 +3,8 @@
 //! moments and at named failpoints and its database connections are cut;
 //! then reconciliation, quiescence, and every guarantee checked.
 
-use crate::demo::stage::Stage;
+use crate::tooling::demo::stage::Stage;
+use payledger_projections::states::{EmailStatus, PaymentState, SubscriptionStatus};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -84,8 +85,9 @@ pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Res
     let (mut kills, mut failpoint_kills, mut cuts, mut faults) = (0u32, 0u32, 0u32, 0u32);
     let mut armed = false;
     let arm = |rng: &mut rand_chacha::ChaCha8Rng| -> Option<&'static str> {
-        rng.random_bool(0.4)
-            .then(|| crate::failpoint::ALL[rng.random_range(0..crate::failpoint::ALL.len())])
+        rng.random_bool(0.4).then(|| {
+            payledger::failpoint::ALL[rng.random_range(0..payledger::failpoint::ALL.len())]
+        })
     };
     s.start_server(None).await?;
     let mut paid = 0usize;
@@ -132,27 +134,41 @@ pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Res
     loop {
         let pending: i64 = c
             .query_one(
-                "SELECT (SELECT count(*) FROM outgoing_emails WHERE status <> 'sent')
-                      + (SELECT count(*) FROM customer_status WHERE payment_id IS NOT NULL AND state NOT IN ('active', 'refunded'))",
-                &[],
+                "SELECT (SELECT count(*) FROM outgoing_emails WHERE status <> $1)
+                      + (SELECT count(*) FROM customer_status WHERE payment_id IS NOT NULL AND state <> ALL($2))",
+                &[&EmailStatus::Sent.as_str(), &&[PaymentState::Active.as_str(), PaymentState::Refunded.as_str()][..]],
             )
             .await?
             .get(0);
-        let lag: i64 = crate::projections_lag(&s.db.pool).await?;
+        let lag: i64 = payledger::projections_lag(&s.db.pool).await?;
         if (pending == 0 && lag == 0) || Instant::now() > quiet_by {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let count = |sql: &'static str| {
+    let count = |sql: &'static str, value: &'static str| {
         let c = &c;
-        async move { c.query_one(sql, &[]).await.map(|r| r.get::<_, i64>(0)) }
+        async move {
+            c.query_one(sql, &[&value])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+        }
     };
-    let charge_succeeded_events =
-        count("SELECT count(*) FROM events WHERE event_type = 'ChargeSucceeded'").await?;
-    let active_subscriptions =
-        count("SELECT count(*) FROM subscriptions WHERE status = 'active'").await?;
-    let sent_keys = count("SELECT count(*) FROM outgoing_emails WHERE status = 'sent'").await?;
+    let charge_succeeded_events = count(
+        "SELECT count(*) FROM events WHERE event_type = $1",
+        "ChargeSucceeded",
+    )
+    .await?;
+    let active_subscriptions = count(
+        "SELECT count(*) FROM subscriptions WHERE status = $1",
+        SubscriptionStatus::Active.as_str(),
+    )
+    .await?;
+    let sent_keys = count(
+        "SELECT count(*) FROM outgoing_emails WHERE status = $1",
+        EmailStatus::Sent.as_str(),
+    )
+    .await?;
     let charges_at_processor = s.processor_charges().await? as i64;
     let mut per_id = std::collections::HashMap::<String, usize>::new();
     for entry in std::fs::read_dir(&s.mail_dir)?.flatten() {
@@ -165,7 +181,7 @@ pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Res
         }
     }
     let duplicate_emails: usize = per_id.values().map(|n| n - 1).sum();
-    let mut violations: Vec<String> = crate::audit::invariants::check(&s.db.pool)
+    let mut violations: Vec<String> = payledger::audit::invariants::check(&s.db.pool)
         .await?
         .violations
         .into_iter()

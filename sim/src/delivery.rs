@@ -2,8 +2,8 @@
 //! exponential backoff on non-2xx or timeout, and bent by the fault switches.
 
 use super::Simulator;
-use crate::processor::signature;
-use crate::processor::stripe::Event;
+use payledger_stripe::objects::Event;
+use payledger_stripe::signature;
 use rand::Rng;
 use std::time::Duration;
 

@@ -7,13 +7,13 @@
 
 use super::fresh_bench_database;
 use super::{peak_growth_mb, reset_peak};
-use crate::clock::SystemClock;
-use crate::processor::client::{ClientRetry, ListFilter, ProcessorClient};
-use crate::processor::mapping;
-use crate::processor::sim::{NewSession, SimConfig, Simulator};
-use crate::reconcile::reconcile;
-use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
+use payledger::clock::SystemClock;
+use payledger::processor::client::{ClientRetry, ListFilter, ProcessorClient};
+use payledger::processor::mapping;
+use payledger::reconcile::reconcile;
+use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::{Actor, ChargeSource, EventData, Metadata};
+use payledger_sim::{NewSession, SimConfig, Simulator};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +43,7 @@ async fn start_sim() -> anyhow::Result<(Simulator, String)> {
         retry: Default::default(),
     });
     let served = sim.clone();
-    tokio::spawn(async move { crate::processor::sim::serve(served, listener).await });
+    tokio::spawn(async move { payledger_sim::serve(served, listener).await });
     Ok((sim, base))
 }
 

@@ -2,7 +2,7 @@
 //! recorded *before* the processor is asked for anything.
 
 use super::views::Home;
-use super::{internal_error, message, no_store, valid_email, Site};
+use super::{internal_error, message, no_store, Site};
 use crate::processor::client::NewCheckoutSession;
 use crate::state::AppState;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
@@ -10,12 +10,12 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use payledger_events::{
-    deterministic_event_id, Actor, CheckoutStarted, DomainEvent, EventData, Metadata,
-    ProcessorSessionOpened, StreamId,
-};
+use payledger_events::{Actor, DomainEvent, EventData, Metadata, ProcessorSessionOpened, StreamId};
 use serde::Deserialize;
-use uuid::Uuid;
+
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
 
 #[derive(Deserialize)]
 pub struct CheckoutForm {
@@ -44,7 +44,7 @@ fn home_page(site: &Site, plan: &str, email: &str, errors: Vec<String>) -> Home 
         email: email.to_string(),
         // A fresh token per form: a double submit of this form is one
         // checkout, a new form is a new one.
-        token: Uuid::new_v4().to_string(),
+        token: uuid::Uuid::new_v4().to_string(),
         errors,
     }
 }
@@ -84,38 +84,23 @@ pub async fn start(
             return (status, page).into_response();
         }
     };
-    let email = form.email.trim().to_lowercase();
-    let mut errors = vec![];
-    if email.is_empty() {
-        errors.push("Please enter your email address.".to_string());
-    } else if !valid_email(&email) {
-        errors.push("That email address doesn't look right: please check it (for example name@example.com).".into());
-    }
-    let plan = site.plans.get(&form.plan).cloned();
-    if plan.is_none() {
-        errors.push("Please choose one of the plans below.".into());
-    }
-    let token = Uuid::parse_str(form.token.trim()).ok();
-    if token.is_none() && errors.is_empty() {
-        errors.push("This form has expired: please submit it again.".into());
-    }
-    let (Some(plan), Some(token), true) = (plan, token, errors.is_empty()) else {
-        let page = home_page(site, &form.plan, &form.email, errors);
-        return (StatusCode::BAD_REQUEST, page).into_response();
+    let request = decide::CheckoutRequest {
+        plan: form.plan.clone(),
+        email: form.email.clone(),
+        token: form.token.clone(),
     };
-
-    // The same form submitted twice is the same checkout.
-    let checkout_id = deterministic_event_id("checkout", &format!("{token}|{}|{email}", plan.id));
+    let decide::Decided { started, plan } = match decide::start(&request, &site.plans) {
+        Ok(decided) => decided,
+        Err(errors) => {
+            let page = home_page(site, &form.plan, &form.email, errors);
+            return (StatusCode::BAD_REQUEST, page).into_response();
+        }
+    };
+    let checkout_id = started.checkout_id;
+    let email = started.email.clone();
     let stream = StreamId::checkout(checkout_id);
     let actor = Actor::Customer(email.clone());
-    let started: DomainEvent = CheckoutStarted {
-        checkout_id,
-        email: email.clone(),
-        plan: plan.id.clone(),
-        amount: plan.amount,
-        currency: plan.currency.clone(),
-    }
-    .into();
+    let started: DomainEvent = started.into();
     let metadata = Metadata::new(checkout_id, actor.clone(), "checkout");
     crate::failpoint::hit("checkout.before_record");
     let recorded = async {
@@ -131,8 +116,11 @@ pub async fn start(
         return not_started(site, &e);
     }
     crate::failpoint::hit("checkout.after_record");
-    if let Ok(Some(url)) = opened_session_url(&state, &stream).await {
-        return see_other(&url);
+    if let Ok(history) = state.store.decoded_stream(&stream).await {
+        let history: Vec<DomainEvent> = history.into_iter().map(|(_, e)| e).collect();
+        if let decide::Next::PayAt(url) = decide::next(&history) {
+            return see_other(&url);
+        }
     }
 
     let Some(processor) = site.processor.as_ref() else {
@@ -219,20 +207,4 @@ fn not_started(site: &Site, e: &StoreError) -> Response {
 
 fn see_other(url: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string())]).into_response()
-}
-
-/// The pay page of a session already opened for this checkout.
-async fn opened_session_url(
-    state: &AppState,
-    stream: &StreamId,
-) -> Result<Option<String>, StoreError> {
-    Ok(state
-        .store
-        .decoded_stream(stream)
-        .await?
-        .into_iter()
-        .find_map(|(_, e)| match e {
-            DomainEvent::ProcessorSessionOpened(o) => Some(o.url),
-            _ => None,
-        }))
 }

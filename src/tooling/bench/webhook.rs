@@ -3,10 +3,10 @@
 //! at the same concurrency, in the same run.
 
 use super::{fresh_bench_database, measure, raw_insert_op, Measured};
-use crate::clock::{Clock, SystemClock};
-use crate::processor::signature;
-use crate::state::AppState;
-use crate::store::PgEventStore;
+use payledger::clock::{Clock, SystemClock};
+use payledger::processor::signature;
+use payledger::state::AppState;
+use payledger::store::PgEventStore;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -130,7 +130,11 @@ pub async fn run_webhook_bench(
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
-    tokio::spawn(crate::http::serve(listener, state, std::future::pending()));
+    tokio::spawn(payledger::http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;

@@ -1,7 +1,7 @@
 //! The simulator's memory: every object it created, in creation order, and
 //! the seeded randomness behind ids and faults.
 
-use crate::processor::stripe::{
+use payledger_stripe::objects::{
     BillingDetails, Charge, CheckoutSession, CustomerDetails, Dispute, Event, EventObject,
     Expandable, List, PaymentIntent, Refund,
 };

@@ -2,14 +2,14 @@
 //! gets the deterministic id the reconciler and support also compute, so
 //! whichever path learns it first records it and the others are duplicates.
 
-use crate::processor::stripe::{self, CHECKOUT_REFERENCE_KEY};
-use crate::store::{ExpectedVersion, StreamAppend};
+use crate::objects::{self as stripe, CHECKOUT_REFERENCE_KEY};
 use chrono::{DateTime, TimeZone, Utc};
 use payledger_events::{
     Actor, ChargeRefunded, ChargeSource, ChargeSucceeded, CheckoutPaymentFailed,
     CheckoutSessionExpired, Currency, DisputeClosed, DisputeOpened, DomainEvent, EventData,
     Metadata, ProcessorEventReceived, StreamId,
 };
+use payledger_store::{ExpectedVersion, StreamAppend};
 use sha2::{Digest, Sha256};
 
 /// What a callback becomes: the verbatim record and the facts it states.
@@ -28,6 +28,7 @@ pub struct MappedCallback {
 
 /// A fact stated by a processor object: the event, its stream and the
 /// processor id its deterministic event id is derived from.
+#[derive(Debug, Clone)]
 pub struct ProcessorFact {
     pub event: DomainEvent,
     pub stream: StreamId,

@@ -5,6 +5,7 @@
 
 pub mod stage;
 
+use payledger_projections::states::DiscrepancyStatus;
 use stage::Stage;
 
 pub async fn run(database_url: &str, reset: bool, keep_running: bool) -> anyhow::Result<bool> {
@@ -28,7 +29,7 @@ pub async fn run(database_url: &str, reset: bool, keep_running: bool) -> anyhow:
         );
         // Either signal stops the `run` child too: a demo stopped by a
         // service manager must not leave a shop running behind it.
-        crate::shutdown::signal().await;
+        payledger::shutdown::signal().await;
     }
     s.stop_server();
     Ok(ok)
@@ -115,7 +116,11 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
         &format!("reconciliation asked the processor and appended ChargeSucceeded {pi}"),
     );
     let open = s
-        .wait_discrepancy(&format!("unmatched_charge:{pi}"), "open", 15)
+        .wait_discrepancy(
+            &format!("unmatched_charge:{pi}"),
+            DiscrepancyStatus::Open,
+            15,
+        )
         .await?;
     s.check(
         open,
@@ -131,7 +136,11 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
     let pi = s.orphan_charge(None).await?;
     s.reconcile().await?;
     let open = s
-        .wait_discrepancy(&format!("unmatched_charge:{pi}"), "open", 15)
+        .wait_discrepancy(
+            &format!("unmatched_charge:{pi}"),
+            DiscrepancyStatus::Open,
+            15,
+        )
         .await?;
     s.check(
         open,
