@@ -71,15 +71,31 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_SHARED_DIR", "../shared", "tests only: where the Stripe fixtures are"),
 ];
 
-/// The only reader of the environment: trimmed, and `None` when unset or
+/// Every setting's value as the process started with it: the environment
+/// is read once, in one go, the first time any setting is asked for (at
+/// start-up), so a process never sees two versions of its configuration.
+fn environment() -> &'static std::collections::HashMap<&'static str, std::ffi::OsString> {
+    static ENVIRONMENT: std::sync::OnceLock<
+        std::collections::HashMap<&'static str, std::ffi::OsString>,
+    > = std::sync::OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        SETTINGS
+            .iter()
+            .filter_map(|s| std::env::var_os(s.name).map(|v| (s.name, v)))
+            .collect()
+    })
+}
+
+/// The only reader of the configuration: trimmed, and `None` when unset or
 /// blank. Only names in [`SETTINGS`] may be read.
 pub fn var(name: &'static str) -> Option<String> {
     debug_assert!(
         SETTINGS.iter().any(|s| s.name == name),
         "{name} is not in config::SETTINGS"
     );
-    std::env::var(name)
-        .ok()
+    environment()
+        .get(name)
+        .and_then(|v| v.to_str())
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
@@ -87,7 +103,7 @@ pub fn var(name: &'static str) -> Option<String> {
 /// [`var`] for a path, which need not be UTF-8.
 pub fn var_os(name: &'static str) -> Option<std::ffi::OsString> {
     debug_assert!(SETTINGS.iter().any(|s| s.name == name));
-    std::env::var_os(name).filter(|v| !v.is_empty())
+    environment().get(name).filter(|v| !v.is_empty()).cloned()
 }
 
 /// `docs/configuration.md`, from [`SETTINGS`].

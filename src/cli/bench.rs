@@ -62,9 +62,15 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             latency_seconds,
             json,
         } => {
-            let report =
-                bench::projections::run_projection_bench(&url, purchases, rate, latency_seconds)
-                    .await?;
+            let bar = output::progress_unless(json, purchases, "generating the history");
+            let report = bench::projections::run_projection_bench(
+                &url,
+                purchases,
+                rate,
+                latency_seconds,
+                &bar,
+            )
+            .await?;
             output::print(json, &report, bench::projections::print_projection_report)?;
         }
         BenchCommand::Reconcile { charges, json } => {

@@ -37,6 +37,15 @@ pub fn progress(length: u64, message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
+/// [`progress`], or nothing when `hidden` (`--json`).
+pub fn progress_unless(hidden: bool, length: u64, message: &'static str) -> indicatif::ProgressBar {
+    if hidden {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(length, message)
+    }
+}
+
 /// A counter for work of unknown length (objects at the processor), on a
 /// terminal only, and never when `hidden` (`--json`).
 pub fn counter(message: &'static str, hidden: bool) -> indicatif::ProgressBar {

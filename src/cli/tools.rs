@@ -71,9 +71,15 @@ pub async fn support(
 }
 
 pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
-    let report =
-        crate::tooling::chaos::run(&cli.database_url_or_default(), args.purchases, args.seed)
-            .await?;
+    let bar = output::progress_unless(args.json, args.purchases as u64, "purchases through kills");
+    let report = crate::tooling::chaos::run(
+        &cli.database_url_or_default(),
+        args.purchases,
+        args.seed,
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
     output::print(args.json, &report, |r| r.print())?;
     Ok(output::exit_code(!report.violations.is_empty()))
 }

@@ -77,7 +77,13 @@ async fn restart(
     Ok(false)
 }
 
-pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Result<ChaosReport> {
+/// `progress` counts the purchases paid so far (drawn on a terminal only).
+pub async fn run(
+    database_url: &str,
+    purchases: usize,
+    seed: u64,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ChaosReport> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut s = Stage::set_up(database_url, "payledger_chaos", true, true, seed).await?;
     let _ = std::fs::remove_dir_all(&s.mail_dir);
@@ -122,6 +128,7 @@ pub async fn run(database_url: &str, purchases: usize, seed: u64) -> anyhow::Res
         if s.buy(&email).await.is_ok() {
             paid += 1;
             customer += 1;
+            progress.set_position(paid as u64);
         }
     }
     // Calm: faults off, no failpoints, a last reconciliation, then quiet.

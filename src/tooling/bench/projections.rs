@@ -86,6 +86,7 @@ pub async fn run_projection_bench(
     customers: u64,
     rate: u64,
     latency_seconds: u64,
+    progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ProjectionBenchReport> {
     let db = fresh_bench_database(database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -98,7 +99,10 @@ pub async fn run_projection_bench(
         let history = payledger_testkit::history::mixed_history_range(from, n)?;
         append_history(&store, history, 500).await?;
         from += n;
+        progress.set_position(from);
     }
+    // The measurements that follow print their own result.
+    progress.finish_and_clear();
     let mut client = db.pool.get().await?;
     client.batch_execute("ANALYZE events").await?;
     let events: i64 = client
