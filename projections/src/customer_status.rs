@@ -5,6 +5,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::states::PaymentState;
 use crate::subscriptions::period_end_from;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
@@ -124,7 +125,7 @@ impl CustomerStatusRows {
                         started_at: event.recorded_at,
                         returned_at: None,
                         paid_at: None,
-                        state: "awaiting_payment".into(),
+                        state: PaymentState::AwaitingPayment.as_str().into(),
                         activation: None,
                         period_end: None,
                         updated_position: position,
@@ -146,12 +147,22 @@ impl CustomerStatusRows {
                 }
             }
             DomainEvent::CheckoutSessionExpired(e) => {
-                self.end_unpaid(db, e.checkout_reference.as_deref(), "expired", position)
-                    .await?
+                self.end_unpaid(
+                    db,
+                    e.checkout_reference.as_deref(),
+                    PaymentState::Expired.as_str(),
+                    position,
+                )
+                .await?
             }
             DomainEvent::CheckoutPaymentFailed(f) => {
-                self.end_unpaid(db, f.checkout_reference.as_deref(), "failed", position)
-                    .await?
+                self.end_unpaid(
+                    db,
+                    f.checkout_reference.as_deref(),
+                    PaymentState::Failed.as_str(),
+                    position,
+                )
+                .await?
             }
             _ => {}
         }
@@ -178,7 +189,7 @@ impl CustomerStatusRows {
             return Ok(());
         };
         for mut row in self.of_checkout(db, checkout).await? {
-            if row.state == "awaiting_payment" {
+            if row.state == PaymentState::AwaitingPayment.as_str() {
                 row.state = state.into();
                 row.updated_position = position;
                 self.customer_status.put(row);
@@ -205,7 +216,7 @@ impl CustomerStatusRows {
                 ..
             } => {
                 if let Some(mut row) = self.row_for_payment(db, event, payment_id).await? {
-                    row.state = "active".into();
+                    row.state = PaymentState::Active.as_str().into();
                     row.email = Some(email.to_lowercase());
                     row.plan = Some(plan.clone());
                     row.activation = Some(activation.as_str().into());
@@ -218,21 +229,27 @@ impl CustomerStatusRows {
                 }
                 return Ok(());
             }
-            LedgerChange::Unmatched { payment_id, .. } => (payment_id, "paid_unmatched"),
+            LedgerChange::Unmatched { payment_id, .. } => {
+                (payment_id, PaymentState::PaidUnmatched.as_str())
+            }
             LedgerChange::Duplicate { payment_id, .. }
-            | LedgerChange::AmountMismatch { payment_id, .. } => (payment_id, "needs_attention"),
+            | LedgerChange::AmountMismatch { payment_id, .. } => {
+                (payment_id, PaymentState::NeedsAttention.as_str())
+            }
             LedgerChange::Refunded {
                 payment_id,
                 fully: true,
                 charge_seen: true,
                 ..
-            } => (payment_id, "refunded"),
-            LedgerChange::DisputeOpened { payment_id, .. } => (payment_id, "disputed"),
+            } => (payment_id, PaymentState::Refunded.as_str()),
+            LedgerChange::DisputeOpened { payment_id, .. } => {
+                (payment_id, PaymentState::Disputed.as_str())
+            }
             LedgerChange::ChargeAfterRefund {
                 payment_id,
                 fully: true,
                 ..
-            } => (payment_id, "refunded"),
+            } => (payment_id, PaymentState::Refunded.as_str()),
             LedgerChange::DisputeClosed {
                 payment_id, status, ..
             } => {
@@ -241,10 +258,12 @@ impl CustomerStatusRows {
                 let Some(mut row) = self.row_for_payment(db, event, payment_id).await? else {
                     return Ok(());
                 };
-                let to = match (status.as_str(), row.state.as_str()) {
-                    ("lost", _) => "disputed",
-                    (_, "disputed") => "active",
-                    _ => return Ok(()),
+                let to = if status == "lost" {
+                    PaymentState::Disputed.as_str()
+                } else if row.state == PaymentState::Disputed.as_str() {
+                    PaymentState::Active.as_str()
+                } else {
+                    return Ok(());
                 };
                 row.state = to.into();
                 row.updated_position = position;
@@ -317,7 +336,7 @@ impl CustomerStatusRows {
             started_at: event.recorded_at,
             returned_at: None,
             paid_at: payment.paid_at,
-            state: "paid_unmatched".into(),
+            state: PaymentState::PaidUnmatched.as_str().into(),
             activation: None,
             period_end: None,
             updated_position: event.position,

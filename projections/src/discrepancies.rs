@@ -4,6 +4,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::states::{DiscrepancyKind, DiscrepancyStatus};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
 use payledger_events::{shell_word, DomainEvent, RecordedEvent};
@@ -107,7 +108,7 @@ impl DiscrepancyRows {
                     shell_word(&format!("processor-event-{}", p.processor_event_id))
                 );
                 let opening = Opening {
-                    kind: "unparsed_processor_event",
+                    kind: DiscrepancyKind::UnparsedProcessorEvent.as_str(),
                     subject: &p.processor_event_id,
                     amount: None,
                     currency: None,
@@ -122,7 +123,7 @@ impl DiscrepancyRows {
                     c.processor_event_id, c.stored_body_sha256, c.received_body_sha256
                 );
                 let opening = Opening {
-                    kind: "processor_event_conflict",
+                    kind: DiscrepancyKind::ProcessorEventConflict.as_str(),
                     subject: &c.processor_event_id,
                     amount: None,
                     currency: None,
@@ -141,7 +142,7 @@ impl DiscrepancyRows {
                 let recipient = self.ledger.email_of_payment(db, payment_id).await?;
                 let action = format!("check the address with the customer, then payledger support resend-email {} --as NAME", shell_word(&f.email_key));
                 let opening = Opening {
-                    kind: "email_undeliverable",
+                    kind: DiscrepancyKind::EmailUndeliverable.as_str(),
                     subject: &f.email_key,
                     amount: None,
                     currency: None,
@@ -158,7 +159,7 @@ impl DiscrepancyRows {
                     _ => format!("{}: check the payment at the processor (payledger support find {}), then refund or payledger support resolve", d.detail, shell_word(&d.payment_id)),
                 };
                 let opening = Opening {
-                    kind: "processor_disagreement",
+                    kind: DiscrepancyKind::ProcessorDisagreement.as_str(),
                     subject: &subject,
                     amount: Some(d.processor_amount),
                     currency: Some(d.processor_currency.as_str()),
@@ -171,7 +172,7 @@ impl DiscrepancyRows {
                 return self
                     .close(
                         db,
-                        "email_undeliverable",
+                        DiscrepancyKind::EmailUndeliverable.as_str(),
                         &s.email_key,
                         "delivered",
                         position,
@@ -180,8 +181,8 @@ impl DiscrepancyRows {
             }
             DomainEvent::DiscrepancyAcknowledged(a) => {
                 if let Some(mut d) = self.discrepancies.get(db, &a.discrepancy_id).await? {
-                    if d.status == "open" {
-                        d.status = "acknowledged".into();
+                    if d.status == DiscrepancyStatus::Open.as_str() {
+                        d.status = DiscrepancyStatus::Acknowledged.as_str().into();
                         d.updated_position = position;
                         self.discrepancies.put(d);
                     }
@@ -190,8 +191,8 @@ impl DiscrepancyRows {
             }
             DomainEvent::DiscrepancyResolved(r) => {
                 if let Some(mut d) = self.discrepancies.get(db, &r.discrepancy_id).await? {
-                    if d.status != "resolved" {
-                        d.status = "resolved".into();
+                    if d.status != DiscrepancyStatus::Resolved.as_str() {
+                        d.status = DiscrepancyStatus::Resolved.as_str().into();
                         d.resolution = Some(r.resolution.clone());
                         d.resolved_by = Some(r.resolved_by.to_string());
                         d.updated_position = position;
@@ -208,7 +209,11 @@ impl DiscrepancyRows {
         // closed as a refund closes it in the processor's order.
         for change in &changes {
             if let LedgerChange::ChargeAfterRefund { payment_id, .. } = change {
-                for kind in ["unmatched_charge", "duplicate_charge", "amount_mismatch"] {
+                for kind in [
+                    DiscrepancyKind::UnmatchedCharge.as_str(),
+                    DiscrepancyKind::DuplicateCharge.as_str(),
+                    DiscrepancyKind::AmountMismatch.as_str(),
+                ] {
                     self.close(db, kind, payment_id, "refunded", position)
                         .await?;
                 }
@@ -237,7 +242,7 @@ impl DiscrepancyRows {
                         None => format!("find the customer, then payledger support rescue {payment} --email EMAIL --plan PLAN --as NAME"),
                     };
                     let o = Opening {
-                        kind: "unmatched_charge",
+                        kind: DiscrepancyKind::UnmatchedCharge.as_str(),
                         subject: payment_id,
                         amount: Some(money.amount),
                         currency: Some(&money.currency),
@@ -254,7 +259,7 @@ impl DiscrepancyRows {
                 } => {
                     let action = format!("the customer paid twice (first {of_payment}): payledger support refund {} --reason duplicate --as NAME", shell_word(payment_id));
                     let o = Opening {
-                        kind: "duplicate_charge",
+                        kind: DiscrepancyKind::DuplicateCharge.as_str(),
                         subject: payment_id,
                         amount: Some(money.amount),
                         currency: Some(&money.currency),
@@ -274,7 +279,7 @@ impl DiscrepancyRows {
                         money.amount, money.currency, expected.amount, expected.currency, shell_word(payment_id)
                     );
                     let o = Opening {
-                        kind: "amount_mismatch",
+                        kind: DiscrepancyKind::AmountMismatch.as_str(),
                         subject: payment_id,
                         amount: Some(money.amount),
                         currency: Some(&money.currency),
@@ -284,7 +289,11 @@ impl DiscrepancyRows {
                     self.open(db, event, o).await?;
                 }
                 LedgerChange::Settled { payment_id } => {
-                    for kind in ["unmatched_charge", "amount_mismatch", "duplicate_charge"] {
+                    for kind in [
+                        DiscrepancyKind::UnmatchedCharge.as_str(),
+                        DiscrepancyKind::AmountMismatch.as_str(),
+                        DiscrepancyKind::DuplicateCharge.as_str(),
+                    ] {
                         self.close(db, kind, payment_id, "matched", position)
                             .await?;
                     }
@@ -297,14 +306,18 @@ impl DiscrepancyRows {
                     ..
                 } => {
                     if *charge_seen {
-                        for kind in ["unmatched_charge", "duplicate_charge", "amount_mismatch"] {
+                        for kind in [
+                            DiscrepancyKind::UnmatchedCharge.as_str(),
+                            DiscrepancyKind::DuplicateCharge.as_str(),
+                            DiscrepancyKind::AmountMismatch.as_str(),
+                        ] {
                             self.close(db, kind, payment_id, "refunded", position)
                                 .await?;
                         }
                         let subject = format!("{payment_id}:refunded_at_processor");
                         self.close(
                             db,
-                            "processor_disagreement",
+                            DiscrepancyKind::ProcessorDisagreement.as_str(),
                             &subject,
                             "refund recorded",
                             position,
@@ -313,7 +326,7 @@ impl DiscrepancyRows {
                     } else {
                         let action = format!("the processor refunded {payment_id}, which the ledger never saw charged: run payledger reconcile");
                         let o = Opening {
-                            kind: "refund_without_charge",
+                            kind: DiscrepancyKind::RefundWithoutCharge.as_str(),
                             subject: payment_id,
                             amount: Some(money.amount),
                             currency: Some(&money.currency),
@@ -326,7 +339,7 @@ impl DiscrepancyRows {
                 LedgerChange::ChargeAfterRefund { payment_id, .. } => {
                     self.close(
                         db,
-                        "refund_without_charge",
+                        DiscrepancyKind::RefundWithoutCharge.as_str(),
                         payment_id,
                         "charge found",
                         position,
@@ -343,7 +356,7 @@ impl DiscrepancyRows {
                         "answer the dispute at the processor with the receipt for {payment_id}"
                     );
                     let o = Opening {
-                        kind: "dispute_opened",
+                        kind: DiscrepancyKind::DisputeOpened.as_str(),
                         subject: dispute_id,
                         amount: Some(money.amount),
                         currency: Some(&money.currency),
@@ -357,7 +370,7 @@ impl DiscrepancyRows {
                 } => {
                     self.close(
                         db,
-                        "dispute_opened",
+                        DiscrepancyKind::DisputeOpened.as_str(),
                         dispute_id,
                         &format!("dispute closed: {status}"),
                         position,
@@ -380,8 +393,10 @@ impl DiscrepancyRows {
         match self.discrepancies.get(db, &id).await? {
             // Closed by itself earlier and the condition is back: open again.
             // One a person resolved stays resolved.
-            Some(mut d) if d.resolved_by.is_none() && d.status == "resolved" => {
-                d.status = "open".into();
+            Some(mut d)
+                if d.resolved_by.is_none() && d.status == DiscrepancyStatus::Resolved.as_str() =>
+            {
+                d.status = DiscrepancyStatus::Open.as_str().into();
                 d.resolution = None;
                 d.updated_position = event.position;
                 self.discrepancies.put(d);
@@ -402,7 +417,7 @@ impl DiscrepancyRows {
                 currency: o.currency.map(Into::into),
                 customer_email: o.email.map(str::to_lowercase),
                 first_seen: event.recorded_at,
-                status: "open".into(),
+                status: DiscrepancyStatus::Open.as_str().into(),
                 suggested_action: o.action,
                 resolution: None,
                 resolved_by: None,
@@ -422,8 +437,8 @@ impl DiscrepancyRows {
     ) -> Result<(), Error> {
         let id = format!("{kind}:{subject}");
         if let Some(mut d) = self.discrepancies.get(db, &id).await? {
-            if d.status != "resolved" {
-                d.status = "resolved".into();
+            if d.status != DiscrepancyStatus::Resolved.as_str() {
+                d.status = DiscrepancyStatus::Resolved.as_str().into();
                 d.resolution = Some(resolution.into());
                 d.updated_position = position;
                 self.discrepancies.put(d);

@@ -3,6 +3,7 @@
 //! when it activates. `Ledger::track` updates the ledger's rows and says what
 //! changed; each projection turns the changes into its own rows.
 
+use crate::states::LedgerPaymentState;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Transaction;
@@ -150,7 +151,7 @@ impl Payment {
             currency: None,
             paid_at: None,
             source: None,
-            state: "pending".into(),
+            state: LedgerPaymentState::Pending.as_str().into(),
             account_email: None,
             plan: None,
             activation: None,
@@ -259,7 +260,7 @@ impl Ledger {
                     .find(db, BY_REFERENCE, &id)
                     .await?
                     .into_iter()
-                    .filter(|p| p.charge_seen && p.state == "unmatched")
+                    .filter(|p| p.charge_seen && p.state == LedgerPaymentState::Unmatched.as_str())
                     .collect();
                 waiting.sort_by(|a, b| (a.paid_at, &a.payment_id).cmp(&(b.paid_at, &b.payment_id)));
                 let mut changes = vec![];
@@ -278,7 +279,7 @@ impl Ledger {
                 }
                 let late = c.source != payledger_events::ChargeSource::Webhook;
                 let mut recorded = existing.clone().unwrap_or_else(|| Payment {
-                    state: "unmatched".into(),
+                    state: LedgerPaymentState::Unmatched.as_str().into(),
                     ..Payment::pending(&c.payment_id)
                 });
                 recorded.charge_seen = true;
@@ -328,7 +329,7 @@ impl Ledger {
             }
             DomainEvent::ChargeMatched(m) => match self.payments.get(db, &m.payment_id).await? {
                 Some(p) if p.charge_seen => {
-                    if p.state == "active" {
+                    if p.state == LedgerPaymentState::Active.as_str() {
                         return Ok(vec![]);
                     }
                     let mut changes = vec![LedgerChange::Settled {
@@ -463,8 +464,14 @@ impl Ledger {
         };
         self.checkouts.put(checkout);
         if expected != money {
-            self.set_state(db, payment_id, "mismatch", &account, &plan)
-                .await?;
+            self.set_state(
+                db,
+                payment_id,
+                LedgerPaymentState::Mismatch.as_str(),
+                &account,
+                &plan,
+            )
+            .await?;
             return Ok(vec![LedgerChange::AmountMismatch {
                 payment_id: payment_id.into(),
                 email: Some(account),
@@ -491,8 +498,14 @@ impl Ledger {
         money: Money,
         of_payment: String,
     ) -> Result<Vec<LedgerChange>, Error> {
-        self.set_state(db, payment_id, "duplicate", &account, plan)
-            .await?;
+        self.set_state(
+            db,
+            payment_id,
+            LedgerPaymentState::Duplicate.as_str(),
+            &account,
+            plan,
+        )
+        .await?;
         Ok(vec![LedgerChange::Duplicate {
             payment_id: payment_id.into(),
             email: Some(account),
@@ -530,7 +543,7 @@ impl Ledger {
                         .as_deref()
                         .is_some_and(|d| !d.trim().is_empty());
                 o.plan.as_deref() == Some(plan)
-                    && o.state == "active"
+                    && o.state == LedgerPaymentState::Active.as_str()
                     && !money_returned
                     && o.payment_id != p.payment_id
                     && o.paid_at.is_some_and(|t| t >= window_start && t <= paid_at)
@@ -568,7 +581,7 @@ impl Ledger {
         let Some(mut p) = self.payments.get(db, payment_id).await? else {
             return Ok(vec![]);
         };
-        p.state = "active".into();
+        p.state = LedgerPaymentState::Active.as_str().into();
         p.account_email = Some(email.to_lowercase());
         p.plan = Some(plan.into());
         p.activation = Some(activation.as_str().into());

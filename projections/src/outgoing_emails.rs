@@ -2,6 +2,7 @@
 
 use crate::ledger::{self, Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::states::EmailStatus;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
@@ -90,7 +91,7 @@ impl OutgoingEmailRows {
             }
             DomainEvent::EmailSent(s) => {
                 if let Some(mut row) = self.outgoing_emails.get(db, &s.email_key).await? {
-                    row.status = "sent".into();
+                    row.status = EmailStatus::Sent.as_str().into();
                     row.attempts = row.attempts.max(s.attempt as i32);
                     row.message_id = Some(s.message_id.clone());
                     row.last_error = None;
@@ -101,11 +102,11 @@ impl OutgoingEmailRows {
             }
             DomainEvent::EmailFailed(f) => {
                 if let Some(mut row) = self.outgoing_emails.get(db, &f.email_key).await? {
-                    if row.status != "sent" {
+                    if row.status != EmailStatus::Sent.as_str() {
                         row.status = if f.permanent {
-                            "undeliverable"
+                            EmailStatus::Undeliverable.as_str()
                         } else {
-                            "failed"
+                            EmailStatus::Failed.as_str()
                         }
                         .into();
                         row.attempts = row.attempts.max(f.attempt as i32);
@@ -118,7 +119,7 @@ impl OutgoingEmailRows {
             }
             DomainEvent::EmailResendRequested(r) => {
                 if let Some(mut row) = self.outgoing_emails.get(db, &r.email_key).await? {
-                    row.status = "pending".into();
+                    row.status = EmailStatus::Pending.as_str().into();
                     row.attempts = 0;
                     row.last_error = None;
                     row.resends = row.resends.saturating_add(1);
@@ -183,7 +184,7 @@ impl OutgoingEmailRows {
                 kind: kind.into(),
                 recipient: recipient.to_lowercase(),
                 payment_id: payment_id.map(Into::into),
-                status: "pending".into(),
+                status: EmailStatus::Pending.as_str().into(),
                 attempts: 0,
                 last_error: None,
                 message_id: None,

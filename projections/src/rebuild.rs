@@ -10,6 +10,7 @@ use crate::projection::{Projection, ProjectionRows};
 use crate::runner::{
     apply_batch, create_generation, lock_key, point_views, schema_name, RunnerError,
 };
+use crate::states::ProjectionState;
 use deadpool_postgres::{Object, Pool};
 use payledger_events::{Checkpoint, DomainEvent, RecordedEvent};
 use std::sync::Arc;
@@ -286,9 +287,9 @@ async fn swap_in(
             "INSERT INTO projection_state (name, version, generation, checkpoint_tx, checkpoint_pos)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (name) DO UPDATE SET version = $2, generation = $3, checkpoint_tx = $4, checkpoint_pos = $5,
-                 status = 'running', last_error = NULL, error_position = NULL, error_event_type = NULL, updated_at = now()
+                 status = $6, last_error = NULL, error_position = NULL, error_event_type = NULL, updated_at = now()
              RETURNING (SELECT generation FROM projection_state WHERE name = $1)",
-            &[&projection.name(), &projection.version(), &generation, &checkpoint.transaction_id, &checkpoint.position],
+            &[&projection.name(), &projection.version(), &generation, &checkpoint.transaction_id, &checkpoint.position, &ProjectionState::Running.as_str()],
         )
         .await?
         .and_then(|r| r.get(0));

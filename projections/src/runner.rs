@@ -300,9 +300,15 @@ async fn step_once(
             tracing::error!(projection = projection.name(), position, %event_type, %reason, "poison event: projection stopped");
             client
                 .execute(
-                    "UPDATE projection_state SET status = 'stopped', last_error = $2, error_position = $3,
+                    "UPDATE projection_state SET status = $5, last_error = $2, error_position = $3,
                          error_event_type = $4, updated_at = now() WHERE name = $1",
-                    &[&projection.name(), &reason, &position, &event_type],
+                    &[
+                        &projection.name(),
+                        &reason,
+                        &position,
+                        &event_type,
+                        &ProjectionState::Stopped.as_str(),
+                    ],
                 )
                 .await?;
             Ok(Step::Stopped)
@@ -361,8 +367,11 @@ pub async fn resume_stopped(pool: &Pool) -> Result<u64, RunnerError> {
     let client = pool.get().await?;
     Ok(client
         .execute(
-            "UPDATE projection_state SET status = 'running', updated_at = now() WHERE status = 'stopped'",
-            &[],
+            "UPDATE projection_state SET status = $1, updated_at = now() WHERE status = $2",
+            &[
+                &ProjectionState::Running.as_str(),
+                &ProjectionState::Stopped.as_str(),
+            ],
         )
         .await?)
 }

@@ -124,6 +124,22 @@ state_enum!(
 );
 
 state_enum!(
+    /// The payment rules' own view of a payment (`ledger_payments.state`):
+    /// how far it got towards access.
+    LedgerPaymentState, "ledger payment state" {
+        /// A checkout or a charge seen, not yet both.
+        Pending = "pending",
+        /// Charged, with no checkout to explain it.
+        Unmatched = "unmatched",
+        Active = "active",
+        /// Matched, but for another amount than the checkout's.
+        Mismatch = "mismatch",
+        /// A second charge for a checkout already paid.
+        Duplicate = "duplicate",
+    }
+);
+
+state_enum!(
     /// A projection's runner (`projection_state.status`).
     ProjectionState, "projection state" {
         Running = "running",

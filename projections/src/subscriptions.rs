@@ -2,6 +2,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::states::SubscriptionStatus;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
@@ -109,7 +110,7 @@ impl SubscriptionRows {
                 self.subscriptions.put(Subscription {
                     email,
                     plan: g.plan.clone(),
-                    status: "active".into(),
+                    status: SubscriptionStatus::Active.as_str().into(),
                     period_start: event.recorded_at,
                     period_end: kept_end,
                     activation: "grant".into(),
@@ -121,7 +122,7 @@ impl SubscriptionRows {
             }
             DomainEvent::SubscriptionRevoked(r) => {
                 if let Some(mut s) = self.subscriptions.get(db, &r.email.to_lowercase()).await? {
-                    s.status = "revoked".into();
+                    s.status = SubscriptionStatus::Revoked.as_str().into();
                     s.reason = Some(r.reason.clone());
                     s.updated_position = position;
                     self.subscriptions.put(s);
@@ -152,7 +153,7 @@ impl SubscriptionRows {
                     self.subscriptions.put(Subscription {
                         email,
                         plan,
-                        status: "active".into(),
+                        status: SubscriptionStatus::Active.as_str().into(),
                         period_start: start,
                         period_end: end,
                         activation: activation.as_str().into(),
@@ -166,12 +167,24 @@ impl SubscriptionRows {
                     fully: true,
                     ..
                 } => {
-                    self.set_status(db, &payment_id, None, "refunded", position)
-                        .await?
+                    self.set_status(
+                        db,
+                        &payment_id,
+                        None,
+                        SubscriptionStatus::Refunded.as_str(),
+                        position,
+                    )
+                    .await?
                 }
                 LedgerChange::DisputeOpened { payment_id, .. } => {
-                    self.set_status(db, &payment_id, None, "disputed", position)
-                        .await?
+                    self.set_status(
+                        db,
+                        &payment_id,
+                        None,
+                        SubscriptionStatus::Disputed.as_str(),
+                        position,
+                    )
+                    .await?
                 }
                 LedgerChange::DisputeClosed {
                     payment_id, status, ..
@@ -179,13 +192,28 @@ impl SubscriptionRows {
                     if status == "lost" {
                         // Also when the opening has not arrived (yet, or
                         // ever): a lost dispute ends access either way.
-                        for from in ["disputed", "active"] {
-                            self.set_status(db, &payment_id, Some(from), "revoked", position)
-                                .await?;
+                        for from in [
+                            SubscriptionStatus::Disputed.as_str(),
+                            SubscriptionStatus::Active.as_str(),
+                        ] {
+                            self.set_status(
+                                db,
+                                &payment_id,
+                                Some(from),
+                                SubscriptionStatus::Revoked.as_str(),
+                                position,
+                            )
+                            .await?;
                         }
                     } else {
-                        self.set_status(db, &payment_id, Some("disputed"), "active", position)
-                            .await?
+                        self.set_status(
+                            db,
+                            &payment_id,
+                            Some(SubscriptionStatus::Disputed.as_str()),
+                            SubscriptionStatus::Active.as_str(),
+                            position,
+                        )
+                        .await?
                     }
                 }
                 _ => {}

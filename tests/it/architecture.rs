@@ -261,7 +261,26 @@ fn state_names_are_written_only_by_their_enums() {
     names.extend(DiscrepancyStatus::ALL.iter().map(|s| s.as_str()));
     names.extend(DiscrepancyKind::ALL.iter().map(|s| s.as_str()));
     names.extend(ProjectionState::ALL.iter().map(|s| s.as_str()));
-    for (file, text) in library_sources() {
+    names.extend(LedgerPaymentState::ALL.iter().map(|s| s.as_str()));
+    let projections = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections/src");
+    let mut projection_files = vec![];
+    rust_files(&projections, &mut projection_files);
+    projection_files.extend(
+        std::fs::read_dir(&projections)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            // The access view is DDL, which takes no parameters.
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .filter(|p| !p.ends_with("payledger_access.sql")),
+    );
+    let projection_sources = projection_files
+        .into_iter()
+        .filter(|f| !f.ends_with("states.rs"))
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            (f, text)
+        });
+    for (file, text) in library_sources().into_iter().chain(projection_sources) {
         for name in &names {
             // As SQL writes them, and as a Rust comparison or match arm would.
             for shape in [
