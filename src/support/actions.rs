@@ -215,39 +215,84 @@ pub async fn refund(
     })
 }
 
+/// A small stream (a discrepancy's, an email's) decoded with who wrote each
+/// event and when, and the version to append after.
+async fn history(
+    store: &PgEventStore,
+    stream: &StreamId,
+) -> Result<(i64, Vec<decide::Written>), SupportError> {
+    let recorded = store.recorded_stream(stream).await?;
+    let version = recorded.last().map_or(0, |(r, _)| r.stream_version);
+    let written = recorded
+        .into_iter()
+        .map(|(r, event)| decide::Written {
+            event,
+            by: r.metadata.actor.to_string(),
+            at: r.recorded_at,
+        })
+        .collect();
+    Ok((version, written))
+}
+
+fn after(version: i64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    }
+}
+
 pub async fn resend_email(
     store: &PgEventStore,
     key: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
     let read = ReadModels::of(store);
-    let row = if key.contains(':') {
-        read::outgoing_emails::by_key(&read, key).await?
-    } else {
-        read::outgoing_emails::latest_for_payment(&read, key).await?
-    };
-    let row = row
-        .as_ref()
-        .map(|r| (r.email_key.as_str(), r.status, r.resends));
-    let (request, object) = match decide::resend(row, key, by) {
-        Ok(decided) => decided,
-        Err(r) => return refused(r),
-    };
-    let email_key = request.email_key.clone();
-    let event = DomainEvent::from(request);
-    let changed = append(
-        store,
-        StreamId::outbox(&email_key),
-        event,
-        &object,
-        by,
-        "support",
-    )
-    .await?;
-    Ok(Outcome {
-        changed,
-        message: format!("done: {email_key} will be sent again"),
-    })
+    for _ in 0..MAX_REDECISIONS {
+        let row = if key.contains(':') {
+            read::outgoing_emails::by_key(&read, key).await?
+        } else {
+            read::outgoing_emails::latest_for_payment(&read, key).await?
+        };
+        let row = row
+            .as_ref()
+            .map(|r| (r.email_key.as_str(), r.status, r.resends));
+        let stream = StreamId::outbox(row.map_or(key, |(email_key, _, _)| email_key));
+        let (version, written) = match row {
+            Some(_) => history(store, &stream).await?,
+            None => (0, vec![]),
+        };
+        let request = match decide::resend(row, &written, key, by) {
+            Ok(decided) => decided,
+            Err(r) => return refused(r),
+        };
+        let email_key = request.email_key.clone();
+        // One request per version of the email's stream: two people who
+        // decide on the same version make one request, not two.
+        let data = EventData::for_processor_fact(
+            &DomainEvent::from(request),
+            &format!("{email_key}:after:{version}"),
+            Metadata::new(uuid::Uuid::new_v4(), by.clone(), "support"),
+        )?;
+        match store
+            .append_to_stream(stream, after(version), vec![data])
+            .await
+        {
+            Ok(outcome) if outcome.stored() > 0 => {
+                return Ok(Outcome {
+                    changed: true,
+                    message: format!("done: {email_key} will be sent again"),
+                })
+            }
+            // Someone else's identical request landed first: decide again
+            // and say who.
+            Ok(_) | Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SupportError::Changed(format!(
+        "the email {key} kept changing while this ran; nothing was done: run the command again"
+    )))
 }
 
 pub async fn resolve(
@@ -256,25 +301,38 @@ pub async fn resolve(
     note: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    let status = read::discrepancies::by_id(&ReadModels::of(store), id)
-        .await?
-        .map(|d| d.status);
-    let event = match decide::resolve(status, id, note, by) {
-        Ok(resolved) => DomainEvent::from(resolved),
-        Err(r) => return refused(r),
-    };
-    let data = EventData::new(
-        &event,
-        uuid::Uuid::new_v4(),
-        Metadata::new(uuid::Uuid::new_v4(), by.clone(), "support"),
-    )?;
-    store
-        .append_to_stream(StreamId::discrepancy(id), ExpectedVersion::Any, vec![data])
-        .await?;
-    Ok(Outcome {
-        changed: true,
-        message: format!("done: {id} resolved"),
-    })
+    let stream = StreamId::discrepancy(id);
+    for _ in 0..MAX_REDECISIONS {
+        let status = read::discrepancies::by_id(&ReadModels::of(store), id)
+            .await?
+            .map(|d| d.status);
+        let (version, written) = history(store, &stream).await?;
+        let event = match decide::resolve(status, &written, id, note, by) {
+            Ok(resolved) => DomainEvent::from(resolved),
+            Err(r) => return refused(r),
+        };
+        let data = EventData::new(
+            &event,
+            uuid::Uuid::new_v4(),
+            Metadata::new(uuid::Uuid::new_v4(), by.clone(), "support"),
+        )?;
+        match store
+            .append_to_stream(stream.clone(), after(version), vec![data])
+            .await
+        {
+            Ok(_) => {
+                return Ok(Outcome {
+                    changed: true,
+                    message: format!("done: {id} resolved"),
+                })
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SupportError::Changed(format!(
+        "discrepancy {id} kept changing while this ran; nothing was done: run the command again"
+    )))
 }
 
 pub async fn grant(
@@ -285,29 +343,39 @@ pub async fn grant(
     reason: &str,
     by: &Actor,
 ) -> Result<Outcome, SupportError> {
-    let granted = match decide::grant(plans, email, plan, reason, by) {
+    let address = email.trim().to_lowercase();
+    let current = read::subscriptions::by_email(&ReadModels::of(store), &address)
+        .await?
+        .map(|s| decide::CurrentAccess {
+            active: s.grants_access_at(store.clock().now()),
+            plan: s.plan,
+            activation: s.activation,
+            until: s.period_end,
+        });
+    let stream = StreamId::account(&address);
+    let (version, written) = history(store, &stream).await?;
+    let granted = match decide::grant(plans, email, plan, reason, by, current.as_ref(), &written) {
         Ok(granted) => granted,
         Err(r) => return refused(r),
     };
     let email = granted.email.clone();
-    let event = DomainEvent::from(granted);
-    let changed = append(
-        store,
-        StreamId::account(&email),
-        event,
+    let data = EventData::for_processor_fact(
+        &DomainEvent::from(granted),
         &format!("{email}:{plan}"),
-        by,
-        "support",
-    )
-    .await?;
-    Ok(if changed {
-        Outcome {
-            changed,
+        Metadata::new(uuid::Uuid::new_v4(), by.clone(), "support"),
+    )?;
+    match store
+        .append_to_stream(stream, after(version), vec![data])
+        .await
+    {
+        Ok(outcome) if outcome.stored() > 0 => Ok(Outcome {
+            changed: true,
             message: format!("done: {email} has {plan} as a grant (no charge)"),
-        }
-    } else {
-        done(format!(
-            "{email} already has a grant of {plan}: nothing to do"
-        ))
-    })
+        }),
+        // Another grant of the same plan landed meanwhile.
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(done(format!(
+            "{email} was just granted {plan} by someone else: nothing to do"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }

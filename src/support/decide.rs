@@ -183,15 +183,20 @@ pub fn refund(facts: &PaymentFacts, reason: &str) -> Result<String, Refusal> {
     ))
 }
 
-/// Access without a charge: who, which plan, and why.
+/// Access without a charge, given the address's current subscription (its
+/// plan, how it was activated, until when, and whether it gives access now)
+/// and the account's stream. A grant never silently replaces paid access:
+/// that would move its end and call it a grant.
 pub fn grant(
     plans: &Plans,
     email: &str,
     plan: &str,
     reason: &str,
     by: &Actor,
+    current: Option<&CurrentAccess>,
+    written: &[Written],
 ) -> Result<SubscriptionGranted, Refusal> {
-    let email = Email::parse(email)
+    let parsed = Email::parse(email)
         .map_err(|_| Refusal::Invalid(format!("--email {email:?} is not an email address")))?;
     if plans.get(plan).is_none() {
         return Err(Refusal::Invalid(format!("--plan {plan:?} is not a plan")));
@@ -201,17 +206,62 @@ pub fn grant(
             "--reason must say why access is given without a charge".into(),
         ));
     }
+    let earlier = written.iter().rev().find_map(|w| match &w.event {
+        DomainEvent::SubscriptionGranted(g) if g.plan == plan => {
+            Some((g.granted_by.to_string(), w.at))
+        }
+        _ => None,
+    });
+    if let Some((who, at)) = earlier {
+        return Err(Refusal::Done(format!(
+            "{parsed} was already granted {plan} by {who} at {}: nothing to do",
+            when(at)
+        )));
+    }
+    if let Some(c) = current.filter(|c| c.active && c.activation != "grant") {
+        return Err(Refusal::Refused(format!(
+            "{parsed} already has paid access ({} through {}, until {}); a grant would replace it and move its end, so nothing was done — see payledger support find {parsed}",
+            c.plan,
+            c.activation,
+            c.until.format("%Y-%m-%d")
+        )));
+    }
     Ok(SubscriptionGranted {
-        email: email.to_string(),
+        email: parsed.to_string(),
         plan: plan.into(),
         reason: reason.trim().into(),
         granted_by: by.clone(),
     })
 }
 
-/// Closing a discrepancy, given its current status (`None`: no such one).
+/// What an address has now, as a grant decision needs it.
+#[derive(Debug, Clone)]
+pub struct CurrentAccess {
+    pub plan: String,
+    /// checkout | rescue | grant
+    pub activation: String,
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub active: bool,
+}
+
+/// An event already in a small stream, with who wrote it and when.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub event: DomainEvent,
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+fn when(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Resolving a discrepancy, given its status in the read model and its
+/// stream (what people already did to it). A person's resolution is final:
+/// a second one says who did it and when, and changes nothing.
 pub fn resolve(
     status: Option<DiscrepancyStatus>,
+    written: &[Written],
     id: &str,
     note: &str,
     by: &Actor,
@@ -219,12 +269,22 @@ pub fn resolve(
     if note.trim().is_empty() {
         return Err(Refusal::Invalid("--note must say what was done".into()));
     }
+    let earlier = written.iter().rev().find_map(|w| match &w.event {
+        DomainEvent::DiscrepancyResolved(r) => Some((r.resolved_by.to_string(), w.at)),
+        _ => None,
+    });
+    if let Some((who, at)) = earlier {
+        return Err(Refusal::Done(format!(
+            "discrepancy {id} was already resolved by {who} at {}: nothing to do",
+            when(at)
+        )));
+    }
     match status {
         None => Err(Refusal::NotFound(format!(
             "no discrepancy {id:?} (see payledger support queue)"
         ))),
-        Some(DiscrepancyStatus::Resolved) => Err(Refusal::Refused(format!(
-            "discrepancy {id} is already resolved"
+        Some(DiscrepancyStatus::Resolved) => Err(Refusal::Done(format!(
+            "discrepancy {id} is already resolved (it cleared by itself): nothing to do"
         ))),
         Some(DiscrepancyStatus::Open | DiscrepancyStatus::Acknowledged) => {
             Ok(DiscrepancyResolved {
@@ -237,28 +297,38 @@ pub fn resolve(
     }
 }
 
-/// Sending an email again, given the email the key names (`None`: none).
-/// Returns the request and its idempotency object (one per resend).
+/// Sending an email again, given the email the key names (`None`: none)
+/// and its stream. A request not yet answered by a send or a failure is
+/// still on its way: a second one says who asked and when.
 pub fn resend(
     email: Option<(&str, EmailStatus, i32)>,
+    written: &[Written],
     key: &str,
     by: &Actor,
-) -> Result<(EmailResendRequested, String), Refusal> {
-    let Some((email_key, status, resends)) = email else {
+) -> Result<EmailResendRequested, Refusal> {
+    let Some((email_key, status, _)) = email else {
         return Err(Refusal::NotFound(format!("no email is known for {key:?} (give an email key like confirmation:pi_… or a payment id)")));
     };
+    let waiting = written.iter().rev().find_map(|w| match &w.event {
+        DomainEvent::EmailResendRequested(r) => Some(Some((r.requested_by.to_string(), w.at))),
+        DomainEvent::EmailSent(_) | DomainEvent::EmailFailed(_) => Some(None),
+        _ => None,
+    });
+    if let Some(Some((who, at))) = waiting {
+        return Err(Refusal::Done(format!(
+            "{who} already asked to send {email_key} again at {}; it is on its way: nothing to do",
+            when(at)
+        )));
+    }
     if status == EmailStatus::Pending {
         return Err(Refusal::Done(format!(
             "{email_key} is already waiting to be sent: nothing to do"
         )));
     }
-    Ok((
-        EmailResendRequested {
-            email_key: email_key.into(),
-            requested_by: by.clone(),
-        },
-        format!("{email_key}:{}", resends.saturating_add(1)),
-    ))
+    Ok(EmailResendRequested {
+        email_key: email_key.into(),
+        requested_by: by.clone(),
+    })
 }
 
 /// Auto-rescue of an unmatched charge: only when the charge names its

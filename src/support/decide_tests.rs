@@ -258,61 +258,216 @@ fn refund_of(events: Vec<DomainEvent>, reason: &str) -> Result<String, Refusal> 
 #[test]
 fn a_grant_names_a_real_address_a_real_plan_and_a_reason() {
     let by = Actor::Support("alice".into());
-    let g = grant(&plans(), " Press@Example.com ", "annual", " launch ", &by).unwrap();
+    let g = grant(
+        &plans(),
+        " Press@Example.com ",
+        "annual",
+        " launch ",
+        &by,
+        None,
+        &[],
+    )
+    .unwrap();
     assert_eq!(
         (g.email.as_str(), g.plan.as_str(), g.reason.as_str()),
         ("press@example.com", "annual", "launch")
     );
     assert!(
-        matches!(grant(&plans(), "press", "annual", "x", &by), Err(Refusal::Invalid(m)) if m.contains("--email"))
+        matches!(grant(&plans(), "press", "annual", "x", &by, None, &[]), Err(Refusal::Invalid(m)) if m.contains("--email"))
     );
     assert!(
-        matches!(grant(&plans(), "p@example.com", "gold", "x", &by), Err(Refusal::Invalid(m)) if m.contains("--plan"))
+        matches!(grant(&plans(), "p@example.com", "gold", "x", &by, None, &[]), Err(Refusal::Invalid(m)) if m.contains("--plan"))
     );
     assert!(
-        matches!(grant(&plans(), "p@example.com", "annual", "  ", &by), Err(Refusal::Invalid(m)) if m.contains("--reason"))
+        matches!(grant(&plans(), "p@example.com", "annual", "  ", &by, None, &[]), Err(Refusal::Invalid(m)) if m.contains("--reason"))
     );
+}
+
+#[test]
+fn a_grant_never_silently_replaces_paid_access() {
+    let by = Actor::Support("alice".into());
+    let until = chrono::Utc.with_ymd_and_hms(2027, 11, 28, 0, 0, 0).unwrap();
+    let paid = CurrentAccess {
+        plan: "annual".into(),
+        activation: "checkout".into(),
+        until,
+        active: true,
+    };
+    match grant(
+        &plans(),
+        "ana@example.com",
+        "annual",
+        "vip",
+        &by,
+        Some(&paid),
+        &[],
+    ) {
+        Err(Refusal::Refused(m)) => {
+            assert!(
+                m.contains("already has paid access") && m.contains("2027-11-28"),
+                "{m}"
+            );
+            assert!(m.contains("nothing was done"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Paid access that ended, or an earlier grant, is no obstacle.
+    let ended = CurrentAccess {
+        active: false,
+        ..paid.clone()
+    };
+    assert!(grant(
+        &plans(),
+        "ana@example.com",
+        "annual",
+        "vip",
+        &by,
+        Some(&ended),
+        &[]
+    )
+    .is_ok());
+    let granted = CurrentAccess {
+        activation: "grant".into(),
+        ..paid
+    };
+    assert!(grant(
+        &plans(),
+        "ana@example.com",
+        "annual-team",
+        "vip",
+        &by,
+        Some(&granted),
+        &[]
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_second_grant_of_the_same_plan_says_who_granted_it() {
+    let alice = Actor::Support("alice".into());
+    let first = grant(
+        &plans(),
+        "ana@example.com",
+        "annual",
+        "vip",
+        &alice,
+        None,
+        &[],
+    )
+    .unwrap();
+    let bob = Actor::Support("bob".into());
+    match grant(
+        &plans(),
+        "ana@example.com",
+        "annual",
+        "vip",
+        &bob,
+        None,
+        &[written(first, "support:alice", 9)],
+    ) {
+        Err(Refusal::Done(m)) => assert!(
+            m.contains("already granted annual by support:alice at 2026-11-28 10:09 UTC"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn written(event: impl Into<DomainEvent>, by: &str, minute: u32) -> Written {
+    Written {
+        event: event.into(),
+        by: by.into(),
+        at: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 10, minute, 0)
+            .unwrap(),
+    }
 }
 
 #[test]
 fn resolving_needs_a_note_and_an_unresolved_discrepancy() {
     let by = Actor::Support("alice".into());
     assert!(matches!(
-        resolve(Some(DiscrepancyStatus::Open), "d1", "", &by),
+        resolve(Some(DiscrepancyStatus::Open), &[], "d1", "", &by),
         Err(Refusal::Invalid(_))
     ));
     assert!(matches!(
-        resolve(None, "d1", "done", &by),
+        resolve(None, &[], "d1", "done", &by),
         Err(Refusal::NotFound(_))
     ));
     assert!(matches!(
-        resolve(Some(DiscrepancyStatus::Resolved), "d1", "done", &by),
-        Err(Refusal::Refused(_))
+        resolve(Some(DiscrepancyStatus::Resolved), &[], "d1", "done", &by),
+        Err(Refusal::Done(m)) if m.contains("cleared by itself")
     ));
     for open in [DiscrepancyStatus::Open, DiscrepancyStatus::Acknowledged] {
         assert_eq!(
-            resolve(Some(open), "d1", "refunded", &by).unwrap().note,
+            resolve(Some(open), &[], "d1", "refunded", &by)
+                .unwrap()
+                .note,
             "refunded"
         );
     }
 }
 
 #[test]
-fn a_resend_of_a_waiting_email_is_already_done_and_each_resend_is_its_own() {
+fn a_second_resolution_says_who_resolved_it_and_when_even_before_the_read_model_knows() {
+    let alice = Actor::Support("alice".into());
+    let first = resolve(Some(DiscrepancyStatus::Open), &[], "d1", "refunded", &alice).unwrap();
+    let bob = Actor::Support("bob".into());
+    // The read model still says open: the stream is what counts.
+    let again = resolve(
+        Some(DiscrepancyStatus::Open),
+        &[written(first, "support:alice", 7)],
+        "d1",
+        "again",
+        &bob,
+    );
+    match again {
+        Err(Refusal::Done(m)) => {
+            assert!(
+                m.contains("already resolved by") && m.contains("alice"),
+                "{m}"
+            );
+            assert!(m.contains("2026-11-28 10:07 UTC"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_resend_of_a_waiting_email_is_already_done_and_says_who_asked() {
     let by = Actor::Support("alice".into());
     let key = "confirmation:pi_1";
-    assert!(matches!(resend(None, key, &by), Err(Refusal::NotFound(_))));
     assert!(matches!(
-        resend(Some((key, EmailStatus::Pending, 0)), key, &by),
+        resend(None, &[], key, &by),
+        Err(Refusal::NotFound(_))
+    ));
+    assert!(matches!(
+        resend(Some((key, EmailStatus::Pending, 0)), &[], key, &by),
         Err(Refusal::Done(_))
     ));
-    let (first, id1) = resend(Some((key, EmailStatus::Sent, 0)), key, &by).unwrap();
-    let (_, id2) = resend(Some((key, EmailStatus::Undeliverable, 1)), key, &by).unwrap();
+    let first = resend(Some((key, EmailStatus::Sent, 0)), &[], key, &by).unwrap();
     assert_eq!(first.email_key, key);
-    assert_ne!(
-        id1, id2,
-        "a second resend is a new request, not a duplicate of the first"
-    );
+    // Asked, not yet sent: a second request (the read model still says
+    // sent) is the same request.
+    let asked = [written(first.clone(), "support:alice", 3)];
+    let bob = Actor::Support("bob".into());
+    match resend(Some((key, EmailStatus::Sent, 0)), &asked, key, &bob) {
+        Err(Refusal::Done(m)) => {
+            assert!(m.contains("alice") && m.contains("already asked"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once the resend went out, another one is a new request.
+    let sent = payledger_events::EmailSent {
+        email_key: key.into(),
+        message_id: "<m@x>".into(),
+        attempt: 1,
+    };
+    let answered = [
+        written(first, "support:alice", 3),
+        written(sent, "system:sender", 4),
+    ];
+    assert!(resend(Some((key, EmailStatus::Sent, 1)), &answered, key, &bob).is_ok());
 }
 
 #[test]

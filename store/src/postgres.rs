@@ -313,6 +313,28 @@ impl PgEventStore {
         }
     }
 
+    /// A stream's events with their records (who wrote each, when, at which
+    /// version), decoded through the upcasters; for small streams whose
+    /// history a decision reads in full.
+    pub async fn recorded_stream(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Vec<(RecordedEvent, DomainEvent)>, StoreError> {
+        let mut out = vec![];
+        let mut after = 0;
+        loop {
+            let page = self.read_stream(stream, after, 1_000).await?;
+            let Some(last) = page.last().map(|e| e.stream_version) else {
+                return Ok(out);
+            };
+            for e in page {
+                let event = decoded(&e)?;
+                out.push((e, event));
+            }
+            after = last;
+        }
+    }
+
     /// The events of one stream, decoded, in version order.
     pub async fn decoded_stream(
         &self,

@@ -361,7 +361,7 @@ async fn find_by_every_key_finds_the_same_customer_and_bad_input_is_one_line() {
         "nothing appended"
     );
 
-    // Resolving twice: the second is refused.
+    // Resolving twice: the second changes nothing and says who did it.
     append(&store, vec![charge("pi_lone", None, None, 100, 1)]).await;
     project_everything(&t.db.pool).await;
     desk.ok(&[
@@ -374,18 +374,20 @@ async fn find_by_every_key_finds_the_same_customer_and_bad_input_is_one_line() {
         "alice",
     ]);
     project_everything(&t.db.pool).await;
-    desk.refused(
-        &[
-            "support",
-            "resolve",
-            "unmatched_charge:pi_lone",
-            "--note",
-            "again",
-            "--as",
-            "alice",
-        ],
-        "already resolved",
+    let again = desk.ok(&[
+        "support",
+        "resolve",
+        "unmatched_charge:pi_lone",
+        "--note",
+        "again",
+        "--as",
+        "bob",
+    ]);
+    assert!(
+        again.contains("already resolved by support:alice"),
+        "{again}"
     );
+    assert_eq!(count_events(&t, "DiscrepancyResolved").await, 1);
     // A grant is shown as a grant.
     desk.ok(&[
         "support",
@@ -620,4 +622,70 @@ async fn every_command_the_queue_prints_is_safe_to_paste_into_a_shell() {
     let created: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert!(created.is_empty(), "pasting ran something: {run}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `support grant` for a customer who paid would have replaced their paid
+/// subscription with a grant (new period end, activation "grant"): it is
+/// refused, says why, and the paid subscription stays as it was.
+#[tokio::test]
+async fn a_grant_never_replaces_a_paid_subscription() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "paid@example.com", 24900),
+            charge(
+                "pi_paid",
+                Some(checkout),
+                Some("paid@example.com"),
+                24900,
+                0,
+            ),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let before = t
+        .client()
+        .await
+        .query_one(
+            "SELECT activation, period_end FROM subscriptions WHERE email = 'paid@example.com'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let desk = Desk::new(&t, None);
+    desk.refused(
+        &[
+            "support",
+            "grant",
+            "--email",
+            "paid@example.com",
+            "--plan",
+            "annual",
+            "--reason",
+            "vip",
+            "--as",
+            "alice",
+        ],
+        "already has paid access",
+    );
+    project_everything(&t.db.pool).await;
+    let after = t
+        .client()
+        .await
+        .query_one(
+            "SELECT activation, period_end FROM subscriptions WHERE email = 'paid@example.com'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.get::<_, String>(0), before.get::<_, String>(0));
+    assert_eq!(
+        after.get::<_, chrono::DateTime<chrono::Utc>>(1),
+        before.get::<_, chrono::DateTime<chrono::Utc>>(1)
+    );
+    assert_eq!(count_events(&t, "SubscriptionGranted").await, 0);
 }

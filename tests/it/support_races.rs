@@ -114,3 +114,105 @@ async fn a_refund_arriving_while_support_confirms_a_refund_ends_in_a_conflict_no
     assert_eq!(sim.lock().refunds.len(), 1, "the processor refunded once");
     assert_eq!(count_events(&t, "ChargeRefunded").await, 1);
 }
+
+/// Two people resolving the same discrepancy at once — before the read model
+/// has seen either — record one resolution; the other is told who did it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolving_twice_at_once_records_one_resolution_and_the_second_says_who() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append(&store, vec![charge("pi_two", None, None, 100, 0)]).await;
+    project_everything(&t.db.pool).await;
+    let id = "unmatched_charge:pi_two";
+    let (alice, bob) = (Actor::Support("alice".into()), Actor::Support("bob".into()));
+    let (a, b) = tokio::join!(
+        actions::resolve(&store, id, "test charge", &alice),
+        actions::resolve(&store, id, "test charge", &bob),
+    );
+    let said = [a.unwrap().message, b.unwrap().message];
+    assert_eq!(count_events(&t, "DiscrepancyResolved").await, 1, "{said:?}");
+    assert_eq!(
+        said.iter().filter(|m| m.starts_with("done:")).count(),
+        1,
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|m| m.contains("already resolved by support:")),
+        "{said:?}"
+    );
+    // And once more, still before any projection: the same answer.
+    let third = actions::resolve(&store, id, "again", &alice).await.unwrap();
+    assert!(
+        !third.changed && third.message.contains("already resolved by"),
+        "{}",
+        third.message
+    );
+    assert_eq!(count_events(&t, "DiscrepancyResolved").await, 1);
+}
+
+/// A resend asked twice at once, or again before it went out, is one
+/// request in the log; every later answer names who asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resending_twice_at_once_records_one_request_and_the_second_says_who_asked() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let key = "confirmation:pi_resend";
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "resend@example.com", 24900),
+            charge(
+                "pi_resend",
+                Some(checkout),
+                Some("resend@example.com"),
+                24900,
+                1,
+            ),
+        ],
+    )
+    .await;
+    append(
+        &store,
+        vec![(
+            payledger_events::StreamId::outbox(key),
+            fact(
+                payledger_events::EmailSent {
+                    email_key: key.into(),
+                    message_id: "<first@payledger>".into(),
+                    attempt: 1,
+                },
+                &format!("{key}:sent:1"),
+            ),
+        )],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let (alice, bob) = (Actor::Support("alice".into()), Actor::Support("bob".into()));
+    let (a, b) = tokio::join!(
+        actions::resend_email(&store, key, &alice),
+        actions::resend_email(&store, key, &bob),
+    );
+    let said = [a.unwrap().message, b.unwrap().message];
+    assert_eq!(
+        count_events(&t, "EmailResendRequested").await,
+        1,
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|m| m.contains("will be sent again")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|m| m.contains("already asked")),
+        "the second run says so: {said:?}"
+    );
+    let third = actions::resend_email(&store, key, &alice).await.unwrap();
+    assert!(
+        !third.changed && third.message.contains("already asked"),
+        "{}",
+        third.message
+    );
+    assert_eq!(count_events(&t, "EmailResendRequested").await, 1);
+}
