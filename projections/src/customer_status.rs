@@ -5,7 +5,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
-use crate::states::PaymentState;
+use crate::states::{DisputeState, PaymentState};
 use crate::subscriptions::period_end_from;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
@@ -36,7 +36,8 @@ impl Projection for CustomerStatus {
     fn version(&self) -> i32 {
         // v2: ledger rows remember refunds seen before their charge.
         // v3: buying again after a refund is not a duplicate charge.
-        3
+        // v4: refunded amount and dispute state per payment.
+        4
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(
@@ -50,6 +51,7 @@ impl Projection for CustomerStatus {
                 | "ChargeMatched"
                 | "ChargeRefunded"
                 | "DisputeOpened"
+                | "DisputeClosed"
         )
     }
     fn schema_sql(&self) -> &'static str {
@@ -82,6 +84,8 @@ crate::record! {
         state: String = TEXT,
         activation: Option<String> = TEXT,
         period_end: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        refunded_amount: i64 = INT8,
+        dispute: Option<String> = TEXT,
         updated_position: i64 = INT8,
     }
 }
@@ -128,6 +132,8 @@ impl CustomerStatusRows {
                         state: PaymentState::AwaitingPayment.as_str().into(),
                         activation: None,
                         period_end: None,
+                        refunded_amount: 0,
+                        dispute: None,
                         updated_position: position,
                     });
                 }
@@ -238,18 +244,43 @@ impl CustomerStatusRows {
             }
             LedgerChange::Refunded {
                 payment_id,
-                fully: true,
+                fully,
                 charge_seen: true,
                 ..
-            } => (payment_id, PaymentState::Refunded.as_str()),
-            LedgerChange::DisputeOpened { payment_id, .. } => {
-                (payment_id, PaymentState::Disputed.as_str())
             }
-            LedgerChange::ChargeAfterRefund {
-                payment_id,
-                fully: true,
-                ..
-            } => (payment_id, PaymentState::Refunded.as_str()),
+            | LedgerChange::ChargeAfterRefund {
+                payment_id, fully, ..
+            } => {
+                let refunded = self
+                    .ledger
+                    .payments
+                    .get(db, payment_id)
+                    .await?
+                    .map_or(0, |p| p.refunded);
+                let Some(mut row) = self.row_for_payment(db, event, payment_id).await? else {
+                    return Ok(());
+                };
+                row.refunded_amount = refunded;
+                if *fully {
+                    row.state = PaymentState::Refunded.as_str().into();
+                }
+                row.updated_position = position;
+                self.customer_status.put(row);
+                return Ok(());
+            }
+            LedgerChange::DisputeOpened { payment_id, .. } => {
+                let Some(mut row) = self.row_for_payment(db, event, payment_id).await? else {
+                    return Ok(());
+                };
+                row.state = PaymentState::Disputed.as_str().into();
+                // A closing that arrived first stays the last word.
+                if row.dispute.is_none() {
+                    row.dispute = Some(DisputeState::Open.as_str().into());
+                }
+                row.updated_position = position;
+                self.customer_status.put(row);
+                return Ok(());
+            }
             LedgerChange::DisputeClosed {
                 payment_id, status, ..
             } => {
@@ -258,14 +289,18 @@ impl CustomerStatusRows {
                 let Some(mut row) = self.row_for_payment(db, event, payment_id).await? else {
                     return Ok(());
                 };
-                let to = if status == "lost" {
-                    PaymentState::Disputed.as_str()
-                } else if row.state == PaymentState::Disputed.as_str() {
-                    PaymentState::Active.as_str()
-                } else {
-                    return Ok(());
-                };
-                row.state = to.into();
+                match DisputeState::of_closing(status) {
+                    Some(DisputeState::Lost) => {
+                        row.state = PaymentState::Disputed.as_str().into();
+                    }
+                    Some(DisputeState::Won) => {
+                        if row.state == PaymentState::Disputed.as_str() {
+                            row.state = PaymentState::Active.as_str().into();
+                        }
+                    }
+                    _ => return Ok(()),
+                }
+                row.dispute = DisputeState::of_closing(status).map(|d| d.as_str().into());
                 row.updated_position = position;
                 self.customer_status.put(row);
                 return Ok(());
@@ -339,6 +374,8 @@ impl CustomerStatusRows {
             state: PaymentState::PaidUnmatched.as_str().into(),
             activation: None,
             period_end: None,
+            refunded_amount: 0,
+            dispute: None,
             updated_position: event.position,
         };
         self.customer_status.put(row.clone());

@@ -17,6 +17,10 @@ CREATE TABLE customer_status (
     state        TEXT NOT NULL,
     activation   TEXT,
     period_end   TIMESTAMPTZ,
+    -- minor units refunded so far (partial refunds leave the state as it was)
+    refunded_amount BIGINT NOT NULL DEFAULT 0,
+    -- open | won | lost, when the payment was disputed
+    dispute      TEXT,
     updated_position BIGINT NOT NULL
 );
 CREATE INDEX customer_status_email ON customer_status (email);

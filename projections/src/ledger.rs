@@ -3,7 +3,7 @@
 //! when it activates. `Ledger::track` updates the ledger's rows and says what
 //! changed; each projection turns the changes into its own rows.
 
-use crate::states::LedgerPaymentState;
+use crate::states::{DisputeState, LedgerPaymentState};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Transaction;
@@ -413,7 +413,7 @@ impl Ledger {
                 if !listed(&p.closed_disputes, &d.dispute_id) {
                     add_listed(&mut p.closed_disputes, &d.dispute_id);
                     remove_listed(&mut p.open_disputes, &d.dispute_id);
-                    if d.status == "lost" {
+                    if DisputeState::of_closing(&d.status) == Some(DisputeState::Lost) {
                         add_listed(&mut p.lost_disputes, &d.dispute_id);
                     }
                     self.payments.put(p);
@@ -636,7 +636,7 @@ fn disputes_again(p: &Payment, email: Option<String>) -> Vec<LedgerChange> {
             payment_id: p.payment_id.clone(),
             dispute_id: dispute_id.into(),
             email: email.clone(),
-            status: "lost".into(),
+            status: DisputeState::Lost.as_str().into(),
         });
     }
     changes

@@ -124,6 +124,26 @@ state_enum!(
 );
 
 state_enum!(
+    /// A payment's dispute (`customer_status.dispute`), when it has one.
+    DisputeState, "dispute state" {
+        /// The bank took the money back for now; the processor is arguing.
+        Open = "open",
+        /// The money came back to us.
+        Won = "won",
+        /// The money stays with the customer's bank.
+        Lost = "lost",
+    }
+);
+
+impl DisputeState {
+    /// How a closed dispute ended, in the processor's words ("won", "lost");
+    /// `None` for any other closing (e.g. a warning that closed).
+    pub fn of_closing(status: &str) -> Option<DisputeState> {
+        status.parse().ok().filter(|s| *s != DisputeState::Open)
+    }
+}
+
+state_enum!(
     /// The payment rules' own view of a payment (`ledger_payments.state`):
     /// how far it got towards access.
     LedgerPaymentState, "ledger payment state" {

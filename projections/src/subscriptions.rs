@@ -2,7 +2,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
-use crate::states::SubscriptionStatus;
+use crate::states::{DisputeState, SubscriptionStatus};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use payledger_events::{DomainEvent, RecordedEvent};
@@ -189,7 +189,7 @@ impl SubscriptionRows {
                 LedgerChange::DisputeClosed {
                     payment_id, status, ..
                 } => {
-                    if status == "lost" {
+                    if DisputeState::of_closing(&status) == Some(DisputeState::Lost) {
                         // Also when the opening has not arrived (yet, or
                         // ever): a lost dispute ends access either way.
                         for from in [

@@ -181,15 +181,3 @@ pub async fn never_blank(
 }
 
 pub use payledger_events::email::{plausible_email, valid_email};
-
-/// `a***@example.com`: enough for the customer to recognise, not enough to
-/// harvest.
-pub fn masked_email(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "your email address".into(),
-    }
-}

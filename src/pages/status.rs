@@ -3,7 +3,8 @@
 //! events they append say that the customer came back or asked.
 
 use super::views::{Status, StatusForm};
-use super::{internal_error, masked_email, message, no_store, unavailable, valid_email, Site};
+use super::{internal_error, message, no_store, unavailable, valid_email, Site};
+use crate::situation::{self, Details, Situation};
 use crate::state::AppState;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
 use axum::extract::rejection::FormRejection;
@@ -17,7 +18,6 @@ use payledger_events::{
 };
 use payledger_projections::customer_status::reference_code;
 use payledger_projections::read::customer_status::{self, CustomerStatusRow};
-use payledger_projections::states::PaymentState;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use uuid::Uuid;
@@ -68,13 +68,7 @@ pub async fn checkout_return(
         Ok(None) => unknown(site, "this checkout"),
         Ok(Some((checkout_id, returned_at, row))) => {
             let reference = reference_code("checkout", &checkout_id.to_string());
-            render(
-                site,
-                &reference,
-                row.as_ref(),
-                returned_at,
-                state.clock.now(),
-            )
+            render(&state, &reference, row.as_ref(), returned_at).await
         }
         Err(e) => store_failure(site, &e),
     }
@@ -138,92 +132,56 @@ pub async fn status_page(State(state): State<AppState>, Path(reference): Path<St
     }
     let found = customer_status::by_reference(&state.read, &reference).await;
     match found {
-        Ok(Some(row)) => render(
-            site,
-            &reference,
-            Some(&row),
-            row.waiting_since(),
-            state.clock.now(),
-        ),
+        Ok(Some(row)) => render(&state, &reference, Some(&row), row.waiting_since()).await,
         Ok(None) => unknown(site, "this reference"),
         Err(e) => store_failure(site, &e),
     }
 }
 
-/// Which of the status page's versions a customer sees.
-#[derive(Clone, Copy)]
-enum Shown {
-    Active,
-    Pending,
-    NeedsAttention,
-    Refunded,
-    NotCompleted,
-}
-
-impl Shown {
-    /// The template's name for it, and the page's heading.
-    fn page(self) -> (&'static str, &'static str) {
-        match self {
-            Shown::Active => ("active", "You're in"),
-            Shown::Pending => ("pending", "We're confirming your payment"),
-            Shown::NeedsAttention => ("needs_attention", "A person is looking at your payment"),
-            Shown::Refunded => ("refunded", "Your payment was refunded"),
-            Shown::NotCompleted => ("not_completed", "This checkout was not completed"),
-        }
-    }
-}
-
-/// What the customer is told, from the read model's state and how long
-/// they have been waiting since `since`.
-fn render(
-    site: &Site,
+/// What the customer is told: the payment's situation (or, before the
+/// read model has a row, how long they have waited since `since`).
+async fn render(
+    state: &AppState,
     reference: &str,
     row: Option<&CustomerStatusRow>,
     since: DateTime<Utc>,
-    now: DateTime<Utc>,
 ) -> Response {
-    let overdue = now - since > site.pending_window;
-    let shown = match row.map(|r| r.state) {
-        Some(PaymentState::Active) => Shown::Active,
-        Some(PaymentState::Refunded) => Shown::Refunded,
-        Some(PaymentState::Expired | PaymentState::Failed) => Shown::NotCompleted,
-        Some(PaymentState::NeedsAttention | PaymentState::Disputed) => Shown::NeedsAttention,
-        _ if overdue => Shown::NeedsAttention,
-        _ => Shown::Pending,
+    let site = &state.site;
+    let now = state.clock.now();
+    let ctx = situation::load::Context {
+        plans: &site.plans,
+        support_email: &site.support_email,
+        now,
+        pending_window: site.pending_window,
     };
-    let (state, heading) = shown.page();
-    let date = |d: Option<DateTime<Utc>>| d.map(|d| d.format("%-d %B %Y").to_string());
-    let plan_id = row.and_then(|r| r.plan.clone()).unwrap_or_default();
-    let plan = site
-        .plans
-        .get(&plan_id)
-        .map(|p| p.name.clone())
-        .unwrap_or_else(|| {
-            if plan_id.is_empty() {
-                "plan".into()
+    let (situation, details) = match row {
+        Some(row) => match situation::load::situation_of(&state.read, row, &ctx).await {
+            Ok(found) => found,
+            Err(e) => return store_failure(site, &e),
+        },
+        None => {
+            let waited = now - since > site.pending_window;
+            let situation = if waited {
+                Situation::NotYetRecorded
             } else {
-                plan_id.clone()
-            }
-        });
-    let amount = payledger_events::Money::from_parts(
-        row.and_then(|r| r.amount),
-        row.and_then(|r| r.currency.as_deref()),
-    )
-    .map_or_else(|| "your payment".into(), |m| m.to_string());
+                Situation::AwaitingPayment
+            };
+            let details = Details {
+                reference: reference.to_string(),
+                paid: "your payment".into(),
+                masked_email: "the address you gave".into(),
+                support_email: site.support_email.clone(),
+                ..Details::default()
+            };
+            (situation, details)
+        }
+    };
     let page = Status {
         support_email: site.support_email.clone(),
         reference: Some(reference.to_string()),
-        state,
-        heading: heading.into(),
+        situation: situation.name(),
+        page: situation.page(&details, REFRESH_SECONDS),
         code: reference.to_string(),
-        plan,
-        amount,
-        paid_on: date(row.and_then(|r| r.paid_at)),
-        period_end: date(row.and_then(|r| r.period_end)),
-        email: row
-            .and_then(|r| r.email.as_deref())
-            .map(masked_email)
-            .unwrap_or_else(|| "the address you gave".into()),
         refresh_seconds: REFRESH_SECONDS,
     };
     no_store(page.into_response())

@@ -34,15 +34,10 @@ pub struct Message {
 pub struct Status {
     pub support_email: String,
     pub reference: Option<String>,
-    /// active | pending | needs_attention | refunded | not_completed
-    pub state: &'static str,
-    pub heading: String,
+    /// The situation's name (`data-situation`, for tests and styling).
+    pub situation: &'static str,
+    pub page: crate::situation::Page,
     pub code: String,
-    pub plan: String,
-    pub amount: String,
-    pub paid_on: Option<String>,
-    pub period_end: Option<String>,
-    pub email: String,
     pub refresh_seconds: u32,
 }
 

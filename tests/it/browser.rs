@@ -213,7 +213,7 @@ async fn a_customer_pays_in_a_real_browser_and_sees_pending_then_active() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_orphan_in_a_real_browser_needs_attention_then_shows_active_after_reconciliation() {
+async fn the_orphan_in_a_real_browser_is_not_yet_recorded_then_shows_active_after_reconciliation() {
     let t = TestDb::new().await;
     let shop = open_shop_with(
         t.db.pool.clone(),
@@ -237,15 +237,17 @@ async fn the_orphan_in_a_real_browser_needs_attention_then_shows_active_after_re
         "{first}"
     );
 
+    // Nothing recorded, nothing queued: no person is promised.
     let attention = b
-        .until_text("A person is looking at your payment", 30, false)
+        .until_text("Your payment hasn't reached us yet", 30, false)
         .await;
-    b.shot("4-return-needs-attention").await;
+    b.shot("4-return-not-yet-recorded").await;
     assert!(
-        attention.contains("A person is looking at your payment"),
+        attention.contains("Your payment hasn't reached us yet"),
         "{attention}"
     );
-    assert!(attention.contains("within one business day"));
+    assert!(!attention.contains("A person"), "{attention}");
+    assert!(attention.contains("If you don't hear from us within a day"));
     let reference = attention
         .split("PL-")
         .nth(1)

@@ -339,8 +339,13 @@ async fn the_return_page_shows_the_receipt_once_the_charge_is_in() {
     assert!(via_view);
 }
 
+/// After the pending window with no payment recorded, nothing is in the
+/// support queue (no charge is known), so the page must not promise that a
+/// person is on it: it says what we do (ask the processor) and when to
+/// write to us. (It used to say "a person is looking at your payment"
+/// while `support queue` was empty.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_pending_window_the_page_says_a_person_is_on_it_with_a_reference() {
+async fn after_the_pending_window_with_nothing_recorded_the_page_promises_no_person() {
     let t = TestDb::new().await;
     let shop = open_shop_with(
         t.db.pool.clone(),
@@ -360,12 +365,27 @@ async fn after_the_pending_window_the_page_says_a_person_is_on_it_with_a_referen
     .await;
     assert_eq!(status, 200);
     assert!(
-        body.contains("A person is looking at your payment"),
+        body.contains("Your payment hasn&#x27;t reached us yet")
+            || body.contains("Your payment hasn't reached us yet"),
         "{body}"
     );
-    assert!(body.contains("within one business day"));
+    assert!(!body.contains("A person"), "no person is on it: {body}");
+    assert!(
+        body.contains("If you don&#x27;t hear from us within a day")
+            || body.contains("If you don't hear from us within a day"),
+        "{body}"
+    );
     assert!(body.contains("help@shop.example"));
     assert!(body.contains("Your reference code: <strong>PL-"));
+    let queue = payledger::support::queue::queue(
+        &payledger_projections::read::ReadModels::new(t.db.pool.clone()),
+        &payledger::plans::Plans::default(),
+        false,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(queue.is_empty(), "and indeed nobody was asked: {queue:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,14 +2,14 @@
 //! customer, by reference, checkout, payment or email.
 
 use super::ReadModels;
-use crate::states::PaymentState;
+use crate::states::{DisputeState, PaymentState};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, GenericClient};
 use payledger_store::StoreError;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "reference, checkout_id, payment_id, session_id, email, plan, amount, \
-    currency, started_at, returned_at, paid_at, state, activation, period_end";
+    currency, started_at, returned_at, paid_at, state, activation, period_end, refunded_amount, dispute";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerStatusRow {
@@ -27,6 +27,9 @@ pub struct CustomerStatusRow {
     pub state: PaymentState,
     pub activation: Option<String>,
     pub period_end: Option<DateTime<Utc>>,
+    /// Minor units refunded so far.
+    pub refunded_amount: i64,
+    pub dispute: Option<DisputeState>,
 }
 
 impl CustomerStatusRow {
@@ -46,6 +49,11 @@ impl CustomerStatusRow {
             state: super::state("customer_status", r.try_get("state")?)?,
             activation: r.try_get("activation")?,
             period_end: r.try_get("period_end")?,
+            refunded_amount: r.try_get("refunded_amount")?,
+            dispute: r
+                .try_get::<_, Option<&str>>("dispute")?
+                .map(|d| super::state("customer_status", d))
+                .transpose()?,
         })
     }
 

@@ -137,3 +137,23 @@ pub async fn queue(read: &ReadModels, all: bool) -> Result<Vec<QueueRow>, StoreE
         })
         .collect()
 }
+
+/// The unresolved discrepancy about one payment (its subject is the
+/// payment id, or starts with it), the oldest if several.
+pub async fn open_about_payment(
+    read: &ReadModels,
+    payment_id: &str,
+) -> Result<Option<DiscrepancyKind>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    client
+        .query_opt(
+            "SELECT kind FROM discrepancies
+             WHERE status <> $2 AND split_part(subject, ':', 1) = $1
+             ORDER BY first_seen LIMIT 1",
+            &[&payment_id, &DiscrepancyStatus::Resolved.as_str()],
+        )
+        .await?
+        .map(|r| super::state("discrepancies", r.try_get("kind")?))
+        .transpose()
+}

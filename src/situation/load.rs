@@ -1,0 +1,93 @@
+//! A payment's situation and the details its words quote, read from the
+//! read models: what the page, the reply and the consistency test share.
+
+use super::words::{day, Details};
+use super::{of_payment, Facts, Situation};
+use crate::plans::Plans;
+use chrono::{DateTime, Duration, Utc};
+use payledger_projections::read::customer_status::CustomerStatusRow;
+use payledger_projections::read::{discrepancies, subscriptions, ReadModels};
+use payledger_store::StoreError;
+
+/// Where the words come from besides the row.
+pub struct Context<'a> {
+    pub plans: &'a Plans,
+    pub support_email: &'a str,
+    pub now: DateTime<Utc>,
+    pub pending_window: Duration,
+}
+
+/// The situation of one row, and the details to say it with.
+pub async fn situation_of(
+    read: &ReadModels,
+    row: &CustomerStatusRow,
+    ctx: &Context<'_>,
+) -> Result<(Situation, Details), StoreError> {
+    let open = match &row.payment_id {
+        Some(p) => discrepancies::open_about_payment(read, p).await?,
+        None => None,
+    };
+    let access_until = match &row.email {
+        Some(e) => subscriptions::by_email(read, e)
+            .await?
+            .filter(|s| s.grants_access_at(ctx.now))
+            .map(|s| s.period_end),
+        None => None,
+    };
+    let situation = of_payment(&Facts {
+        row,
+        open,
+        now: ctx.now,
+        pending_window: ctx.pending_window,
+    });
+    Ok((situation, details(row, access_until, ctx)))
+}
+
+pub fn details(
+    row: &CustomerStatusRow,
+    access_until: Option<DateTime<Utc>>,
+    ctx: &Context<'_>,
+) -> Details {
+    let plan_id = row.plan.clone().unwrap_or_default();
+    let plan = ctx
+        .plans
+        .get(&plan_id)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| {
+            if plan_id.is_empty() {
+                "plan".into()
+            } else {
+                plan_id.clone()
+            }
+        });
+    let (paid, refunded, net) =
+        Details::money(row.amount, row.currency.as_deref(), row.refunded_amount);
+    Details {
+        reference: row.reference.clone(),
+        plan,
+        paid,
+        refunded,
+        net,
+        paid_on: row.paid_at.map(day),
+        started_on: day(row.started_at),
+        access_until: access_until.map(day),
+        masked_email: row
+            .email
+            .as_deref()
+            .map(masked_email)
+            .unwrap_or_else(|| "the address you gave".into()),
+        support_email: ctx.support_email.to_string(),
+    }
+}
+
+/// `a***@example.com`: enough for the customer to recognise, not enough for
+/// someone else holding the link to learn the address.
+pub fn masked_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "your email address".into(),
+    }
+}

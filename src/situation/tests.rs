@@ -1,0 +1,164 @@
+//! Given a payment's row (and its queue entry), its situation — and the
+//! promises each situation's words may make.
+use super::*;
+use chrono::TimeZone;
+use words::Details;
+
+fn row(state: PaymentState) -> CustomerStatusRow {
+    let at = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 28, 10, 0, 0)
+        .unwrap();
+    CustomerStatusRow {
+        reference: "PL-AAAA-BBBB-CCCC-DDDD".into(),
+        checkout_id: Some("c1".into()),
+        payment_id: Some("pi_1".into()),
+        session_id: None,
+        email: Some("ana@example.com".into()),
+        plan: Some("annual".into()),
+        amount: Some(24900),
+        currency: Some("usd".into()),
+        started_at: at,
+        returned_at: None,
+        paid_at: Some(at),
+        state,
+        activation: Some("checkout".into()),
+        period_end: None,
+        refunded_amount: 0,
+        dispute: None,
+    }
+}
+
+fn situation(row: &CustomerStatusRow, open: Option<DiscrepancyKind>, minutes: i64) -> Situation {
+    of_payment(&Facts {
+        row,
+        open,
+        now: row.started_at + Duration::minutes(minutes),
+        pending_window: Duration::minutes(3),
+    })
+}
+
+#[test]
+fn waiting_is_pending_then_not_yet_recorded_without_promising_a_person() {
+    let r = row(PaymentState::AwaitingPayment);
+    assert_eq!(situation(&r, None, 1), Situation::AwaitingPayment);
+    assert_eq!(situation(&r, None, 10), Situation::NotYetRecorded);
+    assert!(!Situation::NotYetRecorded.promises_a_person());
+}
+
+#[test]
+fn an_unexplained_charge_is_confirming_then_with_a_person_only_while_queued() {
+    let r = row(PaymentState::PaidUnmatched);
+    let unmatched = Some(DiscrepancyKind::UnmatchedCharge);
+    assert_eq!(situation(&r, unmatched, 1), Situation::PaidConfirming);
+    assert_eq!(situation(&r, unmatched, 10), Situation::WithAPerson);
+    // Resolved by support without a match: nobody is on it any more.
+    assert_eq!(situation(&r, None, 10), Situation::PaidNotActive);
+    assert!(!Situation::PaidNotActive.promises_a_person());
+}
+
+#[test]
+fn a_second_charge_in_the_queue_is_a_duplicate_with_access_from_the_first() {
+    let r = row(PaymentState::NeedsAttention);
+    let s = situation(&r, Some(DiscrepancyKind::DuplicateCharge), 0);
+    assert_eq!(s, Situation::DuplicateCharge);
+    assert!(s.has_access() && s.promises_a_person());
+}
+
+#[test]
+fn refunds_and_disputes_each_have_their_own_situation() {
+    let mut r = row(PaymentState::Active);
+    r.refunded_amount = 12000;
+    assert_eq!(situation(&r, None, 0), Situation::PartiallyRefunded);
+    let r = row(PaymentState::Refunded);
+    assert_eq!(situation(&r, None, 0), Situation::Refunded);
+    let mut r = row(PaymentState::Disputed);
+    r.dispute = Some(DisputeState::Open);
+    assert_eq!(situation(&r, None, 0), Situation::DisputeOpen);
+    r.dispute = Some(DisputeState::Lost);
+    assert_eq!(situation(&r, None, 0), Situation::DisputeLost);
+    let mut r = row(PaymentState::Active);
+    r.dispute = Some(DisputeState::Won);
+    assert_eq!(situation(&r, None, 0), Situation::DisputeWon);
+    assert!(Situation::DisputeWon.has_access());
+    assert!(!Situation::DisputeOpen.has_access() && !Situation::DisputeLost.has_access());
+}
+
+#[test]
+fn a_rescued_payment_is_active_after_a_delay() {
+    let mut r = row(PaymentState::Active);
+    r.activation = Some("rescue".into());
+    assert_eq!(situation(&r, None, 0), Situation::ActiveAfterDelay);
+}
+
+fn details() -> Details {
+    let (paid, refunded, net) = Details::money(Some(24900), Some("usd"), 12000);
+    Details {
+        reference: "PL-AAAA-BBBB-CCCC-DDDD".into(),
+        plan: "One year of access".into(),
+        paid,
+        refunded,
+        net,
+        paid_on: Some("28 November 2026".into()),
+        started_on: "28 November 2026".into(),
+        access_until: Some("28 November 2027".into()),
+        masked_email: "a***@example.com".into(),
+        support_email: "help@shop.example".into(),
+    }
+}
+
+#[test]
+fn only_situations_in_the_queue_promise_a_person_in_any_voice() {
+    let d = details();
+    for s in Situation::ALL {
+        let page = s.page(&d, 5);
+        let all = format!(
+            "{} {} {}",
+            page.paragraphs.join(" "),
+            s.reply(&d),
+            s.email_line(&d)
+        );
+        let promises = all.contains("A person on our team")
+            || all.contains("I am activating")
+            || all.contains("a person is activating")
+            || all.contains("I am refunding");
+        assert_eq!(promises, s.promises_a_person(), "{}: {all}", s.name());
+    }
+}
+
+#[test]
+fn a_partial_refund_shows_paid_refunded_and_kept_everywhere() {
+    let d = details();
+    let s = Situation::PartiallyRefunded;
+    let page = s.page(&d, 5);
+    let rows: Vec<(&str, &str)> = page
+        .receipt
+        .iter()
+        .map(|r| (r.label, r.value.as_str()))
+        .collect();
+    assert!(rows.contains(&("Amount paid", "249.00 USD")), "{rows:?}");
+    assert!(rows.contains(&("Refunded", "120.00 USD")), "{rows:?}");
+    assert!(rows.contains(&("Kept", "129.00 USD")), "{rows:?}");
+    assert!(s.reply(&d).contains("120.00 USD") && s.reply(&d).contains("129.00 USD"));
+    assert!(s.email_line(&d).contains("120.00 USD refunded"));
+}
+
+#[test]
+fn words_without_a_payment_never_claim_one() {
+    let d = Details {
+        paid_on: None,
+        ..details()
+    };
+    for s in [
+        Situation::AwaitingPayment,
+        Situation::NotYetRecorded,
+        Situation::NotCompleted,
+    ] {
+        let reply = s.reply(&d);
+        assert!(
+            !reply.contains("We can see your payment"),
+            "{}: {reply}",
+            s.name()
+        );
+        assert!(!reply.contains("249.00"), "{}: {reply}", s.name());
+    }
+}
