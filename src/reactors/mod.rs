@@ -39,6 +39,10 @@ impl Reactors {
                         chrono::Duration::seconds(5),
                     )?,
                     plans: plans.clone().unwrap_or_default(),
+                    pending_window: duration_setting(
+                        "PAYLEDGER_PENDING_WINDOW",
+                        chrono::Duration::minutes(3),
+                    )?,
                     ..Default::default()
                 };
                 if let Some(n) = crate::config::var("PAYLEDGER_MAIL_MAX_ATTEMPTS") {

@@ -15,7 +15,7 @@ use payledger_events::{
     Actor, DomainEvent, EmailFailed, EmailSent, EventData, Metadata, Money, StreamId,
 };
 use payledger_projections::read::{customer_status, ReadModels};
-use payledger_projections::states::{EmailStatus, PaymentState};
+use payledger_projections::states::EmailStatus;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -33,6 +33,8 @@ pub struct SenderConfig {
     pub public_url: String,
     pub support_email: String,
     pub plans: Plans,
+    /// How long "we're confirming" is honest (the pages' window).
+    pub pending_window: Duration,
 }
 
 impl Default for SenderConfig {
@@ -48,6 +50,7 @@ impl Default for SenderConfig {
             public_url: "http://127.0.0.1:8080".into(),
             support_email: "support@localhost".into(),
             plans: Plans::default(),
+            pending_window: Duration::minutes(3),
         }
     }
 }
@@ -186,33 +189,30 @@ async fn links_for(
     read: &ReadModels,
     config: &SenderConfig,
     email: &str,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Link>, StoreError> {
-    Ok(customer_status::by_email(read, email)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let what = match r.state {
-                PaymentState::Active => "paid, access active",
-                PaymentState::Refunded => "refunded",
-                PaymentState::AwaitingPayment => "checkout started, no payment confirmed yet",
-                PaymentState::Expired | PaymentState::Failed => {
-                    "checkout not completed, not charged"
-                }
-                PaymentState::PaidUnmatched
-                | PaymentState::Disputed
-                | PaymentState::NeedsAttention => "paid, a person is looking at it",
-            };
-            Link {
-                summary: format!(
-                    "{} from {}: {what}",
-                    money(r.amount, r.currency),
-                    day(Some(r.started_at))
-                ),
-                url: status_url(config, &r.reference),
-                reference: r.reference,
-            }
-        })
-        .collect())
+    let ctx = crate::situation::load::Context {
+        plans: &config.plans,
+        support_email: &config.support_email,
+        now,
+        pending_window: config.pending_window,
+    };
+    let mut links = vec![];
+    for r in customer_status::by_email(read, email).await? {
+        // The same situation, and so the same words, as the page it links.
+        let (situation, details) = crate::situation::load::situation_of(read, &r, &ctx).await?;
+        links.push(Link {
+            summary: format!(
+                "{} from {}: {}",
+                money(r.amount, r.currency.clone()),
+                day(Some(r.started_at)),
+                situation.email_line(&details)
+            ),
+            url: status_url(config, &r.reference),
+            reference: r.reference,
+        });
+    }
+    Ok(links)
 }
 
 /// The customer's own page for one checkout or payment.
@@ -357,7 +357,7 @@ async fn send_one(
     let read = ReadModels::of(store);
     let view = view_of(store, &read, config, &key, payment_id.as_deref()).await?;
     let links = if kind == "status_link" {
-        links_for(&read, config, &recipient).await?
+        links_for(&read, config, &recipient, store.clock().now()).await?
     } else {
         vec![]
     };

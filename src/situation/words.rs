@@ -175,8 +175,8 @@ impl Situation {
                 page.heading = "You're in".into();
                 page.paragraphs = vec![match self {
                     Situation::ActiveAfterDelay => format!("Your payment of {} arrived on {paid_on}, but a fault on our side kept your account from being activated then. It is active now — we're sorry for the wait.", d.paid),
-                    Situation::DisputeWon => format!("The dispute about your payment of {} was settled and your {} is active again.", d.paid, d.plan),
-                    _ => format!("Your payment went through and your {} is active.", d.plan),
+                    Situation::DisputeWon => format!("The dispute about your payment of {} was settled, and your access is active again.", d.paid),
+                    _ => "Your payment went through. Your access is active.".into(),
                 }];
                 page.receipt = receipt(d);
                 page.paragraphs.push(format!(
@@ -189,10 +189,9 @@ impl Situation {
                 page.heading = "You're in".into();
                 page.paragraphs = vec![
                     format!(
-                        "We refunded {} of your payment of {}; your {} stays active{}. Refunds take 5 to 10 business days to show on your statement.",
+                        "We refunded {} of your payment of {}; your access stays active{}. Refunds take 5 to 10 business days to show on your statement.",
                         d.refunded.clone().unwrap_or_default(),
                         d.paid,
-                        d.plan,
                         until.as_ref().map(|u| format!(" until {u}")).unwrap_or_default()
                     ),
                 ];

@@ -216,8 +216,7 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
             print_outcome(&actions::grant(store, &ctx.plans, email, plan, reason, &by).await?);
         }
         SupportCommand::Reply { key, sign } => {
-            let c = find::find(store, None, key).await?;
-            println!("{}", reply::reply(&c, sign));
+            println!("{}", reply::reply_for(store, &ctx.plans, key, sign).await?);
         }
     }
     Ok(())
@@ -242,23 +241,30 @@ fn print_customer(c: &find::Customer) {
     println!("payments:");
     for p in &c.payments {
         println!(
-            "  {}  {}  {}  {}  payment {}  paid {}",
+            "  {}  {}  {}  {}  payment {}  paid {}{}",
             p.reference,
-            p.state,
+            p.situation.map_or("-", crate::situation::Situation::name),
             p.plan.as_deref().unwrap_or("-"),
             queue::amount_text(p.amount, p.currency.as_deref()),
             p.payment_id.as_deref().unwrap_or("-"),
             p.paid_at
                 .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()),
+            if p.refunded_amount > 0 {
+                format!(
+                    "  refunded {}",
+                    queue::amount_text(Some(p.refunded_amount), p.currency.as_deref())
+                )
+            } else {
+                String::new()
+            }
         );
         if let Some(v) = &p.processor {
             println!(
-                "      processor: charge {} {} {} refunded {}{}",
+                "      processor: charge {} {} refunded {}{}",
                 v.charge_id,
-                v.amount,
-                v.currency,
-                v.amount_refunded,
+                queue::amount_text(Some(v.amount), Some(&v.currency)),
+                queue::amount_text(Some(v.amount_refunded), Some(&v.currency)),
                 if v.disputed { " DISPUTED" } else { "" }
             );
         }

@@ -3,8 +3,10 @@
 
 use super::SupportError;
 use crate::processor::client::{ListFilter, ProcessorClient};
+use crate::situation::{self, Situation};
 use crate::store::PgEventStore;
 use chrono::{DateTime, Utc};
+use payledger_events::Money;
 use payledger_projections::read::{self, ReadModels};
 use payledger_projections::states::{
     DiscrepancyKind, DiscrepancyStatus, EmailStatus, PaymentState, SubscriptionStatus,
@@ -41,6 +43,12 @@ pub struct Payment {
     pub amount: Option<i64>,
     pub currency: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// Minor units refunded so far.
+    pub refunded_amount: i64,
+    /// Where it stands for the customer (the page's and the reply's
+    /// situation).
+    #[serde(serialize_with = "situation_name")]
+    pub situation: Option<Situation>,
     /// What the processor shows right now, when it could be asked.
     pub processor: Option<ProcessorView>,
     /// Where the two disagree.
@@ -149,8 +157,22 @@ pub async fn find(
     let rows = read::customer_status::of_customer(&read, email.as_deref(), &payment_ids).await?;
     let mut payments = vec![];
     let mut all_payment_ids = payment_ids.clone();
+    let now = store.clock().now();
+    let pending_window =
+        crate::config::duration_setting("PAYLEDGER_PENDING_WINDOW", chrono::Duration::minutes(3))
+            .map_err(|e| SupportError::Invalid(e.to_string()))?;
     for r in rows {
         all_payment_ids.extend(r.payment_id.clone());
+        let open = match &r.payment_id {
+            Some(id) => read::discrepancies::open_about_payment(&read, id).await?,
+            None => None,
+        };
+        let situation = Some(situation::of_payment(&situation::Facts {
+            row: &r,
+            open,
+            now,
+            pending_window,
+        }));
         let mut p = Payment {
             reference: r.reference,
             checkout_id: r.checkout_id,
@@ -160,6 +182,8 @@ pub async fn find(
             amount: r.amount,
             currency: r.currency,
             paid_at: r.paid_at,
+            refunded_amount: r.refunded_amount,
+            situation,
             processor: None,
             differences: vec![],
         };
@@ -249,10 +273,13 @@ async fn live_view(processor: &ProcessorClient, payment_id: &str, p: &mut Paymen
             p.amount, p.currency, c.amount, c.currency
         ));
     }
-    if c.amount_refunded > 0 && p.state != PaymentState::Refunded {
+    if c.amount_refunded != p.refunded_amount {
         p.differences.push(format!(
-            "the processor shows {} refunded; the ledger says {}",
-            c.amount_refunded, p.state
+            "the processor shows {} refunded; the ledger has {}",
+            Money::from_parts(Some(c.amount_refunded), Some(&c.currency))
+                .map_or_else(|| c.amount_refunded.to_string(), |m| m.to_string()),
+            Money::from_parts(Some(p.refunded_amount), p.currency.as_deref())
+                .map_or_else(|| p.refunded_amount.to_string(), |m| m.to_string()),
         ));
     }
     if c.disputed && p.state != PaymentState::Disputed {
@@ -266,4 +293,8 @@ async fn live_view(processor: &ProcessorClient, payment_id: &str, p: &mut Paymen
         disputed: c.disputed,
         status: c.status,
     });
+}
+
+fn situation_name<S: serde::Serializer>(s: &Option<Situation>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s.map_or("", Situation::name))
 }

@@ -1,65 +1,90 @@
-//! `support reply`: a ready-to-paste answer for the customer's state, with
-//! their amount, date and reference filled in (docs/communication.md argues
-//! the wording).
+//! `support reply`: a ready-to-paste answer, rendered from the same
+//! situation as the customer's page (`crate::situation`), about the payment
+//! the key names — or, for an address, the one that matters most.
 
-use super::find::Customer;
-use super::queue::amount_text;
-use payledger_projections::states::PaymentState;
+use super::find::{self, Customer};
+use super::SupportError;
+use crate::plans::Plans;
+use crate::situation::{self, day, Situation};
+use crate::store::PgEventStore;
+use payledger_projections::read::{customer_status, ReadModels};
 
-pub fn reply(c: &Customer, support_name: &str) -> String {
-    let paid = c
-        .payments
-        .iter()
-        .rev()
-        .find(|p| matches!(p.state, PaymentState::Active | PaymentState::Refunded))
-        .or_else(|| c.payments.last());
-    let Some(p) = paid else {
-        return format!(
-            "Hello,\n\nThank you for writing to us. We could not find a payment for this address yet. \
-             Could you send us the date of the charge, the amount, and the last four digits of the card \
-             (never the full number)? With those we can find it at our payment processor within a day.\n\n\
-             If you were charged, your money is safe and you will not need to pay again.\n\n{support_name}"
-        );
+pub async fn reply_for(
+    store: &PgEventStore,
+    plans: &Plans,
+    key: &str,
+    support_name: &str,
+) -> Result<String, SupportError> {
+    let customer = find::find(store, None, key).await?;
+    let read = ReadModels::of(store);
+    let Some(reference) = chosen(&customer, key) else {
+        return Ok(without_payment(&customer, support_name));
     };
-    let amount = amount_text(p.amount, p.currency.as_deref());
-    let date = p
-        .paid_at
-        .map(|d| d.format("%-d %B %Y").to_string())
-        .unwrap_or_else(|| "the day you paid".into());
-    let until = c
-        .subscription
-        .as_ref()
-        .map(|s| s.period_end.format("%-d %B %Y").to_string())
-        .unwrap_or_default();
-    let rescued = c
-        .subscription
-        .as_ref()
-        .is_some_and(|s| s.activation == "rescue");
-    match p.state {
-        PaymentState::Active if rescued => format!(
-            "Hello,\n\nYour payment of {amount} on {date} reached us, but a fault on our side kept your account \
-             from being activated at the time. I have fixed it: your access is active now, until {until}. \
-             You were charged once, and there is nothing you need to do. I'm sorry for the worry.\n\n\
-             Your payment reference is {}. You will also get an email with the receipt.\n\n{support_name}",
-            p.reference
-        ),
-        PaymentState::Active => format!(
-            "Hello,\n\nYour payment of {amount} on {date} went through and your access is active until {until}. \
-             Your payment reference is {}; the receipt was emailed to this address (please check your spam folder \
-             if you cannot find it — we can send it again).\n\n{support_name}",
-            p.reference
-        ),
-        PaymentState::Refunded => format!(
-            "Hello,\n\nWe have refunded your payment of {amount} from {date} (reference {}). Refunds take 5 to 10 \
-             business days to appear on your statement, depending on your bank.\n\n{support_name}",
-            p.reference
-        ),
-        _ => format!(
-            "Hello,\n\nThank you for your patience. We can see your payment of {amount} from {date} (reference {}), \
-             and your money is safe: you do not need to pay again. A person on our team is activating your account \
-             and will write to you within one business day. If you paid more than once, tell us and we will refund \
-             the extra charge.\n\n{support_name}",
-            p.reference
-        ),
+    let Some(row) = customer_status::by_reference(&read, &reference).await? else {
+        return Ok(without_payment(&customer, support_name));
+    };
+    let ctx = situation::load::Context {
+        plans,
+        support_email: "",
+        now: store.clock().now(),
+        pending_window: crate::config::duration_setting(
+            "PAYLEDGER_PENDING_WINDOW",
+            chrono::Duration::minutes(3),
+        )
+        .map_err(|e| SupportError::Invalid(e.to_string()))?,
+    };
+    let (situation, details) = situation::load::situation_of(&read, &row, &ctx).await?;
+    Ok(letter(&situation.reply(&details), support_name))
+}
+
+fn letter(body: &str, support_name: &str) -> String {
+    format!("Hello,\n\n{body}\n\n{support_name}")
+}
+
+/// The payment the key names (a reference, checkout or payment id); for an
+/// address, the one that gives access, else the latest charged, else the
+/// latest.
+fn chosen(c: &Customer, key: &str) -> Option<String> {
+    let key = key.trim();
+    let named = c.payments.iter().find(|p| {
+        p.reference.eq_ignore_ascii_case(key)
+            || p.checkout_id.as_deref() == Some(key)
+            || p.payment_id.as_deref() == Some(key)
+    });
+    let best = || {
+        c.payments
+            .iter()
+            .rev()
+            .find(|p| p.situation.is_some_and(Situation::has_access))
+            .or_else(|| {
+                c.payments
+                    .iter()
+                    .rev()
+                    .find(|p| p.situation.is_some_and(Situation::charged))
+            })
+            .or_else(|| c.payments.last())
+    };
+    named.or_else(best).map(|p| p.reference.clone())
+}
+
+/// No payment on record: a grant says so; otherwise we ask for what finds
+/// the charge at the processor.
+fn without_payment(c: &Customer, support_name: &str) -> String {
+    if let Some(s) = c.subscription.as_ref().filter(|s| s.activation == "grant") {
+        return letter(
+            &format!(
+                "You have access to {} as a courtesy, with nothing to pay, until {}.",
+                s.plan,
+                day(s.period_end)
+            ),
+            support_name,
+        );
     }
+    letter(
+        "Thank you for writing to us. We could not find a payment for this address yet. \
+         Could you send us the date of the charge, the amount, and the last four digits of the card \
+         (never the full number)? With those we can find it at our payment processor within a day.\n\n\
+         If you were charged, your money is safe and you will not need to pay again.",
+        support_name,
+    )
 }

@@ -31,6 +31,7 @@ mod reconcile;
 mod reconcile_schedule;
 mod rules;
 mod rules_more;
+mod situations;
 mod store_contract;
 mod stripe_fixtures;
 mod support;

@@ -42,7 +42,7 @@ async fn pay(shop: &Shop, pay_url: &str) -> String {
     session
 }
 
-async fn page(url: &str) -> (u16, String, reqwest::header::HeaderMap) {
+pub(crate) async fn page(url: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let r = http().get(url).send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
