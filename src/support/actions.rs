@@ -158,30 +158,41 @@ pub async fn rescue(
     )))
 }
 
+/// Refunds `amount` (text in major units, e.g. "50.00"; `None`: all that is
+/// left) of a payment, after the person agreed.
 pub async fn refund(
     store: &PgEventStore,
     processor: &ProcessorClient,
     payment_id: &str,
     reason: &str,
+    amount: Option<&str>,
     by: &Actor,
     confirm: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Outcome, SupportError> {
     let p = payment_id;
     let facts = payment_facts(store, p).await?;
-    let what = match decide::refund(&facts, reason) {
-        Ok(what) => what,
+    let minor = match (amount, &facts.charge) {
+        (Some(text), Some(c)) => Some(
+            payledger_events::Money::parse(text, c.currency.clone())
+                .map_err(|e| SupportError::Invalid(format!("--amount: {e}")))?
+                .minor,
+        ),
+        _ => None,
+    };
+    let decided = match decide::refund(&facts, reason, minor) {
+        Ok(decided) => decided,
         Err(r) => return refused(r),
     };
-    if !confirm(&what) {
+    if !confirm(&decided.what) {
         return Ok(done("nothing done".into()));
     }
     // The processor call cannot be taken back: decide again on what the
     // log says now, and refund only what the person agreed to.
     let now = payment_facts(store, p).await?;
     if now.version != facts.version {
-        match decide::refund(&now, reason) {
-            Ok(again) if again == what => {}
-            other => return Err(changed_meanwhile(p, other)),
+        match decide::refund(&now, reason, minor) {
+            Ok(again) if again == decided => {}
+            other => return Err(changed_meanwhile(p, other.map(|d| d.what))),
         }
     }
     let stripe_reason = if reason.to_lowercase().contains("duplicate") {
@@ -189,11 +200,8 @@ pub async fn refund(
     } else {
         "requested_by_customer"
     };
-    // Derived from the payment: a second run (or a second person) gets the
-    // same refund back from the processor instead of a new one.
-    let key = format!("payledger-refund-{p}");
     let r = processor
-        .create_refund(p, None, Some(stripe_reason), &key)
+        .create_refund(p, decided.amount, Some(stripe_reason), &decided.key)
         .await?;
     let mut fact =
         mapping::refund_fact(&r, p, ChargeSource::Support).map_err(SupportError::Invalid)?;

@@ -45,6 +45,10 @@ pub enum SupportCommand {
         payment_id: String,
         #[arg(long)]
         reason: String,
+        /// Refund only this much, in the charge's currency (e.g. 50.00);
+        /// without it, everything not refunded yet.
+        #[arg(long)]
+        amount: Option<String>,
         #[arg(long = "as", env = "PAYLEDGER_ACTOR")]
         actor: Option<String>,
         #[arg(long)]
@@ -185,13 +189,23 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
         SupportCommand::Refund {
             payment_id,
             reason,
+            amount,
             actor,
             yes,
         } => {
             let by = who(actor)?;
             let processor = need_processor(ctx)?;
             print_outcome(
-                &actions::refund(store, processor, payment_id, reason, &by, &mut ask(*yes)).await?,
+                &actions::refund(
+                    store,
+                    processor,
+                    payment_id,
+                    reason,
+                    amount.as_deref(),
+                    &by,
+                    &mut ask(*yes),
+                )
+                .await?,
             );
         }
         SupportCommand::ResendEmail { key, actor } => {

@@ -19,6 +19,8 @@ pub struct PaymentFacts {
     pub charge: Option<ChargeSucceeded>,
     pub matched: Option<ChargeMatched>,
     pub refunds: Vec<ChargeRefunded>,
+    /// Disputes opened and not closed yet.
+    pub open_disputes: Vec<String>,
 }
 
 impl PaymentFacts {
@@ -33,6 +35,8 @@ impl PaymentFacts {
                 DomainEvent::ChargeSucceeded(c) => facts.charge = Some(c),
                 DomainEvent::ChargeMatched(m) => facts.matched = Some(m),
                 DomainEvent::ChargeRefunded(r) => facts.refunds.push(r),
+                DomainEvent::DisputeOpened(d) => facts.open_disputes.push(d.dispute_id),
+                DomainEvent::DisputeClosed(d) => facts.open_disputes.retain(|o| *o != d.dispute_id),
                 _ => {}
             }
         }
@@ -159,8 +163,25 @@ pub fn rescue(
     })
 }
 
-/// A full refund of what is left of the payment; the words for the person.
-pub fn refund(facts: &PaymentFacts, reason: &str) -> Result<String, Refusal> {
+/// A refund decided: the words for the person, the amount to ask the
+/// processor for (`None`: all that is left), and the idempotency key — one
+/// per state of the payment, so two people refunding the same state make
+/// one refund, and a later partial refund is a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refunding {
+    pub what: String,
+    pub amount: Option<i64>,
+    pub key: String,
+}
+
+/// A refund of `amount` (minor units; `None`: whatever is left), never more
+/// than what is left, and never of a charge the bank is disputing (the bank
+/// already took that money back).
+pub fn refund(
+    facts: &PaymentFacts,
+    reason: &str,
+    amount: Option<i64>,
+) -> Result<Refunding, Refusal> {
     let p = &facts.payment_id;
     if reason.trim().is_empty() {
         return Err(Refusal::Invalid(
@@ -172,15 +193,63 @@ pub fn refund(facts: &PaymentFacts, reason: &str) -> Result<String, Refusal> {
             "payment {p} is unknown: no ChargeSucceeded for it"
         )));
     };
-    if !facts.refunds.is_empty() {
+    let money = |minor: i64| Money::new(minor, charge.currency.clone()).to_string();
+    let refunded = facts.refunded_minor();
+    let left = charge.amount.saturating_sub(refunded);
+    if left <= 0 {
         return Err(Refusal::Done(format!(
-            "payment {p} is already refunded: nothing to do"
+            "payment {p} is already refunded in full ({}): nothing to do",
+            money(refunded)
         )));
     }
-    Ok(format!(
-        "refund payment {p} in full ({}) at the processor, record it, and send the refund email",
-        Money::new(charge.amount, charge.currency.clone())
-    ))
+    if let Some(dispute) = facts.open_disputes.first() {
+        return Err(Refusal::Refused(format!(
+            "payment {p} is disputed ({dispute}): the bank already took the money back, so a refund would pay the customer twice; wait until the dispute closes"
+        )));
+    }
+    if let Some(a) = amount {
+        if a <= 0 {
+            return Err(Refusal::Invalid("--amount must be more than zero".into()));
+        }
+        if a > left {
+            return Err(Refusal::Refused(format!(
+                "--amount {} is more than what is left to refund of payment {p}: {} of {}",
+                money(a),
+                money(left),
+                money(charge.amount)
+            )));
+        }
+    }
+    let this = amount.unwrap_or(left);
+    let before = if refunded > 0 {
+        format!(" ({} already refunded)", money(refunded))
+    } else {
+        String::new()
+    };
+    let what = if this == charge.amount {
+        format!(
+            "refund payment {p} in full ({}) at the processor, record it, and send the refund email",
+            money(this)
+        )
+    } else {
+        format!(
+            "refund {} of payment {p} ({}){before} at the processor, leaving {}, record it, and send the refund email",
+            money(this),
+            money(charge.amount),
+            money(left - this)
+        )
+    };
+    // The first full refund keeps the key it always had.
+    let key = if refunded == 0 && amount.is_none() {
+        format!("payledger-refund-{p}")
+    } else {
+        format!("payledger-refund-{p}-after-{refunded}-{this}")
+    };
+    Ok(Refunding {
+        what,
+        amount: amount.map(|_| this),
+        key,
+    })
 }
 
 /// Access without a charge, given the address's current subscription (its

@@ -251,8 +251,82 @@ fn refund_needs_a_reason_a_charge_and_no_earlier_refund() {
     assert!(what.contains("in full (249.00 USD)"), "{what}");
 }
 
+#[test]
+fn a_partial_refund_is_never_more_than_what_is_left_and_says_what_remains() {
+    let facts = given(vec![charge(24900, None), refund(5000)]);
+    let r = super::refund(&facts, "asked", Some(7000)).unwrap();
+    assert_eq!(r.amount, Some(7000));
+    assert!(
+        r.what.contains("refund 70.00 USD of payment pi_1"),
+        "{}",
+        r.what
+    );
+    assert!(
+        r.what.contains("50.00 USD already refunded") && r.what.contains("leaving 129.00 USD"),
+        "{}",
+        r.what
+    );
+    match super::refund(&facts, "asked", Some(20000)) {
+        Err(Refusal::Refused(m)) => assert!(
+            m.contains("more than what is left") && m.contains("199.00 USD of 249.00 USD"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        super::refund(&facts, "asked", Some(0)),
+        Err(Refusal::Invalid(_))
+    ));
+    // Without --amount: the rest.
+    let rest = super::refund(&facts, "asked", None).unwrap();
+    assert!(rest.what.contains("refund 199.00 USD"), "{}", rest.what);
+    assert_ne!(rest.key, r.key);
+}
+
+#[test]
+fn a_partly_refunded_payment_is_not_already_refunded_but_a_fully_refunded_one_is() {
+    let partly = given(vec![charge(24900, None), refund(5000), refund(7000)]);
+    assert!(super::refund(&partly, "asked", None).is_ok());
+    let fully = given(vec![charge(24900, None), refund(5000), refund(19900)]);
+    assert!(
+        matches!(super::refund(&fully, "asked", None), Err(Refusal::Done(m)) if m.contains("in full (249.00 USD)"))
+    );
+}
+
+#[test]
+fn a_disputed_charge_is_not_refunded_until_the_dispute_closes() {
+    let opened: DomainEvent = payledger_events::DisputeOpened {
+        payment_id: "pi_1".into(),
+        dispute_id: "dp_1".into(),
+        amount: 24900,
+        currency: usd(),
+        reason: None,
+        opened_at: chrono::Utc.with_ymd_and_hms(2026, 11, 3, 12, 0, 0).unwrap(),
+    }
+    .into();
+    let facts = given(vec![charge(24900, None), opened.clone()]);
+    assert!(
+        matches!(super::refund(&facts, "asked", None), Err(Refusal::Refused(m)) if m.contains("disputed (dp_1)"))
+    );
+    let closed: DomainEvent = payledger_events::DisputeClosed {
+        payment_id: "pi_1".into(),
+        dispute_id: "dp_1".into(),
+        status: "won".into(),
+        closed_at: chrono::Utc
+            .with_ymd_and_hms(2026, 11, 20, 12, 0, 0)
+            .unwrap(),
+    }
+    .into();
+    assert!(super::refund(
+        &given(vec![charge(24900, None), opened, closed]),
+        "asked",
+        None
+    )
+    .is_ok());
+}
+
 fn refund_of(events: Vec<DomainEvent>, reason: &str) -> Result<String, Refusal> {
-    super::refund(&given(events), reason)
+    super::refund(&given(events), reason, None).map(|r| r.what)
 }
 
 #[test]

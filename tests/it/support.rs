@@ -689,3 +689,69 @@ async fn a_grant_never_replaces_a_paid_subscription() {
     );
     assert_eq!(count_events(&t, "SubscriptionGranted").await, 0);
 }
+
+/// Refunds of 50.00 and then 70.00: support can refund part of a payment,
+/// the ledger keeps both, `find` shows no false difference, a refund of the
+/// rest takes what is left, and asking for more than is left is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_refunds_are_refunded_recorded_and_shown_without_a_false_difference() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (sim, sim_base) = start_sim(None, 52).await;
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![checkout_started(checkout, "part@example.com", 24900)],
+    )
+    .await;
+    let paid = sim_charge(&sim_base, serde_json::json!({"email": "part@example.com", "amount": 24900, "currency": "usd", "client_reference_id": checkout.to_string()})).await;
+    let pi = paid["payment_intent_id"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now();
+    payledger::reconcile::reconcile(
+        &store,
+        &processor_client(&sim_base),
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+        false,
+    )
+    .await
+    .unwrap();
+    let desk = Desk::new(&t, Some(sim_base.clone()));
+    let refund = |amount: &'static str| {
+        vec![
+            "support", "refund", &pi, "--amount", amount, "--reason", "partly", "--as", "bob",
+            "--yes",
+        ]
+    };
+    let first = desk.ok(&refund("50.00"));
+    assert!(first.contains("refund 50.00 USD of payment"), "{first}");
+    let second = desk.ok(&refund("70"));
+    assert!(
+        second.contains("50.00 USD already refunded") && second.contains("leaving 129.00 USD"),
+        "{second}"
+    );
+    desk.refused(&refund("200.00"), "more than what is left");
+    assert_eq!(count_events(&t, "ChargeRefunded").await, 2);
+    project_everything(&t.db.pool).await;
+    let found = desk.ok(&["support", "find", &pi]);
+    assert!(!found.contains("DIFFERENCE"), "{found}");
+    assert!(
+        found.contains("partially_refunded") && found.contains("refunded 120.00 USD"),
+        "{found}"
+    );
+    let reply = desk.ok(&["support", "reply", &pi]);
+    assert!(
+        reply.contains("120.00 USD") && reply.contains("129.00 USD"),
+        "{reply}"
+    );
+    let rest = desk.ok(&[
+        "support", "refund", &pi, "--reason", "the rest", "--as", "bob", "--yes",
+    ]);
+    assert!(rest.contains("refund 129.00 USD"), "{rest}");
+    let refunded: i64 = sim.lock().refunds.iter().map(|r| r.amount).sum();
+    assert_eq!(refunded, 24900, "the processor refunded exactly the charge");
+    let again = desk.ok(&[
+        "support", "refund", &pi, "--reason", "again", "--as", "bob", "--yes",
+    ]);
+    assert!(again.contains("already refunded in full"), "{again}");
+}

@@ -89,6 +89,7 @@ async fn a_refund_arriving_while_support_confirms_a_refund_ends_in_a_conflict_no
         &processor,
         &pi,
         "customer asked",
+        None,
         &Actor::Support("bob".into()),
         &mut |_| {
             // The other person refunds from the processor's dashboard, and
