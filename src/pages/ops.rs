@@ -145,7 +145,14 @@ fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle
         OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // A histogram (buckets), as documented, not a summary: summary
+            // quantiles are per process and cannot be aggregated.
             metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("payledger_append_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                )
+                .ok()?
                 .install_recorder()
                 .ok()
         })

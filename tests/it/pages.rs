@@ -586,4 +586,11 @@ async fn readiness_and_metrics_tell_the_operator_what_they_need() {
         metrics.contains("payledger_projection_lag_events"),
         "{metrics}"
     );
+    // Documented as a histogram: buckets, which aggregate across processes
+    // (a summary's quantiles do not).
+    assert!(
+        metrics.contains("# TYPE payledger_append_seconds histogram")
+            && metrics.contains("payledger_append_seconds_bucket{le=\"0.005\"}"),
+        "{metrics}"
+    );
 }
