@@ -46,7 +46,8 @@ impl Projection for Discrepancies {
         // v3: processor event conflicts; values in suggested commands quoted.
         // v4: ledger rows remember refunds seen before their charge.
         // v5: buying again after a refund is not a duplicate charge.
-        5
+        // v6: suggested commands say what the queue's run lines say.
+        6
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -238,7 +239,7 @@ impl DiscrepancyRows {
                 } => {
                     let payment = shell_word(payment_id);
                     let action = match email {
-                        Some(e) => format!("payledger support rescue {payment} --email {} --plan PLAN --as NAME (or wait for auto-rescue)", shell_word(e)),
+                        Some(e) => format!("payledger support rescue {payment} --email {} --plan PLAN --as NAME (auto-rescue does this by itself only when the amount fits exactly one plan)", shell_word(e)),
                         None => format!("find the customer, then payledger support rescue {payment} --email EMAIL --plan PLAN --as NAME"),
                     };
                     let o = Opening {
@@ -257,7 +258,7 @@ impl DiscrepancyRows {
                     money,
                     of_payment,
                 } => {
-                    let action = format!("the customer paid twice (first {of_payment}): payledger support refund {} --reason duplicate --as NAME", shell_word(payment_id));
+                    let action = format!("the customer paid twice (first {of_payment}): payledger support refund {} --reason \"duplicate charge\" --as NAME", shell_word(payment_id));
                     let o = Opening {
                         kind: DiscrepancyKind::DuplicateCharge.as_str(),
                         subject: payment_id,
@@ -274,9 +275,16 @@ impl DiscrepancyRows {
                     money,
                     expected,
                 } => {
+                    let shown = |m: &crate::ledger::Money| {
+                        payledger_events::Money::from_parts(Some(m.amount), Some(&m.currency))
+                            .map_or_else(
+                                || format!("{} {}", m.amount, m.currency),
+                                |m| m.to_string(),
+                            )
+                    };
                     let action = format!(
-                        "charged {} {} but the checkout said {} {}: rescue (payledger support rescue {} --force ...) or refund",
-                        money.amount, money.currency, expected.amount, expected.currency, shell_word(payment_id)
+                        "charged {} but the checkout said {}: rescue (payledger support rescue {} --force \"REASON\") or refund",
+                        shown(money), shown(expected), shell_word(payment_id)
                     );
                     let o = Opening {
                         kind: DiscrepancyKind::AmountMismatch.as_str(),
@@ -353,7 +361,8 @@ impl DiscrepancyRows {
                     payment_id,
                 } => {
                     let action = format!(
-                        "answer the dispute at the processor with the receipt for {payment_id}"
+                        "answer the dispute at the processor with the receipt for {payment_id} (payledger support find {})",
+                        shell_word(dispute_id)
                     );
                     let o = Opening {
                         kind: DiscrepancyKind::DisputeOpened.as_str(),

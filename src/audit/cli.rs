@@ -23,9 +23,11 @@ pub enum AuditReadCommand {
         event_type: Option<String>,
         #[arg(long)]
         actor: Option<String>,
-        #[arg(long)]
+        /// From this moment (RFC 3339, or a day: 2026-11-28 is its start, UTC).
+        #[arg(long, value_parser = moment)]
         from: Option<DateTime<Utc>>,
-        #[arg(long)]
+        /// Up to this moment (as --from).
+        #[arg(long, value_parser = moment)]
         to: Option<DateTime<Utc>>,
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -34,6 +36,9 @@ pub enum AuditReadCommand {
     },
     /// A read model as it was at a time, replayed from the log (live tables untouched).
     AsOf {
+        /// The moment: RFC 3339 (2026-11-28T12:00:00Z), or a day (2026-11-28,
+        /// meaning its end: everything recorded that day counts).
+        #[arg(value_parser = moment_or_end_of_day)]
         at: DateTime<Utc>,
         model: ReadModel,
         #[arg(long)]
@@ -125,5 +130,59 @@ pub async fn run(
             }
             Ok(if report.violations.is_empty() { 0 } else { 1 })
         }
+    }
+}
+
+/// A moment as people type it: RFC 3339, or a day (its start, UTC).
+fn moment(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_moment(text, false)
+}
+
+/// As [`moment`], but a day means its last instant: "as of 28 November"
+/// includes what happened on the 28th.
+fn moment_or_end_of_day(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_moment(text, true)
+}
+
+fn parse_moment(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        format!("{text:?} is neither a moment (2026-11-28T12:00:00Z) nor a day (2026-11-28)")
+    })?;
+    let at = if end_of_day {
+        day.and_hms_nano_opt(23, 59, 59, 999_999_999)
+    } else {
+        day.and_hms_opt(0, 0, 0)
+    };
+    at.map(|t| t.and_utc())
+        .ok_or_else(|| format!("{text:?} is not a day"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_a_moment_and_as_of_a_day_includes_that_day() {
+        assert_eq!(
+            moment("2026-11-28").unwrap().to_rfc3339(),
+            "2026-11-28T00:00:00+00:00"
+        );
+        assert_eq!(
+            moment_or_end_of_day("2026-11-28")
+                .unwrap()
+                .format("%H:%M:%S")
+                .to_string(),
+            "23:59:59"
+        );
+        assert_eq!(
+            moment("2026-11-28T12:00:00+01:00").unwrap().to_rfc3339(),
+            "2026-11-28T11:00:00+00:00"
+        );
+        let e = moment("yesterday").unwrap_err();
+        assert!(e.contains("neither a moment"), "{e}");
     }
 }

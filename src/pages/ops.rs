@@ -150,7 +150,9 @@ fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full("payledger_append_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .ok()?
                 .install_recorder()

@@ -124,13 +124,21 @@ async fn resolve(
         return Ok((r.email, r.payment_id.into_iter().collect()));
     }
     if !is_reference && !is_checkout {
+        // A dispute id (the queue names disputes by theirs): its payment.
+        let dispute = payledger_events::deterministic_event_id("DisputeOpened", key);
+        if let Some(payledger_events::DomainEvent::DisputeOpened(d)) = store.event(dispute).await? {
+            let email = read::customer_status::by_payment(&read, &d.payment_id)
+                .await?
+                .and_then(|r| r.email);
+            return Ok((email, vec![d.payment_id]));
+        }
         let id = payledger_events::deterministic_event_id("ChargeSucceeded", key);
         if let Some(payledger_events::DomainEvent::ChargeSucceeded(c)) = store.event(id).await? {
             return Ok((c.customer_email, vec![key.to_string()]));
         }
     }
     Err(SupportError::NotFound(format!(
-        "nothing matches {key:?}: not a known email, reference code, checkout id or payment id"
+        "nothing matches {key:?}: not a known email, reference code, checkout id, payment id or dispute id"
     )))
 }
 

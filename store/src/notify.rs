@@ -32,11 +32,20 @@ impl AppendNotifier {
             while rings.recv().await.is_some() {
                 match pool.get().await {
                     Ok(client) => {
-                        if let Err(e) = client
+                        match client
                             .execute("SELECT pg_notify($1, '')", &[&EVENTS_CHANNEL])
                             .await
                         {
-                            tracing::warn!(error = %e, "could not notify readers; they will poll");
+                            Ok(_) => {}
+                            // The process is ending (a CLI command that just
+                            // appended): nobody is left to tell, and readers
+                            // poll anyway.
+                            Err(e) if e.is_closed() => {
+                                tracing::debug!(error = %e, "could not notify readers; they will poll")
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not notify readers; they will poll")
+                            }
                         }
                     }
                     Err(e) => {

@@ -755,3 +755,138 @@ async fn partial_refunds_are_refunded_recorded_and_shown_without_a_false_differe
     ]);
     assert!(again.contains("already refunded in full"), "{again}");
 }
+
+/// Every command `support queue` prints, for a queue holding every kind,
+/// runs as printed (placeholders filled in): the read-only ones find what
+/// they name, the ones that act parse and reach their decision (nothing is
+/// confirmed, so nothing is done), and the advice text names the same flags
+/// as the run line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_the_queue_prints_runs_as_printed_for_every_kind() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    let short = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            charge("pi_named", None, Some("named@example.com"), 24900, 0),
+            charge("pi_nameless", None, None, 24900, 1),
+            checkout_started(checkout, "twice@example.com", 24900),
+            charge(
+                "pi_first",
+                Some(checkout),
+                Some("twice@example.com"),
+                24900,
+                2,
+            ),
+            charge(
+                "pi_second",
+                Some(checkout),
+                Some("twice@example.com"),
+                24900,
+                3,
+            ),
+            checkout_started(short, "short@example.com", 24900),
+            charge("pi_short", Some(short), Some("short@example.com"), 12000, 4),
+            dispute_opened("pi_first", "dp_queue"),
+            refunded("pi_ghost", "re_ghost", 500),
+            unparsed("evt_unreadable"),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    let queue: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["support", "queue", "--json"])).unwrap();
+    let items = queue.as_array().unwrap();
+    let kinds: std::collections::BTreeSet<&str> =
+        items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "unmatched_charge",
+        "duplicate_charge",
+        "amount_mismatch",
+        "dispute_opened",
+        "refund_without_charge",
+        "unparsed_processor_event",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    for item in items {
+        let command = item["command"].as_str().unwrap();
+        let advice = item["suggested_action"].as_str().unwrap();
+        if command.contains("--reason") {
+            let reason = command.split("--reason ").nth(1).unwrap();
+            let reason = &reason[..reason.find(" --").unwrap_or(reason.len())];
+            assert!(
+                advice.contains(reason) || !advice.contains("--reason"),
+                "the advice says another reason than the command: {advice} / {command}"
+            );
+        }
+        assert!(!advice.contains("wait for auto-rescue"), "{advice}");
+        // The first alternative of the run line, placeholders filled in.
+        let line = command.split("   (or:").next().unwrap().trim();
+        let filled = line
+            .replace("--as NAME", "--as alice")
+            .replace("--email EMAIL", "--email found@example.com")
+            .replace("--plan PLAN", "--plan annual")
+            .replace("\"REASON\"", "\"checked\"");
+        let args = shell_words(&filled);
+        assert_eq!(args[0], "payledger", "{command}");
+        let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+        let out = desk.run(&args);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match args[..2] {
+            ["support", "find"] | ["audit", "log"] => {
+                assert!(out.status.success(), "{filled}: {said}");
+                assert!(
+                    !said.contains("nothing matches") && !said.trim().is_empty(),
+                    "{filled}: {said}"
+                );
+            }
+            // A usage error prints the usage; a decision, or a processor
+            // that is not configured here, is one line saying why.
+            _ => assert!(
+                !said.contains("Usage:") && !said.contains("unexpected argument"),
+                "{filled} does not parse: {said}"
+            ),
+        }
+    }
+}
+
+/// Splits a command line the way `sh` would for the quoting the queue uses
+/// (single and double quotes, no expansions).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = vec![];
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, ' ') => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
