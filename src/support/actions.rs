@@ -262,6 +262,17 @@ pub async fn resend_email(
         } else {
             read::outgoing_emails::latest_for_payment(&read, key).await?
         };
+        let receipt_now = match row.as_ref() {
+            Some(r) if r.kind == "confirmation" || r.kind == "rescue_confirmation" => {
+                match &r.payment_id {
+                    Some(p) => read::customer_status::by_payment(&read, p)
+                        .await?
+                        .map(|s| s.state),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let row = row
             .as_ref()
             .map(|r| (r.email_key.as_str(), r.status, r.resends));
@@ -270,7 +281,7 @@ pub async fn resend_email(
             Some(_) => history(store, &stream).await?,
             None => (0, vec![]),
         };
-        let request = match decide::resend(row, &written, key, by) {
+        let request = match decide::resend(row, receipt_now, &written, key, by) {
             Ok(decided) => decided,
             Err(r) => return refused(r),
         };

@@ -8,7 +8,7 @@ use payledger_events::{
     Actor, ChargeMatched, ChargeRefunded, ChargeSucceeded, DiscrepancyResolved, DomainEvent, Email,
     EmailResendRequested, Money, SubscriptionGranted,
 };
-use payledger_projections::states::{DiscrepancyStatus, EmailStatus};
+use payledger_projections::states::{DiscrepancyStatus, EmailStatus, PaymentState};
 
 /// What one payment's stream says, folded in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -369,8 +369,13 @@ pub fn resolve(
 /// Sending an email again, given the email the key names (`None`: none)
 /// and its stream. A request not yet answered by a send or a failure is
 /// still on its way: a second one says who asked and when.
+///
+/// `receipt_now`: for a receipt (which says access is active), where its
+/// payment stands now. A receipt whose payment was refunded or disputed
+/// since is not sent again: it would tell the customer something false.
 pub fn resend(
     email: Option<(&str, EmailStatus, i32)>,
+    receipt_now: Option<PaymentState>,
     written: &[Written],
     key: &str,
     by: &Actor,
@@ -378,6 +383,12 @@ pub fn resend(
     let Some((email_key, status, _)) = email else {
         return Err(Refusal::NotFound(format!("no email is known for {key:?} (give an email key like confirmation:pi_… or a payment id)")));
     };
+    if let Some(now) = receipt_now.filter(|s| *s != PaymentState::Active) {
+        let payment = email_key.split_once(':').map_or(email_key, |(_, p)| p);
+        return Err(Refusal::Refused(format!(
+            "{email_key} is a receipt saying access is active, but payment {payment} is {now} now, so it was not sent again; payledger support reply {payment} has the words for where it stands"
+        )));
+    }
     let waiting = written.iter().rev().find_map(|w| match &w.event {
         DomainEvent::EmailResendRequested(r) => Some(Some((r.requested_by.to_string(), w.at))),
         DomainEvent::EmailSent(_) | DomainEvent::EmailFailed(_) => Some(None),

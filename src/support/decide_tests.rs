@@ -512,20 +512,20 @@ fn a_resend_of_a_waiting_email_is_already_done_and_says_who_asked() {
     let by = Actor::Support("alice".into());
     let key = "confirmation:pi_1";
     assert!(matches!(
-        resend(None, &[], key, &by),
+        resend(None, None, &[], key, &by),
         Err(Refusal::NotFound(_))
     ));
     assert!(matches!(
-        resend(Some((key, EmailStatus::Pending, 0)), &[], key, &by),
+        resend(Some((key, EmailStatus::Pending, 0)), None, &[], key, &by),
         Err(Refusal::Done(_))
     ));
-    let first = resend(Some((key, EmailStatus::Sent, 0)), &[], key, &by).unwrap();
+    let first = resend(Some((key, EmailStatus::Sent, 0)), None, &[], key, &by).unwrap();
     assert_eq!(first.email_key, key);
     // Asked, not yet sent: a second request (the read model still says
     // sent) is the same request.
     let asked = [written(first.clone(), "support:alice", 3)];
     let bob = Actor::Support("bob".into());
-    match resend(Some((key, EmailStatus::Sent, 0)), &asked, key, &bob) {
+    match resend(Some((key, EmailStatus::Sent, 0)), None, &asked, key, &bob) {
         Err(Refusal::Done(m)) => {
             assert!(m.contains("alice") && m.contains("already asked"), "{m}");
         }
@@ -541,7 +541,31 @@ fn a_resend_of_a_waiting_email_is_already_done_and_says_who_asked() {
         written(first, "support:alice", 3),
         written(sent, "system:sender", 4),
     ];
-    assert!(resend(Some((key, EmailStatus::Sent, 1)), &answered, key, &bob).is_ok());
+    assert!(resend(
+        Some((key, EmailStatus::Sent, 1)),
+        None,
+        &answered,
+        key,
+        &bob
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_receipt_whose_payment_was_refunded_is_not_sent_again() {
+    let by = Actor::Support("alice".into());
+    let key = "confirmation:pi_1";
+    let sent = Some((key, EmailStatus::Sent, 0));
+    assert!(resend(sent, Some(PaymentState::Active), &[], key, &by).is_ok());
+    match resend(sent, Some(PaymentState::Refunded), &[], key, &by) {
+        Err(Refusal::Refused(m)) => {
+            assert!(
+                m.contains("pi_1 is refunded now") && m.contains("support reply pi_1"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -890,3 +890,40 @@ fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// Resending the receipt of a payment that was refunded since would tell
+/// the customer their access is active: refused, saying why, nothing sent.
+#[tokio::test]
+async fn a_receipt_of_a_refunded_payment_is_not_resent() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "gone@example.com", 24900),
+            charge(
+                "pi_gone",
+                Some(checkout),
+                Some("gone@example.com"),
+                24900,
+                0,
+            ),
+        ],
+    )
+    .await;
+    append(&store, vec![refunded("pi_gone", "re_gone", 24900)]).await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    desk.refused(
+        &[
+            "support",
+            "resend-email",
+            "confirmation:pi_gone",
+            "--as",
+            "alice",
+        ],
+        "pi_gone is refunded now",
+    );
+    assert_eq!(count_events(&t, "EmailResendRequested").await, 0);
+}
