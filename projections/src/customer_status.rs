@@ -37,7 +37,8 @@ impl Projection for CustomerStatus {
         // v2: ledger rows remember refunds seen before their charge.
         // v3: buying again after a refund is not a duplicate charge.
         // v4: refunded amount and dispute state per payment.
-        4
+        // v5: a charge reconciliation found is activated as a rescue.
+        5
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(

@@ -484,7 +484,14 @@ impl Ledger {
                 .duplicate(db, payment_id, account, &plan, money, twin)
                 .await;
         }
-        self.activate(db, payment_id, &account, &plan, Activation::Checkout, late)
+        // Found late (by reconciliation): the customer's normal path
+        // failed, and that is what `activation` tells the product's app.
+        let activation = if late {
+            Activation::Rescue
+        } else {
+            Activation::Checkout
+        };
+        self.activate(db, payment_id, &account, &plan, activation, late)
             .await
     }
 

@@ -41,7 +41,8 @@ impl Projection for Subscriptions {
     fn version(&self) -> i32 {
         // v2: ledger rows remember refunds seen before their charge.
         // v3: buying again after a refund is not a duplicate charge.
-        3
+        // v4: a charge reconciliation found is activated as a rescue.
+        4
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

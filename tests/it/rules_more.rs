@@ -404,3 +404,35 @@ fn the_timeline_records_who_acted_for_a_desk_action() {
         matched[0]
     );
 }
+
+/// A charge only reconciliation found (its webhook never came) is matched
+/// to its checkout late: `/api/access` documents that as `rescue`, the
+/// customer got the rescue email, and the page says it was delayed.
+#[test]
+fn a_charge_found_by_reconciliation_is_activated_as_a_rescue() {
+    let c = Uuid::new_v4();
+    let found = ChargeSucceeded {
+        payment_id: "pi_found".into(),
+        charge_id: None,
+        session_id: None,
+        checkout_reference: Some(c.to_string()),
+        customer_email: Some(A.into()),
+        amount: 24900,
+        currency: usd(),
+        paid_at: at(1),
+        source: ChargeSource::Reconciliation,
+    };
+    let rows = given(vec![
+        checkout_started(c, A, 24900),
+        (StreamId::payment("pi_found"), fact(found, "pi_found")),
+    ])
+    .then();
+    assert_eq!(rows.one("subscriptions").field("activation"), "rescue");
+    assert_eq!(rows.one("customer_status").field("activation"), "rescue");
+    let emails: Vec<String> = rows
+        .rows("outgoing_emails")
+        .iter()
+        .map(|r| r.field("kind"))
+        .collect();
+    assert_eq!(emails, ["rescue_confirmation"]);
+}
