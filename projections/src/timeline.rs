@@ -111,33 +111,15 @@ impl TimelineRows {
             }
             DomainEvent::ChargeSucceeded(c) => {
                 people.extend(c.customer_email.clone());
-                // The payment id is the processor's, case and all.
-                format!(
-                    "charged {} (payment {}, via {})",
-                    money(c.amount, &c.currency),
-                    c.payment_id,
-                    format!("{:?}", c.source).to_lowercase()
-                )
+                payment_summary(decoded).unwrap_or_default()
             }
             DomainEvent::ChargeMatched(m) => {
                 people.push(m.email.clone());
-                format!(
-                    "payment {} matched to plan {} by {}: {}",
-                    m.payment_id, m.plan, m.matched_by, m.reason
-                )
+                payment_summary(decoded).unwrap_or_default()
             }
-            DomainEvent::ChargeRefunded(r) => format!(
-                "refunded {} of payment {}",
-                money(r.amount, &r.currency),
-                r.payment_id
-            ),
-            DomainEvent::DisputeOpened(d) => format!(
-                "opened dispute {} on payment {}",
-                d.dispute_id, d.payment_id
-            ),
-            DomainEvent::DisputeClosed(d) => {
-                format!("dispute {} closed: {}", d.dispute_id, d.status)
-            }
+            DomainEvent::ChargeRefunded(_)
+            | DomainEvent::DisputeOpened(_)
+            | DomainEvent::DisputeClosed(_) => payment_summary(decoded).unwrap_or_default(),
             DomainEvent::SubscriptionGranted(g) => {
                 people.push(g.email.clone());
                 format!("granted {} by {}: {}", g.plan, g.granted_by, g.reason)
@@ -170,7 +152,7 @@ impl TimelineRows {
             }
             DomainEvent::ProcessorDisagreement(d) => {
                 people.extend(self.ledger.email_of_payment(db, &d.payment_id).await?);
-                format!("reconciliation found a disagreement: {}", d.detail)
+                payment_summary(decoded).unwrap_or_default()
             }
             _ => String::new(),
         };
@@ -218,4 +200,38 @@ impl TimelineRows {
             .await?
             .map(|k| k.email))
     }
+}
+
+/// How the timeline words the events of a payment's own stream; support
+/// shows these for a payment no address is known for, straight from its
+/// stream.
+pub fn payment_summary(decoded: &DomainEvent) -> Option<String> {
+    let money = |amount: i64, c: &Currency| c.format_amount(amount);
+    Some(match decoded {
+        // The payment id is the processor's, case and all.
+        DomainEvent::ChargeSucceeded(c) => format!(
+            "charged {} (payment {}, via {})",
+            money(c.amount, &c.currency),
+            c.payment_id,
+            format!("{:?}", c.source).to_lowercase()
+        ),
+        DomainEvent::ChargeMatched(m) => format!(
+            "payment {} matched to plan {} by {}: {}",
+            m.payment_id, m.plan, m.matched_by, m.reason
+        ),
+        DomainEvent::ChargeRefunded(r) => format!(
+            "refunded {} of payment {}",
+            money(r.amount, &r.currency),
+            r.payment_id
+        ),
+        DomainEvent::DisputeOpened(d) => format!(
+            "opened dispute {} on payment {}",
+            d.dispute_id, d.payment_id
+        ),
+        DomainEvent::DisputeClosed(d) => format!("dispute {} closed: {}", d.dispute_id, d.status),
+        DomainEvent::ProcessorDisagreement(d) => {
+            format!("reconciliation found a disagreement: {}", d.detail)
+        }
+        _ => return None,
+    })
 }

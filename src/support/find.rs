@@ -222,7 +222,7 @@ pub async fn find(
                 suggested_action: d.suggested_action,
             })
             .collect();
-    let timeline = read::timeline::of_email(&read, email.as_deref())
+    let mut timeline: Vec<TimelineEntry> = read::timeline::of_email(&read, email.as_deref())
         .await?
         .into_iter()
         .map(|t| TimelineEntry {
@@ -232,6 +232,24 @@ pub async fn find(
             summary: t.summary,
         })
         .collect();
+    // No address, no timeline row: tell the payments' story from their
+    // own streams.
+    if email.is_none() {
+        for id in &payment_ids {
+            let stream = payledger_events::StreamId::payment(id);
+            for (r, event) in store.recorded_stream(&stream).await? {
+                if let Some(summary) = payledger_projections::timeline::payment_summary(&event) {
+                    timeline.push(TimelineEntry {
+                        at: r.recorded_at,
+                        event_type: r.event_type,
+                        actor: r.metadata.actor.to_string(),
+                        summary,
+                    });
+                }
+            }
+        }
+        timeline.sort_by_key(|t| t.at);
+    }
     let customer = Customer {
         email,
         subscription,

@@ -927,3 +927,26 @@ async fn a_receipt_of_a_refunded_payment_is_not_resent() {
     );
     assert_eq!(count_events(&t, "EmailResendRequested").await, 0);
 }
+
+/// An orphan charge with no address has no timeline rows by address:
+/// `find` by its payment id tells its story from its stream, with the id
+/// exactly as the processor wrote it (so it can be pasted back).
+#[tokio::test]
+async fn finding_an_orphan_by_payment_id_shows_its_story_with_pasteable_ids() {
+    let t = TestDb::new().await;
+    append(
+        &t.store(),
+        vec![charge("pi_NoMail7Xy", None, None, 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    let found = desk.ok(&["support", "find", "pi_NoMail7Xy"]);
+    assert!(
+        found.contains("charged 249.00 USD (payment pi_NoMail7Xy, via webhook)"),
+        "{found}"
+    );
+    let again = desk.ok(&["support", "find", "pi_NoMail7Xy", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert!(!v["timeline"].as_array().unwrap().is_empty(), "{again}");
+}
