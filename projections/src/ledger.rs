@@ -704,6 +704,28 @@ pub fn email_for(change: &LedgerChange) -> Option<(String, &'static str, String)
             "refund_confirmation",
             email.clone(),
         )),
+        LedgerChange::DisputeOpened {
+            dispute_id,
+            email: Some(email),
+            ..
+        } => Some((
+            format!("dispute_opened:{dispute_id}"),
+            "dispute_opened",
+            email.clone(),
+        )),
+        LedgerChange::DisputeClosed {
+            dispute_id,
+            email: Some(email),
+            status,
+            ..
+        } => {
+            let kind = match DisputeState::of_closing(status)? {
+                DisputeState::Won => "dispute_won",
+                DisputeState::Lost => "dispute_lost",
+                DisputeState::Open => return None,
+            };
+            Some((format!("{kind}:{dispute_id}"), kind, email.clone()))
+        }
         _ => None,
     }
 }

@@ -15,6 +15,8 @@ const TYPES: &[&str] = &[
     "ChargeSucceeded",
     "ChargeMatched",
     "ChargeRefunded",
+    "DisputeOpened",
+    "DisputeClosed",
     "StatusLinkRequested",
     "EmailSent",
     "EmailFailed",
@@ -28,7 +30,8 @@ impl Projection for OutgoingEmails {
     fn version(&self) -> i32 {
         // v2: refunds seen before their charge are announced when it comes.
         // v3: buying again after a refund is not a duplicate charge.
-        3
+        // v4: the customer hears of disputes (opened, won, lost).
+        4
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -158,9 +161,16 @@ impl OutgoingEmailRows {
             if let Some((key, kind, recipient)) = ledger::email_for(&change) {
                 let payment = match &change {
                     LedgerChange::Activated { payment_id, .. }
-                    | LedgerChange::Refunded { payment_id, .. } => Some(payment_id.as_str()),
+                    | LedgerChange::Refunded { payment_id, .. }
+                    | LedgerChange::DisputeOpened { payment_id, .. }
+                    | LedgerChange::DisputeClosed { payment_id, .. } => Some(payment_id.as_str()),
                     _ => None,
                 };
+                // Disputes recorded before customers were told of them stay
+                // untold: an email about a months-old dispute would confuse.
+                if kind.starts_with("dispute_") && event.recorded_at < dispute_emails_from() {
+                    continue;
+                }
                 self.request(db, &key, kind, &recipient, payment, event)
                     .await?;
             }
@@ -195,4 +205,10 @@ impl OutgoingEmailRows {
         }
         Ok(())
     }
+}
+
+/// When payledger began writing to customers about disputes (this
+/// projection's version 4); a rebuild keeps the same line.
+fn dispute_emails_from() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_795_824_000, 0).unwrap_or_default() // 2026-11-28T00:00:00Z
 }

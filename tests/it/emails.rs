@@ -413,3 +413,43 @@ async fn a_receipt_missing_its_fields_is_never_sent_and_opens_a_discrepancy() {
         .get(0);
     assert_eq!(open, 1);
 }
+
+/// A dispute is news the customer must hear from us: when it opens (what
+/// it means, that access is paused), and how it ended (won: access back;
+/// lost: access ended) — once each, with the amount and reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_is_told_to_the_customer_when_it_opens_and_when_it_ends() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    append(&store, paid_checkout("dee@example.com", "pi_dee")).await;
+    append(&store, vec![dispute_opened("pi_dee", "dp_dee")]).await;
+    send_all(&store, &mailer(&sink), &config(), 2, &sink, 10).await;
+    append(&store, vec![dispute_closed("pi_dee", "dp_dee", "lost")]).await;
+    send_all(&store, &mailer(&sink), &config(), 3, &sink, 10).await;
+    project_everything(&t.db.pool).await;
+    send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    let subjects: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 3, "once each: {subjects:?}");
+    for said in [
+        "Your receipt",
+        "Your bank is disputing your payment of 249.00 USD",
+        "Your bank returned your payment of 249.00 USD",
+    ] {
+        assert!(
+            subjects.iter().any(|s| s.contains(said)),
+            "{said}: {subjects:?}"
+        );
+    }
+    let received = sink.received();
+    let opened = received
+        .iter()
+        .find(|m| m.header("Subject").unwrap().contains("disputing"))
+        .unwrap();
+    assert!(opened.text().contains("paused"), "{}", opened.text());
+    assert!(opened.text().contains("PL-"), "{}", opened.text());
+}
