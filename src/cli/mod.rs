@@ -76,6 +76,9 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Every customer situation and what the page, the API and the status
+    /// email say in it (the table of docs/communication.md).
+    Situations,
     /// Benchmarks against the local PostgreSQL.
     Bench {
         #[command(subcommand)]
@@ -127,5 +130,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ProcessorSim(args) => tools::processor_sim(args).await,
         Command::Bench { command } => bench::run(&cli, command).await,
         Command::Settings { markdown } => Ok(tools::settings(*markdown)),
+        Command::Situations => {
+            print!("{}", payledger::situation::table_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

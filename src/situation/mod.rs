@@ -166,5 +166,38 @@ pub fn of_payment(f: &Facts<'_>) -> Situation {
     }
 }
 
+/// The table in `docs/communication.md` (between its `situations` markers):
+/// every situation, what each voice says, with example amounts and dates.
+/// A test keeps the document equal to this.
+pub fn table_markdown() -> String {
+    let d = Details {
+        reference: "PL-…".into(),
+        plan: "One year of access".into(),
+        paid: "249.00 USD".into(),
+        refunded: Some("50.00 USD".into()),
+        net: Some("199.00 USD".into()),
+        paid_on: Some("27 November 2026".into()),
+        started_on: "27 November 2026".into(),
+        access_until: Some("27 November 2027".into()),
+        masked_email: "a***@example.com".into(),
+        support_email: "help@…".into(),
+    };
+    let mut out = String::from(
+        "| situation | page heading | `/api/access` active | a person promised (queue) | status email line |\n|---|---|---|---|---|\n",
+    );
+    for s in Situation::ALL {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            s.name(),
+            s.page(&d, 5).heading,
+            yes(s.has_access()),
+            yes(s.promises_a_person()),
+            s.email_line(&d)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;
