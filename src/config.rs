@@ -44,6 +44,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_API_TOKEN", "", "bearer token of `/api/access`; unset, it refuses everyone"),
     setting("PAYLEDGER_METRICS_TOKEN", "", "bearer token `/metrics` wants; unset, it is open"),
     setting("PAYLEDGER_TRUSTED_PROXIES", "", "addresses whose `X-Forwarded-For` is believed (comma-separated IPs/CIDRs)"),
+    setting("PAYLEDGER_TIMEZONE", "UTC", "the time zone of the dates customers and support read (IANA name, e.g. America/New_York)"),
     setting("PAYLEDGER_PENDING_WINDOW", "3m", "how long \"we're confirming your payment\" is honest before the page says a person is on it"),
     setting("PAYLEDGER_HEADER_TIMEOUT", "10", "seconds a client may take to send its request headers (and idle keep-alive)"),
     setting("PAYLEDGER_BODY_TIMEOUT", "30", "seconds a client may take to send a whole request body"),
@@ -231,6 +232,17 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 
 /// The longest duration any setting or flag accepts.
 pub const MAX_DURATION_DAYS: i64 = 36_500;
+
+/// `PAYLEDGER_TIMEZONE`: the zone texts give dates in (UTC unless set).
+pub fn timezone() -> Result<chrono_tz::Tz, ConfigError> {
+    match var("PAYLEDGER_TIMEZONE") {
+        None => Ok(chrono_tz::UTC),
+        Some(name) => name.parse().map_err(|_| ConfigError::Invalid {
+            name: "PAYLEDGER_TIMEZONE",
+            reason: format!("{name:?} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)"),
+        }),
+    }
+}
 
 /// A duration setting, or its default when unset.
 pub fn duration_setting(

@@ -153,6 +153,7 @@ async fn render(
         support_email: &site.support_email,
         now,
         pending_window: site.pending_window,
+        zone: site.zone,
     };
     let (situation, details) = match row {
         Some(row) => match situation::load::situation_of(&state.read, row, &ctx).await {

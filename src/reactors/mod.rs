@@ -43,6 +43,7 @@ impl Reactors {
                         "PAYLEDGER_PENDING_WINDOW",
                         chrono::Duration::minutes(3),
                     )?,
+                    zone: crate::config::timezone()?,
                     ..Default::default()
                 };
                 if let Some(n) = crate::config::var("PAYLEDGER_MAIL_MAX_ATTEMPTS") {

@@ -35,6 +35,8 @@ pub struct SenderConfig {
     pub plans: Plans,
     /// How long "we're confirming" is honest (the pages' window).
     pub pending_window: Duration,
+    /// PAYLEDGER_TIMEZONE: the zone of the dates emails show.
+    pub zone: chrono_tz::Tz,
 }
 
 impl Default for SenderConfig {
@@ -51,6 +53,7 @@ impl Default for SenderConfig {
             support_email: "support@localhost".into(),
             plans: Plans::default(),
             pending_window: Duration::minutes(3),
+            zone: chrono_tz::UTC,
         }
     }
 }
@@ -119,8 +122,8 @@ fn money(amount: Option<i64>, currency: Option<String>) -> String {
         .map_or_else(|| UNKNOWN_AMOUNT.into(), |m| m.to_string())
 }
 
-fn day(d: Option<DateTime<Utc>>) -> String {
-    d.map(|d| d.format("%-d %B %Y").to_string())
+fn day(d: Option<DateTime<Utc>>, zone: chrono_tz::Tz) -> String {
+    d.map(|d| crate::situation::day(d, zone))
         .unwrap_or_else(|| UNKNOWN_DAY.into())
 }
 
@@ -175,8 +178,11 @@ async fn view_of(
             .map(|p| config.plans.get(&p).map(|x| x.name.clone()).unwrap_or(p))
             .unwrap_or_else(|| UNKNOWN_PLAN.into());
         view.amount = money(r.amount, r.currency);
-        view.paid_on = day(r.paid_at);
-        view.period_end = day(r.period_end);
+        view.paid_on = day(r.paid_at, config.zone);
+        view.period_end = r
+            .period_end
+            .map(|d| crate::situation::until(d, config.zone))
+            .unwrap_or_else(|| UNKNOWN_DAY.into());
         view.status_url = status_url(config, &r.reference);
         view.reference = r.reference;
     }
@@ -200,6 +206,7 @@ async fn links_for(
         support_email: &config.support_email,
         now,
         pending_window: config.pending_window,
+        zone: config.zone,
     };
     let mut links = vec![];
     for r in customer_status::by_email(read, email).await? {
@@ -209,7 +216,7 @@ async fn links_for(
             summary: format!(
                 "{} from {}: {}",
                 money(r.amount, r.currency.clone()),
-                day(Some(r.started_at)),
+                day(Some(r.started_at), config.zone),
                 situation.email_line(&details)
             ),
             url: status_url(config, &r.reference),

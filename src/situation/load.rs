@@ -1,7 +1,7 @@
 //! A payment's situation and the details its words quote, read from the
 //! read models: what the page, the reply and the consistency test share.
 
-use super::words::{day, Details};
+use super::words::{day, until, Details};
 use super::{of_payment, Facts, Situation};
 use crate::plans::Plans;
 use chrono::{DateTime, Duration, Utc};
@@ -15,6 +15,8 @@ pub struct Context<'a> {
     pub support_email: &'a str,
     pub now: DateTime<Utc>,
     pub pending_window: Duration,
+    /// PAYLEDGER_TIMEZONE.
+    pub zone: chrono_tz::Tz,
 }
 
 /// The situation of one row, and the details to say it with.
@@ -68,9 +70,9 @@ pub fn details(
         paid,
         refunded,
         net,
-        paid_on: row.paid_at.map(day),
-        started_on: day(row.started_at),
-        access_until: access_until.map(day),
+        paid_on: row.paid_at.map(|at| day(at, ctx.zone)),
+        started_on: day(row.started_at, ctx.zone),
+        access_until: access_until.map(|at| until(at, ctx.zone)),
         masked_email: row
             .email
             .as_deref()

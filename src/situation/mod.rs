@@ -7,7 +7,7 @@
 pub mod load;
 mod words;
 
-pub use words::{day, Details, Page, Receipt};
+pub use words::{day, until, Details, Page, Receipt};
 
 use chrono::{DateTime, Duration, Utc};
 use payledger_projections::read::customer_status::CustomerStatusRow;

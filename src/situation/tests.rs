@@ -178,3 +178,34 @@ fn docs_communication_md_holds_the_situations_table() {
         "docs/communication.md is out of date; paste situation::table_markdown() between the markers"
     );
 }
+
+#[test]
+fn dates_are_in_the_configured_zone_and_the_end_of_access_agrees_with_the_api_to_the_minute() {
+    // Paid at 21:16 on 27 November in New York, which is 02:16 UTC on the 28th.
+    let paid = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 28, 2, 16, 59)
+        .unwrap();
+    let mut r = row(PaymentState::Active);
+    r.paid_at = Some(paid);
+    let plans = crate::plans::Plans::default();
+    let ctx = |zone| load::Context {
+        plans: &plans,
+        support_email: "help@shop.example",
+        now: paid,
+        pending_window: Duration::minutes(3),
+        zone,
+    };
+    let end = paid + Duration::days(365);
+    let ny = load::details(&r, Some(end), &ctx(chrono_tz::America::New_York));
+    assert_eq!(ny.paid_on.as_deref(), Some("27 November 2026"));
+    assert_eq!(
+        ny.access_until.as_deref(),
+        Some("27 November 2027, 21:16 EST")
+    );
+    let utc = load::details(&r, Some(end), &ctx(chrono_tz::UTC));
+    assert_eq!(utc.paid_on.as_deref(), Some("28 November 2026"));
+    assert_eq!(
+        utc.access_until.as_deref(),
+        Some("28 November 2027, 02:16 UTC")
+    );
+}

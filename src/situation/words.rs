@@ -45,9 +45,17 @@ impl Details {
     }
 }
 
-/// A day as texts show it.
-pub fn day(at: DateTime<Utc>) -> String {
-    at.format("%-d %B %Y").to_string()
+/// A day as texts show it, in the zone customers are told dates in.
+pub fn day(at: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone).format("%-d %B %Y").to_string()
+}
+
+/// The moment access ends, as texts show it: the day, the time and the
+/// zone, so it agrees with `/api/access`'s `period_end` to the minute.
+pub fn until(at: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone)
+        .format("%-d %B %Y, %H:%M %Z")
+        .to_string()
 }
 
 /// One row of the receipt a page shows.

@@ -20,6 +20,8 @@ pub struct Site {
     pub metrics_token: Option<String>,
     /// How long "pending" is honest before the page says a person is on it.
     pub pending_window: chrono::Duration,
+    /// PAYLEDGER_TIMEZONE: the zone of the dates pages show.
+    pub zone: chrono_tz::Tz,
     pub limiter: Arc<limiter::RateLimiter>,
     /// Timeouts and the connection cap of the HTTP server.
     pub http_limits: crate::http_limits::HttpLimits,
@@ -42,6 +44,7 @@ impl Default for Site {
             api_token: None,
             metrics_token: None,
             pending_window: chrono::Duration::minutes(3),
+            zone: chrono_tz::UTC,
             limiter: Arc::new(limiter::RateLimiter::default()),
             http_limits: Default::default(),
             trusted_proxies: Default::default(),
@@ -89,6 +92,7 @@ impl Site {
             support_email,
             api_token,
             metrics_token: crate::config::var("PAYLEDGER_METRICS_TOKEN"),
+            zone: crate::config::timezone()?,
             pending_window: crate::config::duration_setting(
                 "PAYLEDGER_PENDING_WINDOW",
                 chrono::Duration::minutes(3),

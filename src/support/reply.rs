@@ -5,7 +5,7 @@
 use super::find::{self, Customer};
 use super::SupportError;
 use crate::plans::Plans;
-use crate::situation::{self, day, Situation};
+use crate::situation::{self, until, Situation};
 use crate::store::PgEventStore;
 use payledger_projections::read::{customer_status, ReadModels};
 
@@ -32,6 +32,7 @@ pub async fn reply_for(
             chrono::Duration::minutes(3),
         )
         .map_err(|e| SupportError::Invalid(e.to_string()))?,
+        zone: crate::config::timezone().map_err(|e| SupportError::Invalid(e.to_string()))?,
     };
     let (situation, details) = situation::load::situation_of(&read, &row, &ctx).await?;
     Ok(letter(&situation.reply(&details), support_name))
@@ -75,7 +76,10 @@ fn without_payment(c: &Customer, support_name: &str) -> String {
             &format!(
                 "You have access to {} as a courtesy, with nothing to pay, until {}.",
                 s.plan,
-                day(s.period_end)
+                until(
+                    s.period_end,
+                    crate::config::timezone().unwrap_or(chrono_tz::UTC)
+                )
             ),
             support_name,
         );

@@ -274,3 +274,44 @@ async fn the_orphan_in_a_real_browser_is_not_yet_recorded_then_shows_active_afte
     assert!(status.contains(&reference));
     b.client.clone().close().await.unwrap();
 }
+
+/// Every situation's page as a customer's browser shows it, photographed
+/// under `target/screenshots/situations/` (for reading the words in
+/// context), each showing its own situation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_situation_is_photographed_as_the_customer_sees_it() {
+    use payledger::situation::Situation;
+    let t = TestDb::new().await;
+    let store = t.store();
+    let an_hour_ago = payledger::store::PgEventStore::new(
+        t.db.pool.clone(),
+        std::sync::Arc::new(payledger::clock::ManualClock::new(
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        )),
+    );
+    let mut built = vec![];
+    for s in Situation::ALL {
+        built.push(crate::situations::build(&store, &an_hour_ago, *s).await);
+    }
+    project_everything(&t.db.pool).await;
+    let shop = open_shop_with(t.db.pool.clone(), false, |_| {}, axum::Router::new()).await;
+    let b = browser("situations").await;
+    for s in &built {
+        b.client
+            .goto(&format!("{}/status/{}", shop.base, s.reference))
+            .await
+            .unwrap();
+        let text = b.visible_text().await;
+        b.shot(s.want.name()).await;
+        let page = crate::pages::page(&format!("{}/status/{}", shop.base, s.reference))
+            .await
+            .1;
+        assert!(
+            page.contains(&format!("data-situation=\"{}\"", s.want.name())),
+            "{}: {text}",
+            s.want.name()
+        );
+        assert!(text.contains(&s.reference), "{}: {text}", s.want.name());
+    }
+    b.client.clone().close().await.unwrap();
+}

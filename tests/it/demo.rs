@@ -16,6 +16,16 @@ async fn the_demo_holds_every_check_and_sigterm_stops_its_shop() {
         .spawn()
         .expect("start the demo");
     let stdout = demo.stdout.take().expect("stdout");
+    // However this test ends, the demo and the shop it started do too.
+    struct StopOnDrop(u32);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _stop = StopOnDrop(demo.id());
     let mut lines = vec![];
     let mut shop = None;
     for line in BufReader::new(stdout).lines() {
@@ -34,7 +44,8 @@ async fn the_demo_holds_every_check_and_sigterm_stops_its_shop() {
     }
     let text = lines.join("\n");
     assert!(text.contains("checks held."), "{text}");
-    assert!(!text.contains("FAILED"), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
+    assert!(failed.is_empty(), "{failed:#?}\n{text}");
     let shop = shop.expect("the demo said where the shop runs");
     let health = format!("{shop}/healthz");
     assert!(reqwest::get(&health).await.is_ok_and(|r| r.status() == 200));

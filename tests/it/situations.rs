@@ -33,14 +33,18 @@ fn charge_now(
     (StreamId::payment(payment), fact(e, payment))
 }
 
-struct Built {
-    want: Situation,
-    email: String,
-    reference: String,
+pub(crate) struct Built {
+    pub want: Situation,
+    pub email: String,
+    pub reference: String,
 }
 
 /// One customer per situation, each with their own address and payment.
-async fn build(store: &PgEventStore, an_hour_ago: &PgEventStore, want: Situation) -> Built {
+pub(crate) async fn build(
+    store: &PgEventStore,
+    an_hour_ago: &PgEventStore,
+    want: Situation,
+) -> Built {
     let name = want.name().replace('_', "");
     let email = format!("{name}@example.com");
     let pi = format!("pi_{name}");
