@@ -78,6 +78,7 @@ struct TextBody<'a> {
     plan: &'a str,
     amount: &'a str,
     refund_amount: &'a str,
+    access_note: &'a str,
     paid_on: &'a str,
     reference: &'a str,
     period_end: &'a str,
@@ -93,6 +94,7 @@ struct HtmlBody<'a> {
     plan: &'a str,
     amount: &'a str,
     refund_amount: &'a str,
+    access_note: &'a str,
     paid_on: &'a str,
     reference: &'a str,
     period_end: &'a str,
@@ -107,6 +109,8 @@ struct View {
     plan: String,
     amount: String,
     refund_amount: String,
+    /// For a refund: access that goes on from another payment.
+    access_note: String,
     paid_on: String,
     reference: String,
     period_end: String,
@@ -185,6 +189,21 @@ async fn view_of(
             .unwrap_or_else(|| UNKNOWN_DAY.into());
         view.status_url = status_url(config, &r.reference);
         view.reference = r.reference;
+        if key.starts_with("refund_confirmation:") {
+            let other = match &r.email {
+                Some(e) => payledger_projections::read::subscriptions::by_email(read, e)
+                    .await?
+                    .filter(|s| s.grants_access_at(store.clock().now()))
+                    .filter(|s| s.payment_id.as_deref() != Some(payment_id)),
+                None => None,
+            };
+            if let Some(s) = other {
+                view.access_note = format!(
+                    "Your access continues until {}, from your other payment.",
+                    crate::situation::until(s.period_end, config.zone)
+                );
+            }
+        }
     }
     if let Some(refund_id) = key.strip_prefix("refund_confirmation:") {
         let id = payledger_events::deterministic_event_id("ChargeRefunded", refund_id);
@@ -273,6 +292,7 @@ fn build(
                 plan: &view.plan,
                 amount: &view.amount,
                 refund_amount: &view.refund_amount,
+                access_note: &view.access_note,
                 paid_on: &view.paid_on,
                 reference: &view.reference,
                 period_end: &view.period_end,

@@ -453,3 +453,47 @@ async fn a_dispute_is_told_to_the_customer_when_it_opens_and_when_it_ends() {
     assert!(opened.text().contains("paused"), "{}", opened.text());
     assert!(opened.text().contains("PL-"), "{}", opened.text());
 }
+
+/// Refunding a duplicate charge: the refund email says the customer's
+/// access goes on from their other payment, so they do not think they lost it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refund_of_a_duplicate_says_access_continues_from_the_other_payment() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    let checkout = Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(checkout, "twice@example.com", 24900),
+            charge(
+                "pi_one",
+                Some(checkout),
+                Some("twice@example.com"),
+                24900,
+                0,
+            ),
+            charge(
+                "pi_two",
+                Some(checkout),
+                Some("twice@example.com"),
+                24900,
+                1,
+            ),
+        ],
+    )
+    .await;
+    append(&store, vec![refunded("pi_two", "re_two", 24900)]).await;
+    send_all(&store, &mailer(&sink), &config(), 2, &sink, 10).await;
+    let received = sink.received();
+    let refund = received
+        .iter()
+        .find(|m| m.header("Subject").unwrap().contains("refund"))
+        .expect("a refund email");
+    assert!(
+        refund.text().contains("Your access continues until")
+            && refund.text().contains("from your other payment"),
+        "{}",
+        refund.text()
+    );
+}

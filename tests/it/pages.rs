@@ -594,3 +594,47 @@ async fn readiness_and_metrics_tell_the_operator_what_they_need() {
         "{metrics}"
     );
 }
+
+/// A customer who already has access and comes to buy again would only make
+/// a duplicate charge for support to refund: the form says they need not
+/// pay again, and nothing is recorded or opened at the processor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buying_again_with_access_is_stopped_before_any_charge() {
+    let t = TestDb::new().await;
+    let checkout = uuid::Uuid::new_v4();
+    crate::common::ledger::append(
+        &t.store(),
+        vec![
+            crate::common::ledger::checkout_started(checkout, "again@example.com", 24900),
+            crate::common::ledger::charge(
+                "pi_again",
+                Some(checkout),
+                Some("again@example.com"),
+                24900,
+                0,
+            ),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let shop = open_shop(&t, false).await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let r = http()
+        .post(format!("{}/checkout", shop.base))
+        .form(&form("annual", "Again@Example.com", &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap().replace("&#39;", "'");
+    assert!(
+        body.contains("already has access, so you don't need to pay again"),
+        "{body}"
+    );
+    assert_eq!(
+        count_events(&t, "CheckoutStarted").await,
+        1,
+        "nothing new recorded"
+    );
+    assert!(shop.sim.lock().sessions.is_empty(), "no session opened");
+}

@@ -950,3 +950,22 @@ async fn finding_an_orphan_by_payment_id_shows_its_story_with_pasteable_ids() {
     let v: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert!(!v["timeline"].as_array().unwrap().is_empty(), "{again}");
 }
+
+/// A customer with a grant and no payment: the reply says what they have,
+/// and never asks for card digits for a payment that does not exist.
+#[tokio::test]
+async fn the_reply_to_a_granted_customer_states_the_grant_and_asks_for_no_card() {
+    let t = TestDb::new().await;
+    append(&t.store(), vec![granted("press@example.com")]).await;
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, None);
+    let reply = desk.ok(&["support", "reply", "press@example.com", "--sign", "Sam"]);
+    assert!(
+        reply.contains("as a courtesy, with nothing to pay"),
+        "{reply}"
+    );
+    assert!(
+        !reply.contains("four digits") && !reply.contains("card"),
+        "{reply}"
+    );
+}

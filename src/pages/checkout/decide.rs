@@ -24,8 +24,13 @@ pub struct Decided {
 
 /// A valid form starts a checkout whose id follows from the form's token,
 /// plan and address; an invalid one gets every reason at once, in words
-/// for the person at the form.
-pub fn start(request: &CheckoutRequest, plans: &Plans) -> Result<Decided, Vec<String>> {
+/// for the person at the form. `has_access`: the address already has
+/// access — a second payment would only be a duplicate to refund.
+pub fn start(
+    request: &CheckoutRequest,
+    plans: &Plans,
+    has_access: bool,
+) -> Result<Decided, Vec<String>> {
     let email = request.email.trim().to_lowercase();
     let mut errors = vec![];
     if email.is_empty() {
@@ -36,6 +41,9 @@ pub fn start(request: &CheckoutRequest, plans: &Plans) -> Result<Decided, Vec<St
     let plan = plans.get(&request.plan).cloned();
     if plan.is_none() {
         errors.push("Please choose one of the plans below.".into());
+    }
+    if has_access && errors.is_empty() {
+        errors.push("This address already has access, so you don't need to pay again. To buy for someone else, enter their address.".into());
     }
     let token = Uuid::parse_str(request.token.trim()).ok();
     if token.is_none() && errors.is_empty() {

@@ -2,7 +2,7 @@
 //! recorded *before* the processor is asked for anything.
 
 use super::views::Home;
-use super::{internal_error, message, no_store, Site};
+use super::{internal_error, message, no_store, valid_email, Site};
 use crate::processor::client::NewCheckoutSession;
 use crate::state::AppState;
 use crate::store::{EventStore, ExpectedVersion, StoreError};
@@ -89,7 +89,14 @@ pub async fn start(
         email: form.email.clone(),
         token: form.token.clone(),
     };
-    let decide::Decided { started, plan } = match decide::start(&request, &site.plans) {
+    let address = form.email.trim().to_lowercase();
+    let has_access = valid_email(&address)
+        && payledger_projections::read::subscriptions::by_email(&state.read, &address)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.grants_access_at(state.clock.now()));
+    let decide::Decided { started, plan } = match decide::start(&request, &site.plans, has_access) {
         Ok(decided) => decided,
         Err(errors) => {
             let page = home_page(site, &form.plan, &form.email, errors);
