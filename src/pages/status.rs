@@ -33,13 +33,44 @@ pub struct ReturnQuery {
 /// A database that cannot be reached gets the static promise; anything
 /// else is our bug and gets the error page.
 fn store_failure(site: &Site, e: &StoreError) -> Response {
-    match e {
-        StoreError::Unavailable(_) => unavailable(site, e),
-        StoreError::Database(db) if db.is_closed() || db.as_db_error().is_none() => {
-            unavailable(site, e)
-        }
-        _ => internal_error(site, e),
+    if is_outage(e) {
+        unavailable(site, e)
+    } else {
+        internal_error(site, e)
     }
+}
+
+fn is_outage(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(_) => true,
+        StoreError::Database(db) => db.is_closed() || db.as_db_error().is_none(),
+        _ => false,
+    }
+}
+
+/// `POST /status` while the database is out of reach: not the status
+/// page's words — this request was not taken, and no email will come.
+fn request_not_taken(site: &Site, e: &StoreError) -> Response {
+    if !is_outage(e) {
+        return internal_error(site, e);
+    }
+    let reference = super::error_reference();
+    tracing::error!(reference = %reference, error = %e, "status request not taken: the database is unreachable");
+    let mut r = message(
+        site,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "We couldn't take your request right now",
+        &[
+            "Our records are briefly out of reach, so we could not send the email you asked for. Please try again in a few minutes.",
+            "If you paid, your payment is safe: our payment processor has it, and nothing is lost while this page is down. Please don't pay again.",
+        ],
+        Some(reference),
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("30"),
+    );
+    r
 }
 
 fn unknown(site: &Site, what: &str) -> Response {
@@ -260,7 +291,7 @@ pub async fn request_links(
     }
     .await;
     if let Err(e) = appended {
-        return store_failure(site, &e);
+        return request_not_taken(site, &e);
     }
     // The same words whether or not the address is known.
     message(

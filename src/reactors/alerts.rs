@@ -9,6 +9,7 @@ use chrono::Duration;
 use lettre::message::Mailbox;
 use lettre::Message;
 use payledger_projections::states::{DiscrepancyStatus, ProjectionState};
+use sha2::Digest;
 
 #[derive(Clone)]
 pub struct AlertConfig {
@@ -128,7 +129,7 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
         if discrepancies == 1 { "s" } else { "" },
         lines.join("\n")
     );
-    if let Err(e) = deliver(config, &text, ids.len()).await {
+    if let Err(e) = deliver(config, &text, &ids).await {
         // Release the lock now, not whenever the dropped transaction's
         // rollback reaches the server.
         tx.rollback().await?;
@@ -149,7 +150,8 @@ pub async fn alert_due(store: &PgEventStore, config: &AlertConfig) -> Result<usi
     Ok(ids.len())
 }
 
-async fn deliver(config: &AlertConfig, text: &str, n: usize) -> Result<(), AlertError> {
+async fn deliver(config: &AlertConfig, text: &str, ids: &[String]) -> Result<(), AlertError> {
+    let n = ids.len();
     if let Some(url) = &config.webhook {
         let r = reqwest::Client::new()
             .post(url.clone())
@@ -174,7 +176,15 @@ async fn deliver(config: &AlertConfig, text: &str, n: usize) -> Result<(), Alert
         }
     }
     if let Some((to, mailer)) = &config.email {
+        // From what it announces: an alert sent again after a crash (before
+        // it was recorded) carries the same Message-ID, and clients merge it.
+        let digest = hex::encode(sha2::Sha256::digest(ids.join("\n").as_bytes()));
         let message = Message::builder()
+            .message_id(Some(format!(
+                "<alert.{}@{}>",
+                &digest[..32],
+                mailer.domain()
+            )))
             .from(mailer.from.clone())
             .to(to.clone())
             .subject(format!(

@@ -192,3 +192,35 @@ async fn a_stopped_projection_is_alerted_once_per_stop_with_where_and_why() {
         "{text}"
     );
 }
+
+/// The alert email to support carries a Message-ID derived from what it
+/// announces (a resend after a crash threads with the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_email_has_a_message_id_from_what_it_announces() {
+    let t = TestDb::new().await;
+    let sink = crate::common::smtp::SmtpSink::start().await;
+    append(
+        &t.store(),
+        vec![charge("pi_mailed", None, Some("m@example.com"), 24900, 0)],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let mailer = payledger::reactors::mail::Mailer::smtp(
+        &sink.url(),
+        "payments@shop.example".parse().unwrap(),
+    )
+    .unwrap();
+    let config = AlertConfig {
+        webhook: None,
+        email: Some(("help@shop.example".parse().unwrap(), mailer)),
+        interval: chrono::Duration::minutes(1),
+        tick: std::time::Duration::from_millis(100),
+    };
+    assert_eq!(alert_due(&t.store(), &config).await.unwrap(), 1);
+    let received = sink.received();
+    let id = received[0].header("Message-ID").unwrap_or_default();
+    assert!(
+        id.starts_with("<alert.") && id.ends_with("@shop.example>"),
+        "{id:?}"
+    );
+}

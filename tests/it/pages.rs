@@ -425,6 +425,28 @@ async fn with_the_database_down_the_pages_keep_their_promises() {
         assert!(body.contains("Please don't pay again."));
         assert!(body.contains("ERR-"));
     }
+    // Asking for status links: the request was not taken, and it says so
+    // (not the status page's "we will email you as soon as…").
+    let r = http()
+        .post(format!("{}/status", shop.base))
+        .form(&[("email", "someone@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap().replace("&#39;", "'");
+    assert!(
+        body.contains("We couldn't take your request right now"),
+        "{body}"
+    );
+    assert!(
+        body.contains("try again in a few minutes") && body.contains("ERR-"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("as soon as your payment is confirmed"),
+        "{body}"
+    );
     let r = http()
         .get(format!("{}/readyz", shop.base))
         .send()
