@@ -40,7 +40,7 @@ pub enum SupportCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Refund a payment in full at the processor (once, however often it is run).
+    /// Refund a payment at the processor (all that is left, or --amount).
     Refund {
         payment_id: String,
         #[arg(long)]

@@ -969,3 +969,94 @@ async fn the_reply_to_a_granted_customer_states_the_grant_and_asks_for_no_card()
         "{reply}"
     );
 }
+
+/// The queue's commands, run as printed (placeholders filled in, confirmed
+/// with --yes) against a ledger the simulator's charges built, do what they
+/// say: the orphan is rescued, the duplicate refunded at the processor, the
+/// short payment forced through — and each leaves the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acting_command_the_queue_prints_does_what_it_says() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (sim, sim_base) = start_sim(None, 71).await;
+    let twice = uuid::Uuid::new_v4();
+    let short = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![
+            checkout_started(twice, "twice@example.com", 24900),
+            checkout_started(short, "short@example.com", 24900),
+        ],
+    )
+    .await;
+    let charge_at_sim = |body: serde_json::Value| sim_charge(&sim_base, body);
+    charge_at_sim(
+        serde_json::json!({"email": "orphan@example.com", "amount": 24900, "currency": "usd"}),
+    )
+    .await;
+    for _ in 0..2 {
+        charge_at_sim(serde_json::json!({"email": "twice@example.com", "amount": 24900, "currency": "usd", "client_reference_id": twice.to_string()})).await;
+    }
+    charge_at_sim(serde_json::json!({"email": "short@example.com", "amount": 12000, "currency": "usd", "client_reference_id": short.to_string()})).await;
+    let now = chrono::Utc::now();
+    payledger::reconcile::reconcile(
+        &store,
+        &processor_client(&sim_base),
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+        false,
+    )
+    .await
+    .unwrap();
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, Some(sim_base.clone()));
+    let queue: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["support", "queue", "--json"])).unwrap();
+    let items = queue.as_array().unwrap().clone();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    for item in &items {
+        let command = item["command"].as_str().unwrap();
+        let line = command.split("   (or:").next().unwrap().trim();
+        let filled = format!(
+            "{} --yes",
+            line.replace("--as NAME", "--as alice")
+                .replace("--plan PLAN", "--plan annual")
+                .replace("\"REASON\"", "\"customer agreed to pay the rest later\"")
+        );
+        let args = shell_words(&filled);
+        let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+        let said = desk.ok(&args);
+        assert!(said.contains("done:"), "{filled}: {said}");
+    }
+    project_everything(&t.db.pool).await;
+    let after: serde_json::Value =
+        serde_json::from_str(&desk.ok(&["support", "queue", "--json"])).unwrap();
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        0,
+        "the queue is empty: {after}"
+    );
+    assert_eq!(
+        sim.lock().refunds.len(),
+        1,
+        "the duplicate was refunded at the processor"
+    );
+    for email in [
+        "orphan@example.com",
+        "short@example.com",
+        "twice@example.com",
+    ] {
+        let access: bool = t
+            .client()
+            .await
+            .query_one(
+                "SELECT active FROM payledger_access WHERE email = $1",
+                &[&email],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(access, "{email} has access");
+    }
+}
