@@ -340,18 +340,12 @@ impl PgEventStore {
         &self,
         stream: &StreamId,
     ) -> Result<Vec<(i64, DomainEvent)>, StoreError> {
-        let mut out = vec![];
-        let mut after = 0;
-        loop {
-            let page = self.read_stream(stream, after, 1_000).await?;
-            let Some(last) = page.last().map(|e| e.stream_version) else {
-                return Ok(out);
-            };
-            for e in &page {
-                out.push((e.stream_version, decoded(e)?));
-            }
-            after = last;
-        }
+        Ok(self
+            .recorded_stream(stream)
+            .await?
+            .into_iter()
+            .map(|(r, e)| (r.stream_version, e))
+            .collect())
     }
 
     async fn append_once(
