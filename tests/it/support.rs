@@ -792,6 +792,38 @@ async fn every_command_the_queue_prints_runs_as_printed_for_every_kind() {
             dispute_opened("pi_first", "dp_queue"),
             refunded("pi_ghost", "re_ghost", 500),
             unparsed("evt_unreadable"),
+            email_result("confirmation:pi_first", false, true),
+        ],
+    )
+    .await;
+    let usd = payledger_events::Currency::new("usd").unwrap();
+    let disagreement = payledger_events::ProcessorDisagreement {
+        payment_id: "pi_named".into(),
+        kind: "amount_differs".into(),
+        ledger_amount: Some(24900),
+        ledger_currency: Some(usd.clone()),
+        processor_amount: 20000,
+        processor_currency: usd,
+        processor_object_id: "ch_named".into(),
+        detail: "the processor shows 200.00 USD".into(),
+    };
+    let conflict = payledger_events::ProcessorEventConflict {
+        processor_event_id: "evt_twice".into(),
+        stored_body_sha256: "a".repeat(64),
+        received_body_sha256: "b".repeat(64),
+        received_at: chrono::Utc::now(),
+    };
+    append(
+        &store,
+        vec![
+            (
+                payledger_events::StreamId::payment("pi_named"),
+                fact(disagreement, "pi_named:amount_differs"),
+            ),
+            (
+                payledger_events::StreamId::processor_event("evt_twice"),
+                fact(conflict, "evt_twice:conflict"),
+            ),
         ],
     )
     .await;
@@ -809,6 +841,9 @@ async fn every_command_the_queue_prints_runs_as_printed_for_every_kind() {
         "dispute_opened",
         "refund_without_charge",
         "unparsed_processor_event",
+        "email_undeliverable",
+        "processor_disagreement",
+        "processor_event_conflict",
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
