@@ -209,3 +209,16 @@ fn dates_are_in_the_configured_zone_and_the_end_of_access_agrees_with_the_api_to
         Some("28 November 2027, 02:16 UTC")
     );
 }
+
+#[test]
+fn texts_say_what_is_true_now_and_read_as_sentences() {
+    let d = details();
+    let active = Situation::Active.page(&d, 5).paragraphs.join(" ");
+    // Not "your One year of access is active", and not an email "on its
+    // way" on a page that is read for a year.
+    assert!(!active.contains("your One year of access"), "{active}");
+    assert!(!active.contains("on its way"), "{active}");
+    // A rescued customer got the rescue email before support replies.
+    let rescued = Situation::ActiveAfterDelay.reply(&d);
+    assert!(!rescued.contains("You will also get an email"), "{rescued}");
+}

@@ -69,6 +69,11 @@ async fn a_matched_charge_gets_exactly_one_confirmation_with_the_receipt() {
     project_everything(&t.db.pool).await;
     let first = send_due(&store, &mailer(&sink), &config()).await.unwrap();
     assert_eq!(first.sent, 1);
+    let receipt = sink.received()[0].text();
+    assert!(
+        !receipt.contains("(one year)") && !receipt.contains("your One year of access is active"),
+        "{receipt}"
+    );
     project_everything(&t.db.pool).await;
     let again = send_due(&store, &mailer(&sink), &config()).await.unwrap();
     assert_eq!(again.sent, 0, "sent once, never twice");
