@@ -5,7 +5,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
-use crate::states::{DisputeState, PaymentState};
+use crate::states::{DisputeState, LedgerPaymentState, PaymentState};
 use crate::subscriptions::period_end_from;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
@@ -296,7 +296,25 @@ impl CustomerStatusRows {
                     }
                     Some(DisputeState::Won) => {
                         if row.state == PaymentState::Disputed.as_str() {
-                            row.state = PaymentState::Active.as_str().into();
+                            // Back to what the payment was before the
+                            // dispute, as the rules see it now.
+                            let ledger = self.ledger.payments.get(db, payment_id).await?;
+                            let back = match ledger {
+                                Some(p) if p.amount.is_some_and(|a| p.refunded >= a) => {
+                                    PaymentState::Refunded
+                                }
+                                Some(p) if p.state == LedgerPaymentState::Active.as_str() => {
+                                    PaymentState::Active
+                                }
+                                Some(p)
+                                    if p.state == LedgerPaymentState::Mismatch.as_str()
+                                        || p.state == LedgerPaymentState::Duplicate.as_str() =>
+                                {
+                                    PaymentState::NeedsAttention
+                                }
+                                _ => PaymentState::PaidUnmatched,
+                            };
+                            row.state = back.as_str().into();
                         }
                     }
                     _ => return Ok(()),

@@ -638,12 +638,21 @@ fn disputes_again(p: &Payment, email: Option<String>) -> Vec<LedgerChange> {
             money: p.money(),
         });
     }
-    for dispute_id in p.lost_disputes.iter().flat_map(|l| l.split(' ')) {
+    // Every closed dispute, lost or not: a reader that learns of the
+    // payment only now must end where one that saw it all along did.
+    for dispute_id in p.closed_disputes.iter().flat_map(|l| l.split(' ')) {
+        let lost = listed(&p.lost_disputes, dispute_id);
         changes.push(LedgerChange::DisputeClosed {
             payment_id: p.payment_id.clone(),
             dispute_id: dispute_id.into(),
             email: email.clone(),
-            status: DisputeState::Lost.as_str().into(),
+            status: if lost {
+                DisputeState::Lost
+            } else {
+                DisputeState::Won
+            }
+            .as_str()
+            .into(),
         });
     }
     changes
@@ -709,8 +718,8 @@ pub fn email_for(change: &LedgerChange) -> Option<(String, &'static str, String)
             email: Some(email),
             ..
         } => Some((
-            format!("dispute_opened:{dispute_id}"),
-            "dispute_opened",
+            format!("dispute_notice:{dispute_id}"),
+            "dispute_notice",
             email.clone(),
         )),
         LedgerChange::DisputeClosed {

@@ -171,6 +171,14 @@ impl OutgoingEmailRows {
                 if kind.starts_with("dispute_") && event.recorded_at < dispute_emails_from() {
                     continue;
                 }
+                // A closing also owes the notice that the dispute was opened,
+                // whatever order the facts came in (an opening delivered
+                // after its closing, or both before the charge).
+                if let LedgerChange::DisputeClosed { dispute_id, .. } = &change {
+                    let notice = format!("dispute_notice:{dispute_id}");
+                    self.request(db, &notice, "dispute_notice", &recipient, payment, event)
+                        .await?;
+                }
                 self.request(db, &key, kind, &recipient, payment, event)
                     .await?;
             }

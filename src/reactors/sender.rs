@@ -156,7 +156,7 @@ fn missing_fields(kind: &str, view: &View) -> Vec<&'static str> {
             );
             need(!view.reference.is_empty(), "reference");
         }
-        "dispute_opened" | "dispute_won" | "dispute_lost" => {
+        "dispute_notice" | "dispute_won" | "dispute_lost" => {
             need(view.amount != UNKNOWN_AMOUNT, "amount");
             need(!view.reference.is_empty(), "reference");
         }
@@ -258,7 +258,7 @@ fn subject(kind: &str, view: &View) -> String {
         "confirmation" => format!("Your receipt: {}, {}", view.plan, view.amount),
         "rescue_confirmation" => format!("Your account is active: receipt for {}", view.amount),
         "refund_confirmation" => format!("Your refund of {}", view.refund_amount),
-        "dispute_opened" => format!("Your bank is disputing your payment of {}", view.amount),
+        "dispute_notice" => format!("Your bank is disputing your payment of {}", view.amount),
         "dispute_won" => format!(
             "The dispute about your payment of {} is settled",
             view.amount
