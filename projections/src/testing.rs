@@ -65,9 +65,10 @@ impl Scenario {
     }
 }
 
-/// A fixed clock for the log: a minute per position from 2026-11-01.
+/// A fixed clock for the log: a minute per position from 2026-12-01 (after
+/// every cut-over a rule has, such as the first dispute emails).
 fn recorded_at(position: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
         .single()
         .unwrap_or_default()
         + chrono::Duration::minutes(position)

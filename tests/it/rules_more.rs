@@ -436,3 +436,49 @@ fn a_charge_found_by_reconciliation_is_activated_as_a_rescue() {
         .collect();
     assert_eq!(emails, ["rescue_confirmation"]);
 }
+
+/// A won dispute puts the payment back where it was: an unmatched charge is
+/// unmatched again (and still a person's), not suddenly "active".
+#[test]
+fn a_won_dispute_returns_an_unmatched_payment_to_unmatched_not_active() {
+    let rows = given(vec![charge("pi_orphan", None, Some(A), 24900, 1)])
+        .when(dispute_opened("pi_orphan", "dp_1"))
+        .when(dispute_closed("pi_orphan", "dp_1", "won"))
+        .then();
+    let status = rows.one("customer_status");
+    assert_eq!(status.field("state"), "paid_unmatched");
+    assert_eq!(status.field("dispute"), "won");
+    assert!(
+        rows.rows("subscriptions").is_empty(),
+        "no access from a dispute"
+    );
+}
+
+/// The customer hears of a dispute — its opening and its end — whatever
+/// order the facts arrive in, even when both came before the charge.
+#[test]
+fn dispute_emails_are_the_same_whatever_order_the_facts_came_in() {
+    let (_, story) = bought("pi_1");
+    let emails = |rows: &Folded| {
+        let mut kinds: Vec<String> = rows
+            .rows("outgoing_emails")
+            .iter()
+            .map(|r| r.field("email_key"))
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    let in_order = given(story.clone())
+        .when(dispute_opened("pi_1", "dp_1"))
+        .when(dispute_closed("pi_1", "dp_1", "lost"))
+        .then();
+    let disputes_first = given(vec![
+        dispute_closed("pi_1", "dp_1", "lost"),
+        dispute_opened("pi_1", "dp_1"),
+    ])
+    .when_all(story)
+    .then();
+    assert_eq!(emails(&in_order), emails(&disputes_first));
+    assert!(emails(&in_order).contains(&"dispute_notice:dp_1".to_string()));
+    assert!(emails(&in_order).contains(&"dispute_lost:dp_1".to_string()));
+}
