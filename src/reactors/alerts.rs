@@ -188,8 +188,9 @@ async fn deliver(config: &AlertConfig, text: &str, ids: &[String]) -> Result<(),
             .from(mailer.from.clone())
             .to(to.clone())
             .subject(format!(
-                "payledger: {n} discrepanc{} need a look",
-                if n == 1 { "y" } else { "ies" }
+                "payledger: {n} discrepanc{} need{} a look",
+                if n == 1 { "y" } else { "ies" },
+                if n == 1 { "s" } else { "" }
             ))
             .body(text.to_string())
             .map_err(|e| AlertError::Delivery(e.to_string()))?;

@@ -308,7 +308,13 @@ async fn live_view(processor: &ProcessorClient, payment_id: &str, p: &mut Paymen
                 .map_or_else(|| p.refunded_amount.to_string(), |m| m.to_string()),
         ));
     }
-    if c.disputed && p.state != PaymentState::Disputed {
+    // The processor's charge stays `disputed` after the dispute ends: a
+    // difference only when the ledger knows of no dispute at all.
+    let ledger_knows_dispute = matches!(
+        p.situation,
+        Some(Situation::DisputeOpen | Situation::DisputeWon | Situation::DisputeLost)
+    );
+    if c.disputed && p.state != PaymentState::Disputed && !ledger_knows_dispute {
         p.differences.push("the processor shows a dispute".into());
     }
     p.processor = Some(ProcessorView {

@@ -218,6 +218,10 @@ async fn the_alert_email_has_a_message_id_from_what_it_announces() {
     };
     assert_eq!(alert_due(&t.store(), &config).await.unwrap(), 1);
     let received = sink.received();
+    assert_eq!(
+        received[0].header("Subject").as_deref(),
+        Some("payledger: 1 discrepancy needs a look")
+    );
     let id = received[0].header("Message-ID").unwrap_or_default();
     assert!(
         id.starts_with("<alert.") && id.ends_with("@shop.example>"),

@@ -1095,3 +1095,51 @@ async fn every_acting_command_the_queue_prints_does_what_it_says() {
         assert!(access, "{email} has access");
     }
 }
+
+/// The processor's charge stays `disputed` after a dispute is won: `find`
+/// must not call that a difference once the ledger has the dispute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_won_dispute_is_no_difference_in_find() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (_sim, sim_base) = start_sim(None, 73).await;
+    let checkout = uuid::Uuid::new_v4();
+    append(
+        &store,
+        vec![checkout_started(checkout, "won@example.com", 24900)],
+    )
+    .await;
+    let paid = sim_charge(&sim_base, serde_json::json!({"email": "won@example.com", "amount": 24900, "currency": "usd", "client_reference_id": checkout.to_string()})).await;
+    let pi = paid["payment_intent_id"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let dispute: serde_json::Value = http
+        .post(format!("{sim_base}/_sim/disputes"))
+        .json(&serde_json::json!({"payment_intent": pi}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dp = dispute["id"].as_str().unwrap();
+    http.post(format!("{sim_base}/_sim/disputes/{dp}/close"))
+        .json(&serde_json::json!({"status": "won"}))
+        .send()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    payledger::reconcile::reconcile(
+        &store,
+        &processor_client(&sim_base),
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+        false,
+    )
+    .await
+    .unwrap();
+    project_everything(&t.db.pool).await;
+    let desk = Desk::new(&t, Some(sim_base.clone()));
+    let found = desk.ok(&["support", "find", &pi]);
+    assert!(found.contains("dispute_won"), "{found}");
+    assert!(!found.contains("DIFFERENCE"), "{found}");
+}
