@@ -213,7 +213,8 @@ fn dates_are_in_the_configured_zone_and_the_end_of_access_agrees_with_the_api_to
 #[test]
 fn texts_say_what_is_true_now_and_read_as_sentences() {
     let d = details();
-    let active = Situation::Active.page(&d, 5).paragraphs.join(" ");
+    let page = Situation::Active.page(&d, 5);
+    let active = format!("{} {}", page.paragraphs.join(" "), page.next.join(" "));
     // Not "your One year of access is active", and not an email "on its
     // way" on a page that is read for a year.
     assert!(!active.contains("your One year of access"), "{active}");

@@ -74,6 +74,8 @@ pub struct Page {
     pub heading: String,
     pub paragraphs: Vec<String>,
     pub receipt: Vec<Receipt>,
+    /// What to do next, shown after the receipt.
+    pub next: Vec<String>,
     /// The one sentence shown in bold, if any.
     pub warning: Option<String>,
     /// Refresh by itself (only while the answer may change in seconds).
@@ -137,6 +139,7 @@ impl Situation {
             heading: String::new(),
             paragraphs: vec![],
             receipt: vec![],
+            next: vec![],
             warning: None,
             refresh: false,
             start_again: false,
@@ -187,7 +190,7 @@ impl Situation {
                     _ => "Your payment went through. Your access is active.".into(),
                 }];
                 page.receipt = receipt(d);
-                page.paragraphs.push(format!(
+                page.next.push(format!(
                     "Sign in with {}. We email you this receipt too; keep it for your records.",
                     d.masked_email
                 ));
