@@ -233,15 +233,24 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 /// The longest duration any setting or flag accepts.
 pub const MAX_DURATION_DAYS: i64 = 36_500;
 
+/// `PAYLEDGER_PENDING_WINDOW`: how long "we're confirming your payment" is
+/// honest (pages, status emails and support replies share it).
+pub fn pending_window() -> Result<chrono::Duration, ConfigError> {
+    duration_setting("PAYLEDGER_PENDING_WINDOW", chrono::Duration::minutes(3))
+}
+
 /// `PAYLEDGER_TIMEZONE`: the zone texts give dates in (UTC unless set).
 pub fn timezone() -> Result<chrono_tz::Tz, ConfigError> {
-    match var("PAYLEDGER_TIMEZONE") {
-        None => Ok(chrono_tz::UTC),
-        Some(name) => name.parse().map_err(|_| ConfigError::Invalid {
-            name: "PAYLEDGER_TIMEZONE",
-            reason: format!("{name:?} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)"),
-        }),
-    }
+    var("PAYLEDGER_TIMEZONE").map_or(Ok(chrono_tz::UTC), |name| parse_timezone(&name))
+}
+
+fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, ConfigError> {
+    name.parse().map_err(|_| ConfigError::Invalid {
+        name: "PAYLEDGER_TIMEZONE",
+        reason: format!(
+            "{name:?} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)"
+        ),
+    })
 }
 
 /// A duration setting, or its default when unset.
@@ -323,6 +332,20 @@ mod tests {
         assert!(
             docs == settings_markdown(),
             "docs/configuration.md is out of date: run `payledger settings --markdown > docs/configuration.md`"
+        );
+    }
+
+    #[test]
+    fn a_time_zone_that_is_not_one_is_refused_by_name() {
+        assert_eq!(
+            parse_timezone("America/New_York"),
+            Ok(chrono_tz::America::New_York)
+        );
+        let e = parse_timezone("Mars/Olympus").unwrap_err().to_string();
+        assert!(
+            e.contains("PAYLEDGER_TIMEZONE")
+                && e.contains("\"Mars/Olympus\" is not an IANA time zone name"),
+            "{e}"
         );
     }
 

@@ -39,10 +39,7 @@ impl Reactors {
                         chrono::Duration::seconds(5),
                     )?,
                     plans: plans.clone().unwrap_or_default(),
-                    pending_window: duration_setting(
-                        "PAYLEDGER_PENDING_WINDOW",
-                        chrono::Duration::minutes(3),
-                    )?,
+                    pending_window: crate::config::pending_window()?,
                     zone: crate::config::timezone()?,
                     ..Default::default()
                 };

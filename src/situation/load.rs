@@ -19,16 +19,32 @@ pub struct Context<'a> {
     pub zone: chrono_tz::Tz,
 }
 
+/// The situation of one row: its row, the queue's entry about it, the time.
+pub async fn situation_only(
+    read: &ReadModels,
+    row: &CustomerStatusRow,
+    now: DateTime<Utc>,
+    pending_window: Duration,
+) -> Result<Situation, StoreError> {
+    let open = match &row.payment_id {
+        Some(p) => discrepancies::open_about_payment(read, p).await?,
+        None => None,
+    };
+    Ok(of_payment(&Facts {
+        row,
+        open,
+        now,
+        pending_window,
+    }))
+}
+
 /// The situation of one row, and the details to say it with.
 pub async fn situation_of(
     read: &ReadModels,
     row: &CustomerStatusRow,
     ctx: &Context<'_>,
 ) -> Result<(Situation, Details), StoreError> {
-    let open = match &row.payment_id {
-        Some(p) => discrepancies::open_about_payment(read, p).await?,
-        None => None,
-    };
+    let situation = situation_only(read, row, ctx.now, ctx.pending_window).await?;
     let access_until = match &row.email {
         Some(e) => subscriptions::by_email(read, e)
             .await?
@@ -36,12 +52,6 @@ pub async fn situation_of(
             .map(|s| s.period_end),
         None => None,
     };
-    let situation = of_payment(&Facts {
-        row,
-        open,
-        now: ctx.now,
-        pending_window: ctx.pending_window,
-    });
     Ok((situation, details(row, access_until, ctx)))
 }
 

@@ -2,7 +2,7 @@
 //! models. The status page, the status email's line for a payment,
 //! `/api/access`'s reading and `support reply` all come from it, so the
 //! four voices cannot tell a customer four stories (docs/communication.md
-//! has the table; `situations_table` keeps it in step with this code).
+//! has the table; `table_markdown` and its test keep it in step with this code).
 
 pub mod load;
 mod words;

@@ -93,10 +93,7 @@ impl Site {
             api_token,
             metrics_token: crate::config::var("PAYLEDGER_METRICS_TOKEN"),
             zone: crate::config::timezone()?,
-            pending_window: crate::config::duration_setting(
-                "PAYLEDGER_PENDING_WINDOW",
-                chrono::Duration::minutes(3),
-            )?,
+            pending_window: crate::config::pending_window()?,
             limiter: Arc::new(limiter::RateLimiter::default()),
             http_limits: crate::http_limits::HttpLimits::from_env()?,
             trusted_proxies: proxies::TrustedProxies::parse(

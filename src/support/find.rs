@@ -167,20 +167,11 @@ pub async fn find(
     let mut all_payment_ids = payment_ids.clone();
     let now = store.clock().now();
     let pending_window =
-        crate::config::duration_setting("PAYLEDGER_PENDING_WINDOW", chrono::Duration::minutes(3))
-            .map_err(|e| SupportError::Invalid(e.to_string()))?;
+        crate::config::pending_window().map_err(|e| SupportError::Invalid(e.to_string()))?;
     for r in rows {
         all_payment_ids.extend(r.payment_id.clone());
-        let open = match &r.payment_id {
-            Some(id) => read::discrepancies::open_about_payment(&read, id).await?,
-            None => None,
-        };
-        let situation = Some(situation::of_payment(&situation::Facts {
-            row: &r,
-            open,
-            now,
-            pending_window,
-        }));
+        let situation =
+            Some(situation::load::situation_only(&read, &r, now, pending_window).await?);
         let mut p = Payment {
             reference: r.reference,
             checkout_id: r.checkout_id,

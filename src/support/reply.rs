@@ -16,23 +16,21 @@ pub async fn reply_for(
     support_name: &str,
 ) -> Result<String, SupportError> {
     let customer = find::find(store, None, key).await?;
+    let zone = crate::config::timezone().map_err(|e| SupportError::Invalid(e.to_string()))?;
     let read = ReadModels::of(store);
     let Some(reference) = chosen(&customer, key) else {
-        return Ok(without_payment(&customer, support_name));
+        return Ok(without_payment(&customer, support_name, zone));
     };
     let Some(row) = customer_status::by_reference(&read, &reference).await? else {
-        return Ok(without_payment(&customer, support_name));
+        return Ok(without_payment(&customer, support_name, zone));
     };
     let ctx = situation::load::Context {
         plans,
         support_email: "",
         now: store.clock().now(),
-        pending_window: crate::config::duration_setting(
-            "PAYLEDGER_PENDING_WINDOW",
-            chrono::Duration::minutes(3),
-        )
-        .map_err(|e| SupportError::Invalid(e.to_string()))?,
-        zone: crate::config::timezone().map_err(|e| SupportError::Invalid(e.to_string()))?,
+        pending_window: crate::config::pending_window()
+            .map_err(|e| SupportError::Invalid(e.to_string()))?,
+        zone,
     };
     let (situation, details) = situation::load::situation_of(&read, &row, &ctx).await?;
     Ok(letter(&situation.reply(&details), support_name))
@@ -70,16 +68,13 @@ fn chosen(c: &Customer, key: &str) -> Option<String> {
 
 /// No payment on record: a grant says so; otherwise we ask for what finds
 /// the charge at the processor.
-fn without_payment(c: &Customer, support_name: &str) -> String {
+fn without_payment(c: &Customer, support_name: &str, zone: chrono_tz::Tz) -> String {
     if let Some(s) = c.subscription.as_ref().filter(|s| s.activation == "grant") {
         return letter(
             &format!(
                 "You have access to {} as a courtesy, with nothing to pay, until {}.",
                 s.plan,
-                until(
-                    s.period_end,
-                    crate::config::timezone().unwrap_or(chrono_tz::UTC)
-                )
+                until(s.period_end, zone)
             ),
             support_name,
         );

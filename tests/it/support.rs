@@ -731,6 +731,8 @@ async fn partial_refunds_are_refunded_recorded_and_shown_without_a_false_differe
         "{second}"
     );
     desk.refused(&refund("200.00"), "more than what is left");
+    desk.refused(&refund("12.345"), "--amount");
+    desk.refused(&refund("0"), "must be more than zero");
     assert_eq!(count_events(&t, "ChargeRefunded").await, 2);
     project_everything(&t.db.pool).await;
     let found = desk.ok(&["support", "find", &pi]);
