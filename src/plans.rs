@@ -1,6 +1,6 @@
 //! The plans a customer can buy, from the `PAYLEDGER_PLANS` TOML file.
 
-use payledger_events::Currency;
+use payledger_events::{Currency, Period};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -10,8 +10,12 @@ pub struct Plan {
     /// Minor units of `currency`.
     pub amount: i64,
     pub currency: Currency,
-    /// Only `year` today: the read models give a plan 365 days from the charge.
-    pub period: String,
+    /// How long one paid period lasts, in calendar months or years counted
+    /// from the first charge (docs/projections.md).
+    pub period: Period,
+    /// Whether the processor charges again at each period's end (its
+    /// subscription mode); otherwise one payment buys one period.
+    pub renews: bool,
     /// The processor's price id, when the product is set up there.
     pub processor_price_id: Option<String>,
 }
@@ -57,6 +61,8 @@ struct PlanEntry {
     amount: i64,
     currency: String,
     period: String,
+    #[serde(default)]
+    renews: bool,
     processor_price_id: Option<String>,
 }
 
@@ -122,11 +128,20 @@ impl Plans {
                     p.currency
                 )));
             }
-            if p.period != "year" {
-                return Err(invalid(format!(
-                    "period {:?} is not supported: only \"year\"",
-                    p.period
-                )));
+            let period = match p.period.as_str() {
+                "year" => Period::Year,
+                "month" => Period::Month,
+                other => {
+                    return Err(invalid(format!(
+                        "period {other:?} is not supported: \"month\" or \"year\""
+                    )))
+                }
+            };
+            if p.renews && p.processor_price_id.is_none() {
+                return Err(invalid(
+                    "a plan that renews needs processor_price_id (the processor's recurring price)"
+                        .into(),
+                ));
             }
             if plans.iter().any(|q: &Plan| q.id == p.id) {
                 return Err(invalid("appears twice".into()));
@@ -136,7 +151,8 @@ impl Plans {
                 name: p.name,
                 amount: p.amount,
                 currency,
-                period: p.period,
+                period,
+                renews: p.renews,
                 processor_price_id: p.processor_price_id,
             });
         }

@@ -8,13 +8,24 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How long one period of a plan lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     /// A calendar month.
     Month,
-    /// A calendar year.
+    /// A calendar year (what every plan was before plans had a period).
+    #[default]
     Year,
+}
+
+impl Period {
+    /// As written in the plans file and the read models.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Month => "month",
+            Period::Year => "year",
+        }
+    }
 }
 
 impl Period {

@@ -27,6 +27,10 @@ impl StreamId {
     pub fn account(email: &str) -> Self {
         StreamId(format!("account-{}", email.trim().to_lowercase()))
     }
+    /// One processor subscription's lifecycle: started, invoices, cancellation.
+    pub fn subscription(subscription_id: &str) -> Self {
+        StreamId(format!("subscription-{subscription_id}"))
+    }
     /// One outgoing email's stream.
     pub fn email(email_id: Uuid) -> Self {
         StreamId(format!("email-{email_id}"))
@@ -69,8 +73,9 @@ impl StreamId {
 
     /// The part before the first `-` (`payment`, `checkout`, …).
     pub fn category(&self) -> &str {
-        const CATEGORIES: [&str; 9] = [
+        const CATEGORIES: [&str; 10] = [
             "processor-event",
+            "subscription",
             "status-request",
             "reconciliation",
             "discrepancy",

@@ -1,7 +1,7 @@
 //! Every event payledger can record. docs/events.md says who appends each one,
 //! to which stream, and with which id.
 
-use crate::{Actor, Currency};
+use crate::{Actor, Currency, Period};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -32,6 +32,13 @@ pub struct CheckoutStarted {
     pub amount: i64,
     /// The currency of `amount`.
     pub currency: Currency,
+    /// How long one paid period of the plan lasts (absent before plans had
+    /// periods: a year).
+    #[serde(default)]
+    pub period: Period,
+    /// Whether the plan renews through the processor's subscription.
+    #[serde(default)]
+    pub renews: bool,
 }
 
 /// The processor opened a checkout session for a checkout; the customer pays there.
@@ -95,6 +102,10 @@ pub struct ChargeSucceeded {
     pub paid_at: DateTime<Utc>,
     /// Through which door it became known.
     pub source: ChargeSource,
+    /// The invoice this charge paid, when the processor said so: its
+    /// invoice's fact, not the charge, says what it pays for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<String>,
 }
 
 /// Id: `ChargeRefunded:<refund id>` (a payment may be refunded in parts).
@@ -352,6 +363,109 @@ pub struct ProcessorDisagreement {
     pub detail: String,
 }
 
+/// The processor created a subscription (a renewing plan was bought), or
+/// payledger first saw it. Id: `SubscriptionStarted:<subscription id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionStarted {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// The processor's customer id (`cus_…`).
+    pub customer_id: Option<String>,
+    /// Our checkout id, from the subscription's metadata; `None` when our
+    /// side never recorded the checkout.
+    pub checkout_reference: Option<String>,
+    /// The processor's recurring price the subscription bills.
+    pub price_id: Option<String>,
+    /// When the processor started it.
+    pub started_at: DateTime<Utc>,
+}
+
+/// An invoice of a subscription was paid: exactly one period of access.
+/// Id: `InvoicePaid:<invoice id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoicePaid {
+    /// The processor's invoice id (`in_…`).
+    pub invoice_id: String,
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// The payment that paid it, when the processor names one.
+    pub payment_id: Option<String>,
+    /// `subscription_create` (the first), `subscription_cycle` (a renewal), …
+    pub billing_reason: String,
+    /// Our checkout id, from the subscription's metadata, when present.
+    pub checkout_reference: Option<String>,
+    /// The address the processor has for the customer.
+    pub customer_email: Option<String>,
+    /// Minor units of `currency` (0 for a free period).
+    pub amount: i64,
+    /// The currency of `amount`.
+    pub currency: Currency,
+    /// The start of the period it pays for.
+    pub period_start: DateTime<Utc>,
+    /// The end of the period it pays for.
+    pub period_end: DateTime<Utc>,
+    /// When the processor took the money.
+    pub paid_at: DateTime<Utc>,
+    /// Through which door it became known.
+    pub source: ChargeSource,
+}
+
+/// An attempt to collect an invoice failed. Id:
+/// `InvoicePaymentFailed:<invoice id>:<attempt>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoicePaymentFailed {
+    /// The processor's invoice id (`in_…`).
+    pub invoice_id: String,
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// Which attempt failed (from 1).
+    pub attempt: u32,
+    /// When the processor tries again; `None` after the last attempt.
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// The address the processor has for the customer.
+    pub customer_email: Option<String>,
+    /// Minor units of `currency` still due.
+    pub amount: i64,
+    /// The currency of `amount`.
+    pub currency: Currency,
+    /// When the attempt failed.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// The subscription will end at `cancel_at` instead of renewing. Id:
+/// `SubscriptionCancellationScheduled:<subscription id>:<requested at>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionCancellationScheduled {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// When it will end.
+    pub cancel_at: DateTime<Utc>,
+    /// When the cancellation was asked for (orders it against an undo).
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A scheduled cancellation was withdrawn: the subscription renews again.
+/// Id: `SubscriptionCancellationUndone:<subscription id>:<undone at>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionCancellationUndone {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// When the processor recorded the undo.
+    pub undone_at: DateTime<Utc>,
+}
+
+/// The subscription is over at the processor (cancelled now, at its period
+/// end, or after the last failed attempt). Id: `SubscriptionEnded:<subscription id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionEnded {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// The processor's reason (`cancellation_requested`, `payment_failed`, …).
+    pub reason: Option<String>,
+}
+
 /// Why a stored event cannot be read as a [`DomainEvent`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -458,6 +572,12 @@ vocabulary!(
     ReconciliationFailed,
     ProcessorDisagreement,
     ProcessorEventConflict,
+    SubscriptionStarted,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    SubscriptionCancellationScheduled,
+    SubscriptionCancellationUndone,
+    SubscriptionEnded,
 );
 
 /// The schema version new events of this type are written in.

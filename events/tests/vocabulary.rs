@@ -19,6 +19,8 @@ fn one_of_each() -> Vec<DomainEvent> {
             plan: "annual".into(),
             amount: 24900,
             currency: usd(),
+            period: payledger_events::Period::Year,
+            renews: false,
         }
         .into(),
         ProcessorSessionOpened {
@@ -53,6 +55,7 @@ fn one_of_each() -> Vec<DomainEvent> {
             currency: usd(),
             paid_at: at,
             source: ChargeSource::Webhook,
+            invoice_id: None,
         }
         .into(),
         ChargeRefunded {
@@ -251,6 +254,8 @@ fn event_data_stamps_the_schema_version_and_processor_facts_get_deterministic_id
         plan: "p".into(),
         amount: 1,
         currency: usd(),
+        period: payledger_events::Period::Year,
+        renews: false,
     }
     .into();
     let meta = Metadata::new(Uuid::nil(), Actor::Customer("a@b.c".into()), "checkout");

@@ -84,6 +84,12 @@ state_enum!(
         Disputed = "disputed",
         /// A lost dispute took the money back, and the access with it.
         Revoked = "revoked",
+        /// A renewal failed; the processor is still retrying.
+        PastDue = "past_due",
+        /// Will not renew; active until the end of what was paid.
+        Canceled = "canceled",
+        /// The subscription is over; access ended with what was paid.
+        Ended = "ended",
     }
 );
 
@@ -156,6 +162,11 @@ state_enum!(
         Mismatch = "mismatch",
         /// A second charge for a checkout already paid.
         Duplicate = "duplicate",
+        /// A charge for an invoice, waiting for the invoice's own fact to
+        /// say which subscription it pays (not an orphan while it waits).
+        AwaitingInvoice = "awaiting_invoice",
+        /// Paid a renewal invoice: the renewal rules give its access.
+        Renewal = "renewal",
     }
 );
 

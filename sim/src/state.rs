@@ -125,6 +125,8 @@ impl SimState {
             success_url: new.success_url,
             cancel_url: new.cancel_url,
             metadata: Some(new.metadata),
+            subscription: None,
+            invoice: None,
             livemode: false,
         };
         self.session_extras.insert(
@@ -222,6 +224,7 @@ impl SimState {
             receipt_email: email.clone(),
             metadata: Some(metadata.clone()),
             refunds: Some(empty_list(&format!("/v1/charges/{ch_id}/refunds"))),
+            invoice: None,
             livemode: false,
         };
         let pi = PaymentIntent {

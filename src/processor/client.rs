@@ -84,6 +84,9 @@ pub struct NewCheckoutSession {
     /// With `{CHECKOUT_SESSION_ID}` where the processor puts the session id.
     pub success_url: String,
     pub cancel_url: String,
+    /// A renewing plan's recurring price: the session opens in subscription
+    /// mode and the processor bills each period itself.
+    pub recurring_price_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -198,31 +201,49 @@ impl ProcessorClient {
     ) -> Result<CheckoutSession, ProcessorError> {
         let url = self.url("/v1/checkout/sessions")?;
         let key = super::stripe::CHECKOUT_REFERENCE_KEY;
-        let form = vec![
-            ("mode".to_string(), "payment".to_string()),
-            ("client_reference_id".into(), new.checkout_reference.clone()),
+        let mut form = vec![
+            (
+                "client_reference_id".to_string(),
+                new.checkout_reference.clone(),
+            ),
             ("customer_email".into(), new.customer_email.clone()),
             ("success_url".into(), new.success_url.clone()),
             ("cancel_url".into(), new.cancel_url.clone()),
             ("line_items[0][quantity]".into(), "1".into()),
-            (
-                "line_items[0][price_data][currency]".into(),
-                new.currency.clone(),
-            ),
-            (
-                "line_items[0][price_data][unit_amount]".into(),
-                new.amount.to_string(),
-            ),
-            (
-                "line_items[0][price_data][product_data][name]".into(),
-                new.product_name.clone(),
-            ),
             (format!("metadata[{key}]"), new.checkout_reference.clone()),
-            (
-                format!("payment_intent_data[metadata][{key}]"),
-                new.checkout_reference.clone(),
-            ),
         ];
+        if let Some(price) = &new.recurring_price_id {
+            // The subscription's metadata is copied onto each of its
+            // invoices: the first one names the checkout it pays.
+            form.extend([
+                ("mode".to_string(), "subscription".to_string()),
+                ("line_items[0][price]".into(), price.clone()),
+                (
+                    format!("subscription_data[metadata][{key}]"),
+                    new.checkout_reference.clone(),
+                ),
+            ]);
+        } else {
+            form.extend([
+                ("mode".to_string(), "payment".to_string()),
+                (
+                    "line_items[0][price_data][currency]".into(),
+                    new.currency.clone(),
+                ),
+                (
+                    "line_items[0][price_data][unit_amount]".into(),
+                    new.amount.to_string(),
+                ),
+                (
+                    "line_items[0][price_data][product_data][name]".into(),
+                    new.product_name.clone(),
+                ),
+                (
+                    format!("payment_intent_data[metadata][{key}]"),
+                    new.checkout_reference.clone(),
+                ),
+            ]);
+        }
         // The checkout id makes a retried create return the same session.
         let idempotency = format!("checkout-session-{}", new.checkout_reference);
         self.send("POST /v1/checkout/sessions", || {

@@ -19,6 +19,7 @@ fn charge(payment: &str, amount: i64, currency: &str) -> (ProcessorFact, EventDa
         currency: Currency::new(currency).unwrap(),
         paid_at: chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
         source: ChargeSource::Reconciliation,
+        invoice_id: None,
     }
     .into();
     let metadata = Metadata::new(

@@ -17,7 +17,8 @@ fn plans() -> Plans {
             name: "One year".into(),
             amount: 24900,
             currency: usd(),
-            period: "year".into(),
+            period: payledger_events::Period::Year,
+            renews: false,
             processor_price_id: None,
         },
         Plan {
@@ -25,7 +26,8 @@ fn plans() -> Plans {
             name: "One year, team".into(),
             amount: 99900,
             currency: usd(),
-            period: "year".into(),
+            period: payledger_events::Period::Year,
+            renews: false,
             processor_price_id: None,
         },
     ])
@@ -42,6 +44,7 @@ fn charge(amount: i64, email: Option<&str>) -> DomainEvent {
         currency: usd(),
         paid_at: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
         source: ChargeSource::Webhook,
+        invoice_id: None,
     }
     .into()
 }

@@ -3,6 +3,8 @@
 //! it sends them, the `Stripe-Signature` scheme, and what each callback
 //! means as domain events.
 
+pub mod billing;
+pub mod lifecycle;
 pub mod mapping;
 pub mod objects;
 pub mod signature;

@@ -175,7 +175,7 @@ pub const MAX_TEXT_CHARS: usize = 1024;
 /// The processor's own limit is eight digits; far above it is not money.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
-fn check_id(what: &str, id: &str) -> Result<(), String> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err(format!("{what} is empty"));
     }
@@ -269,11 +269,23 @@ pub fn check_fact(fact: &ProcessorFact, now: DateTime<Utc>) -> Result<(), String
             check_id("payment id", &d.payment_id)?;
             check_time("closed_at", d.closed_at, now)
         }
+        DomainEvent::InvoicePaid(i) => {
+            if let Some(p) = &i.payment_id {
+                check_id("payment id", p)?;
+            }
+            check_time("period_start", i.period_start, now)?;
+            check_time("period_end", i.period_end, now)?;
+            check_time("paid_at", i.paid_at, now)
+        }
+        DomainEvent::SubscriptionCancellationScheduled(c) => {
+            check_time("cancel_at", c.cancel_at, now)
+        }
+        DomainEvent::SubscriptionEnded(e) => check_time("ended_at", e.ended_at, now),
         _ => Ok(()),
     }
 }
 
-fn at(unix: i64) -> Result<DateTime<Utc>, String> {
+pub(crate) fn at(unix: i64) -> Result<DateTime<Utc>, String> {
     Utc.timestamp_opt(unix, 0)
         .single()
         .ok_or_else(|| format!("timestamp {unix} is out of range"))
@@ -319,6 +331,9 @@ pub fn facts_of_event(
     match event.event_type.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session: stripe::CheckoutSession = object(event)?;
+            if let Some(started) = subscription_of_session(&session, when)? {
+                return Ok(vec![started]);
+            }
             Ok(charge_of_session(&session, when, source)?
                 .into_iter()
                 .collect())
@@ -374,6 +389,7 @@ pub fn facts_of_event(
                 currency,
                 paid_at: when,
                 source,
+                invoice_id: None,
             })])
         }
         "charge.succeeded" => {
@@ -392,9 +408,40 @@ pub fn facts_of_event(
             let dispute: stripe::Dispute = object(event)?;
             Ok(vec![dispute_closed(&dispute, when)?])
         }
-        // Kept verbatim, acted on by nobody (yet).
-        _ => Ok(vec![]),
+        _ => crate::lifecycle::facts_of_billing_event(event, when, source)
+            // Kept verbatim, acted on by nobody (yet).
+            .unwrap_or(Ok(vec![])),
     }
+}
+
+/// A session in subscription mode paid by its subscription's first invoice:
+/// the subscription started, and the invoice (its own fact) is the payment.
+fn subscription_of_session(
+    session: &stripe::CheckoutSession,
+    when: DateTime<Utc>,
+) -> Result<Option<ProcessorFact>, String> {
+    let Some(subscription_id) = session.subscription.as_ref().and_then(|s| s.id()) else {
+        return Ok(None);
+    };
+    if session.mode.as_deref() != Some("subscription") {
+        return Ok(None);
+    }
+    check_id("subscription id", subscription_id)?;
+    Ok(Some(ProcessorFact {
+        stream: StreamId::subscription(subscription_id),
+        object_id: subscription_id.to_string(),
+        event: payledger_events::SubscriptionStarted {
+            subscription_id: subscription_id.to_string(),
+            customer_id: None,
+            checkout_reference: session
+                .client_reference_id
+                .clone()
+                .or_else(|| reference(&session.metadata)),
+            price_id: None,
+            started_at: when,
+        }
+        .into(),
+    }))
 }
 
 fn charge_fact(charge: ChargeSucceeded) -> ProcessorFact {
@@ -444,6 +491,7 @@ pub fn charge_of_session(
         currency,
         paid_at,
         source,
+        invoice_id: None,
     })))
 }
 
@@ -462,6 +510,11 @@ pub fn charge_of_charge(
         currency,
         paid_at: at(charge.created)?,
         source,
+        invoice_id: charge
+            .invoice
+            .as_ref()
+            .and_then(|i| i.id())
+            .map(str::to_string),
     }))
 }
 

@@ -93,6 +93,12 @@ pub struct CheckoutSession {
     pub cancel_url: Option<String>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Subscription mode: the subscription the session created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Expandable>,
+    /// Subscription mode: the subscription's first invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Expandable>,
     #[serde(default)]
     pub livemode: bool,
 }
@@ -155,6 +161,9 @@ pub struct Charge {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub refunds: Option<List<Refund>>,
+    /// The invoice it paid (older API versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Expandable>,
     #[serde(default)]
     pub livemode: bool,
 }

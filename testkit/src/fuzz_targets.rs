@@ -390,6 +390,8 @@ fn arbitrary_event(u: &mut Unstructured) -> arbitrary::Result<DomainEvent> {
             plan: pick(u, &plans)?.into(),
             amount: arbitrary_amount(u)?,
             currency,
+            period: payledger_events::Period::Year,
+            renews: false,
         }
         .into(),
         1..=3 => ChargeSucceeded {
@@ -402,6 +404,7 @@ fn arbitrary_event(u: &mut Unstructured) -> arbitrary::Result<DomainEvent> {
             currency,
             paid_at: arbitrary_time(u)?,
             source: ChargeSource::Webhook,
+            invoice_id: None,
         }
         .into(),
         4 | 5 => ChargeRefunded {

@@ -46,6 +46,8 @@ pub fn checkout_started(checkout: Uuid, email: &str, amount: i64) -> anyhow::Res
         plan: "annual".into(),
         amount,
         currency: usd()?,
+        period: payledger_events::Period::Year,
+        renews: false,
     };
     Ok((
         StreamId::checkout(checkout),
@@ -70,6 +72,7 @@ pub fn charge(
         currency: usd()?,
         paid_at: at(minute),
         source: ChargeSource::Webhook,
+        invoice_id: None,
     };
     Ok((StreamId::payment(payment), fact(e, payment)?))
 }

@@ -207,6 +207,7 @@ async fn a_reused_event_id_with_another_body_becomes_a_conflict_and_never_a_fact
         currency: payledger_events::Currency::new("usd").unwrap(),
         paid_at: chrono::Utc::now(),
         source: payledger_events::ChargeSource::Webhook,
+        invoice_id: None,
     }
     .into();
     let data = payledger_events::EventData::for_processor_fact(

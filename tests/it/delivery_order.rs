@@ -58,6 +58,8 @@ fn history(rng: &mut impl Rng) -> History {
                 plan: "year".into(),
                 amount: 24900,
                 currency: Currency::new("usd").unwrap(),
+                period: payledger_events::Period::Year,
+                renews: false,
             }
             .into();
             let data = EventData::new(

@@ -7,6 +7,7 @@ mod common;
 mod alerts;
 mod architecture;
 mod bad_input;
+mod billing_fixtures;
 mod browser;
 mod chaos;
 mod corpus;

@@ -11,10 +11,13 @@ fn the_shipped_example_has_the_249_dollar_one_year_plan() {
         (
             annual.amount,
             annual.currency.as_str(),
-            annual.period.as_str()
+            annual.period,
+            annual.renews
         ),
-        (24900, "usd", "year")
+        (24900, "usd", payledger_events::Period::Year, true)
     );
+    let once = plans.get("annual-once").unwrap();
+    assert_eq!((once.amount, once.renews), (24900, false));
     assert_eq!(annual.price(), "249.00 USD");
 }
 
@@ -37,7 +40,8 @@ fn malformed_plans_are_refused_with_the_reason() {
         ("", "no [[plan]]"),
         ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=-5\ncurrency=\"usd\"\nperiod=\"year\"\n", "must be positive"),
         ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"xyz\"\nperiod=\"year\"\n", "ISO 4217"),
-        ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"usd\"\nperiod=\"month\"\n", "only \"year\""),
+        ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"usd\"\nperiod=\"week\"\n", "\"month\" or \"year\""),
+        ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"usd\"\nperiod=\"month\"\nrenews=true\n", "needs processor_price_id"),
         ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"usd\"\nperiod=\"year\"\n[[plan]]\nid=\"a\"\nname=\"B\"\namount=6\ncurrency=\"usd\"\nperiod=\"year\"\n", "appears twice"),
         ("[[plan]]\nid=\"a\"\nname=\"A\"\namount=5\ncurrency=\"usd\"\nperiod=\"year\"\nprice=1\n", "unknown field"),
     ];

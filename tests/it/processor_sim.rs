@@ -31,6 +31,7 @@ fn new_session(reference: &str) -> NewCheckoutSession {
         currency: "usd".into(),
         success_url: "http://shop.test/checkout/return?session_id={CHECKOUT_SESSION_ID}".into(),
         cancel_url: "http://shop.test/".into(),
+        recurring_price_id: None,
     }
 }
 

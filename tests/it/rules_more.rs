@@ -421,6 +421,7 @@ fn a_charge_found_by_reconciliation_is_activated_as_a_rescue() {
         currency: usd(),
         paid_at: at(1),
         source: ChargeSource::Reconciliation,
+        invoice_id: None,
     };
     let rows = given(vec![
         checkout_started(c, A, 24900),

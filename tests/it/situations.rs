@@ -29,6 +29,7 @@ fn charge_now(
         currency: Currency::new("usd").unwrap(),
         paid_at: chrono::Utc::now(),
         source: ChargeSource::Webhook,
+        invoice_id: None,
     };
     (StreamId::payment(payment), fact(e, payment))
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// shared/ stands beside the checkout (CI lays a copy there);
 /// `PAYLEDGER_SHARED_DIR` points elsewhere.
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let candidates = [
         std::env::var("PAYLEDGER_SHARED_DIR").unwrap_or_default(),
         format!("{}/../shared", env!("CARGO_MANIFEST_DIR")),
@@ -25,7 +25,7 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn decode(data: &EventData) -> DomainEvent {
+pub(crate) fn decode(data: &EventData) -> DomainEvent {
     DomainEvent::decode(
         &data.event_type,
         data.metadata.schema_version,

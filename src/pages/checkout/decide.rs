@@ -60,6 +60,8 @@ pub fn start(
             plan: plan.id.clone(),
             amount: plan.amount,
             currency: plan.currency.clone(),
+            period: plan.period,
+            renews: plan.renews,
         },
         plan,
     })

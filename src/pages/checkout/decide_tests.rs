@@ -10,7 +10,8 @@ fn plans() -> Plans {
         name: "One year".into(),
         amount: 24900,
         currency: Currency::new("usd").unwrap(),
-        period: "year".into(),
+        period: payledger_events::Period::Year,
+        renews: false,
         processor_price_id: None,
     }])
 }

@@ -143,6 +143,10 @@ pub async fn start(
             currency: plan.currency.as_str().to_string(),
             success_url: format!("{public}/checkout/return?session_id={{CHECKOUT_SESSION_ID}}"),
             cancel_url: format!("{public}/"),
+            recurring_price_id: plan
+                .renews
+                .then(|| plan.processor_price_id.clone())
+                .flatten(),
         })
         .await;
     let session = match session {

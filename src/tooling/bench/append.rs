@@ -45,6 +45,7 @@ fn sample_event(n: u64) -> anyhow::Result<EventData> {
         currency: Currency::new("usd")?,
         paid_at: Utc::now(),
         source: ChargeSource::Webhook,
+        invoice_id: None,
     }
     .into();
     Ok(EventData::for_processor_fact(

@@ -47,6 +47,7 @@ fn orphan(i: u64) -> anyhow::Result<Vec<StreamAppend>> {
         currency: Currency::new("usd")?,
         paid_at: Utc::now(),
         source: ChargeSource::Webhook,
+        invoice_id: None,
     }
     .into();
     Ok(vec![StreamAppend::new(
