@@ -46,6 +46,9 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_TRUSTED_PROXIES", "", "addresses whose `X-Forwarded-For` is believed (comma-separated IPs/CIDRs)"),
     setting("PAYLEDGER_TIMEZONE", "UTC", "the time zone of the dates customers and support read (IANA name, e.g. America/New_York)"),
     setting("PAYLEDGER_PENDING_WINDOW", "3m", "how long \"we're confirming your payment\" is honest before the page says a person is on it"),
+    setting("PAYLEDGER_PAST_DUE_ACCESS", "keep", "whether a customer whose renewal failed keeps access while the processor retries (`keep` or `revoke`)"),
+    setting("PAYLEDGER_RENEWAL_REMINDER_DAYS", "30", "days before a yearly renewal the customer is reminded"),
+    setting("PAYLEDGER_FOLLOW_SIM_CLOCK", "", "development only: `1` makes payledger's clock follow the simulator's (STRIPE_API_BASE must be a loopback address)"),
     setting("PAYLEDGER_HEADER_TIMEOUT", "10", "seconds a client may take to send its request headers (and idle keep-alive)"),
     setting("PAYLEDGER_BODY_TIMEOUT", "30", "seconds a client may take to send a whole request body"),
     setting("PAYLEDGER_MAX_CONNECTIONS", "1024", "open HTTP connections at most; more wait"),
@@ -237,6 +240,17 @@ pub const MAX_DURATION_DAYS: i64 = 36_500;
 /// honest (pages, status emails and support replies share it).
 pub fn pending_window() -> Result<chrono::Duration, ConfigError> {
     duration_setting("PAYLEDGER_PENDING_WINDOW", chrono::Duration::minutes(3))
+}
+
+/// `PAYLEDGER_PAST_DUE_ACCESS`: `keep` (the default) or `revoke`.
+pub fn past_due_access(
+) -> Result<payledger_projections::read::subscriptions::PastDueAccess, ConfigError> {
+    var("PAYLEDGER_PAST_DUE_ACCESS").map_or(Ok(Default::default()), |raw| {
+        raw.parse().map_err(|reason| ConfigError::Invalid {
+            name: "PAYLEDGER_PAST_DUE_ACCESS",
+            reason,
+        })
+    })
 }
 
 /// `PAYLEDGER_TIMEZONE`: the zone texts give dates in (UTC unless set).

@@ -38,7 +38,9 @@ impl Projection for CustomerStatus {
         // v3: buying again after a refund is not a duplicate charge.
         // v4: refunded amount and dispute state per payment.
         // v5: a charge reconciliation found is activated as a rescue.
-        5
+        // v6: a subscription's first invoice pays its checkout; periods in
+        //     calendar months and years.
+        6
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(
@@ -53,6 +55,7 @@ impl Projection for CustomerStatus {
                 | "ChargeRefunded"
                 | "DisputeOpened"
                 | "DisputeClosed"
+                | "InvoicePaid"
         )
     }
     fn schema_sql(&self) -> &'static str {
@@ -220,6 +223,7 @@ impl CustomerStatusRows {
                 activation,
                 paid_at,
                 money,
+                period,
                 ..
             } => {
                 if let Some(mut row) = self.row_for_payment(db, event, payment_id).await? {
@@ -230,7 +234,7 @@ impl CustomerStatusRows {
                     row.paid_at = Some(*paid_at);
                     row.amount = Some(money.amount);
                     row.currency = Some(money.currency.clone());
-                    row.period_end = Some(period_end_from(*paid_at));
+                    row.period_end = Some(period_end_from(*paid_at, *period));
                     row.updated_position = position;
                     self.customer_status.put(row);
                 }

@@ -15,6 +15,7 @@ pub struct Discrepancies;
 const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
+    "InvoicePaid",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -47,7 +48,8 @@ impl Projection for Discrepancies {
         // v4: ledger rows remember refunds seen before their charge.
         // v5: buying again after a refund is not a duplicate charge.
         // v6: suggested commands say what the queue's run lines say.
-        6
+        // v7: a subscription's invoices account for their payments.
+        7
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

@@ -7,7 +7,7 @@ use crate::states::{DisputeState, LedgerPaymentState};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Transaction;
-use payledger_events::{DomainEvent, RecordedEvent};
+use payledger_events::{ChargeSucceeded, DomainEvent, InvoicePaid, Period, RecordedEvent};
 use tokio_postgres::Error;
 
 pub const SCHEMA_SQL: &str = include_str!("ledger.sql");
@@ -15,6 +15,9 @@ pub const SCHEMA_SQL: &str = include_str!("ledger.sql");
 /// A second charge for the same email and plan within this window is a
 /// duplicate, not a renewal.
 pub const DUPLICATE_WINDOW_HOURS: i64 = 24;
+
+/// The processor's `billing_reason` of a subscription's first invoice.
+pub const FIRST_INVOICE: &str = "subscription_create";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -51,6 +54,9 @@ pub enum LedgerChange {
         late: bool,
         paid_at: DateTime<Utc>,
         money: Money,
+        /// How long the period it buys lasts (the checkout's plan; a year
+        /// when no checkout says).
+        period: Period,
     },
     Unmatched {
         payment_id: String,
@@ -111,6 +117,8 @@ crate::record! {
         currency: String = TEXT,
         started_at: DateTime<Utc> = TIMESTAMPTZ,
         paid_payment_id: Option<String> = TEXT,
+        period: String = TEXT,
+        renews: bool = BOOL,
     }
 }
 
@@ -251,6 +259,8 @@ impl Ledger {
                         currency: c.currency.as_str().into(),
                         started_at: event.recorded_at,
                         paid_payment_id: None,
+                        period: c.period.as_str().into(),
+                        renews: c.renews,
                     });
                 }
                 // A charge recorded before its checkout (a restored backup):
@@ -272,61 +282,8 @@ impl Ledger {
                 }
                 Ok(changes)
             }
-            DomainEvent::ChargeSucceeded(c) => {
-                let existing = self.payments.get(db, &c.payment_id).await?;
-                if existing.as_ref().is_some_and(|p| p.charge_seen) {
-                    return Ok(vec![]);
-                }
-                let late = c.source != payledger_events::ChargeSource::Webhook;
-                let mut recorded = existing.clone().unwrap_or_else(|| Payment {
-                    state: LedgerPaymentState::Unmatched.as_str().into(),
-                    ..Payment::pending(&c.payment_id)
-                });
-                recorded.charge_seen = true;
-                recorded.checkout_reference = c.checkout_reference.clone();
-                recorded.customer_email = c.customer_email.as_ref().map(|e| e.to_lowercase());
-                recorded.amount = Some(c.amount);
-                recorded.currency = Some(c.currency.as_str().into());
-                recorded.paid_at = Some(c.paid_at);
-                recorded.source = Some(format!("{:?}", c.source).to_lowercase());
-                let refund_ids: Vec<String> = recorded
-                    .refunds_before_charge
-                    .take()
-                    .map(|ids| ids.split(' ').map(str::to_string).collect())
-                    .unwrap_or_default();
-                self.payments.put(recorded.clone());
-                // Refunds that came first are applied after whatever the
-                // charge itself causes, as they would have been in order.
-                let after_refund = existing.as_ref().filter(|p| p.refunded > 0).map(|p| {
-                    LedgerChange::ChargeAfterRefund {
-                        payment_id: c.payment_id.clone(),
-                        refund_ids,
-                        email: recorded.email(),
-                        fully: p.refunded >= c.amount,
-                    }
-                });
-                let mut changes = vec![];
-                // A match recorded before the charge itself arrived.
-                if let Some(prior) = existing.filter(|p| p.plan.is_some()) {
-                    let email = prior.account_email.unwrap_or_default();
-                    let plan = prior.plan.unwrap_or_default();
-                    changes.extend(
-                        self.activate(db, &c.payment_id, &email, &plan, Activation::Rescue, true)
-                            .await?,
-                    );
-                    changes.extend(after_refund);
-                    return Ok(changes);
-                }
-                changes.extend(self.match_to_checkout(db, &recorded, late).await?);
-                if !changes
-                    .iter()
-                    .any(|c| matches!(c, LedgerChange::Activated { .. }))
-                {
-                    changes.extend(disputes_again(&recorded, recorded.email()));
-                }
-                changes.extend(after_refund);
-                Ok(changes)
-            }
+            DomainEvent::ChargeSucceeded(c) => self.observe_charge(db, c).await,
+            DomainEvent::InvoicePaid(i) => self.observe_invoice(db, i).await,
             DomainEvent::ChargeMatched(m) => match self.payments.get(db, &m.payment_id).await? {
                 Some(p) if p.charge_seen => {
                     if p.state == LedgerPaymentState::Active.as_str() {
@@ -426,6 +383,154 @@ impl Ledger {
                 }])
             }
             _ => Ok(vec![]),
+        }
+    }
+
+    /// A charge the processor reports. The first report of a payment
+    /// decides; a charge waiting for its invoice learns its checkout from
+    /// the invoice.
+    async fn observe_charge(
+        &mut self,
+        db: Db<'_>,
+        c: &ChargeSucceeded,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        let existing = self.payments.get(db, &c.payment_id).await?;
+        let waiting = |p: &Payment| p.state == LedgerPaymentState::AwaitingInvoice.as_str();
+        if existing
+            .as_ref()
+            .is_some_and(|p| p.charge_seen && !(waiting(p) && c.checkout_reference.is_some()))
+        {
+            return Ok(vec![]);
+        }
+        let late = c.source != payledger_events::ChargeSource::Webhook;
+        let mut recorded = existing.clone().unwrap_or_else(|| Payment {
+            state: LedgerPaymentState::Unmatched.as_str().into(),
+            ..Payment::pending(&c.payment_id)
+        });
+        recorded.charge_seen = true;
+        recorded.checkout_reference = c.checkout_reference.clone();
+        recorded.customer_email = c.customer_email.as_ref().map(|e| e.to_lowercase());
+        recorded.amount = Some(c.amount);
+        recorded.currency = Some(c.currency.as_str().into());
+        recorded.paid_at = Some(c.paid_at);
+        recorded.source = Some(format!("{:?}", c.source).to_lowercase());
+        let refund_ids: Vec<String> = recorded
+            .refunds_before_charge
+            .take()
+            .map(|ids| ids.split(' ').map(str::to_string).collect())
+            .unwrap_or_default();
+        self.payments.put(recorded.clone());
+        // Refunds that came first are applied after whatever the
+        // charge itself causes, as they would have been in order.
+        let after_refund = existing
+            .as_ref()
+            .filter(|p| p.refunded > 0 && !p.charge_seen)
+            .map(|p| LedgerChange::ChargeAfterRefund {
+                payment_id: c.payment_id.clone(),
+                refund_ids,
+                email: recorded.email(),
+                fully: p.refunded >= c.amount,
+            });
+        let mut changes = vec![];
+        // A match recorded before the charge itself arrived.
+        if let Some(prior) = existing.filter(|p| p.plan.is_some()) {
+            let email = prior.account_email.unwrap_or_default();
+            let plan = prior.plan.unwrap_or_default();
+            changes.extend(
+                self.activate(db, &c.payment_id, &email, &plan, Activation::Rescue, true)
+                    .await?,
+            );
+            changes.extend(after_refund);
+            return Ok(changes);
+        }
+        if recorded.checkout_reference.is_none() && c.invoice_id.is_some() {
+            // An invoice's charge: its invoice's fact says what it pays.
+            recorded.state = LedgerPaymentState::AwaitingInvoice.as_str().into();
+            self.payments.put(recorded);
+            return Ok(after_refund.into_iter().collect());
+        }
+        changes.extend(self.match_to_checkout(db, &recorded, late).await?);
+        if !changes
+            .iter()
+            .any(|c| matches!(c, LedgerChange::Activated { .. }))
+        {
+            changes.extend(disputes_again(&recorded, recorded.email()));
+        }
+        changes.extend(after_refund);
+        Ok(changes)
+    }
+
+    /// A paid invoice of a subscription. The first one is the checkout's
+    /// payment (or, naming no checkout, an orphan); a renewal's access is
+    /// the renewal rules' business, and here its payment is accounted for.
+    async fn observe_invoice(
+        &mut self,
+        db: Db<'_>,
+        i: &InvoicePaid,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        let payment_id = i.payment_id.clone().unwrap_or_else(|| i.invoice_id.clone());
+        let existing = self.payments.get(db, &payment_id).await?;
+        let waiting = existing
+            .as_ref()
+            .is_some_and(|p| p.state == LedgerPaymentState::AwaitingInvoice.as_str());
+        let unmatched = existing
+            .as_ref()
+            .is_some_and(|p| p.state == LedgerPaymentState::Unmatched.as_str());
+        if i.billing_reason == FIRST_INVOICE {
+            if waiting && i.checkout_reference.is_none() {
+                if let Some(mut p) = existing {
+                    p.state = LedgerPaymentState::Unmatched.as_str().into();
+                    self.payments.put(p.clone());
+                    return Ok(vec![LedgerChange::Unmatched {
+                        payment_id,
+                        email: p.customer_email.clone(),
+                        money: p.money(),
+                    }]);
+                }
+            }
+            return self
+                .observe_charge(
+                    db,
+                    &ChargeSucceeded {
+                        payment_id,
+                        charge_id: None,
+                        session_id: None,
+                        checkout_reference: i.checkout_reference.clone(),
+                        customer_email: i.customer_email.clone(),
+                        amount: i.amount,
+                        currency: i.currency.clone(),
+                        paid_at: i.paid_at,
+                        source: i.source,
+                        invoice_id: None,
+                    },
+                )
+                .await;
+        }
+        let renewal = LedgerPaymentState::Renewal.as_str().to_string();
+        match existing {
+            Some(mut p) if waiting || unmatched => {
+                p.state = renewal;
+                self.payments.put(p);
+                Ok(if unmatched {
+                    vec![LedgerChange::Settled { payment_id }]
+                } else {
+                    vec![]
+                })
+            }
+            Some(_) => Ok(vec![]),
+            None => {
+                self.payments.put(Payment {
+                    charge_seen: true,
+                    customer_email: i.customer_email.as_ref().map(|e| e.to_lowercase()),
+                    amount: Some(i.amount),
+                    currency: Some(i.currency.as_str().into()),
+                    paid_at: Some(i.paid_at),
+                    source: Some(format!("{:?}", i.source).to_lowercase()),
+                    state: renewal,
+                    ..Payment::pending(&payment_id)
+                });
+                Ok(vec![])
+            }
         }
     }
 
@@ -593,6 +698,15 @@ impl Ledger {
         p.plan = Some(plan.into());
         p.activation = Some(activation.as_str().into());
         self.payments.put(p.clone());
+        let period = match &p.checkout_reference {
+            Some(r) => self
+                .checkouts
+                .get(db, r)
+                .await?
+                .and_then(|c| period_of(&c.period)),
+            None => None,
+        }
+        .unwrap_or_default();
         let mut changes = vec![LedgerChange::Activated {
             payment_id: payment_id.into(),
             email: email.to_lowercase(),
@@ -601,6 +715,7 @@ impl Ledger {
             late: late || activation == Activation::Rescue,
             paid_at: p.paid_at.unwrap_or_default(),
             money: p.money(),
+            period,
         }];
         // A full refund that came before the activation ends it as it
         // would have after (no email: the refund's own was asked for when
@@ -622,6 +737,14 @@ impl Ledger {
         // as well.
         changes.extend(disputes_again(&p, Some(email.to_lowercase())));
         Ok(changes)
+    }
+}
+
+fn period_of(text: &str) -> Option<Period> {
+    match text {
+        "month" => Some(Period::Month),
+        "year" => Some(Period::Year),
+        _ => None,
     }
 }
 

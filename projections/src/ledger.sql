@@ -8,7 +8,10 @@ CREATE TABLE ledger_checkouts (
     amount          BIGINT NOT NULL,
     currency        TEXT NOT NULL,
     started_at      TIMESTAMPTZ NOT NULL,
-    paid_payment_id TEXT
+    paid_payment_id TEXT,
+    -- month | year: how long one paid period of the plan lasts
+    period          TEXT NOT NULL,
+    renews          BOOLEAN NOT NULL
 );
 
 CREATE TABLE ledger_payments (
@@ -22,6 +25,7 @@ CREATE TABLE ledger_payments (
     paid_at            TIMESTAMPTZ,
     source             TEXT,
     -- unmatched | active | duplicate | mismatch | pending (no charge yet)
+    -- | awaiting_invoice | renewal
     state              TEXT NOT NULL,
     account_email      TEXT,
     plan               TEXT,

@@ -12,6 +12,7 @@ pub mod outgoing_emails;
 pub mod projection;
 pub mod read;
 pub mod rebuild;
+pub mod renewals;
 pub mod runner;
 pub mod states;
 pub mod subscriptions;

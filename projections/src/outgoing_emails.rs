@@ -13,6 +13,7 @@ pub struct OutgoingEmails;
 const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
+    "InvoicePaid",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -31,7 +32,8 @@ impl Projection for OutgoingEmails {
         // v2: refunds seen before their charge are announced when it comes.
         // v3: buying again after a refund is not a duplicate charge.
         // v4: the customer hears of disputes (opened, won, lost).
-        4
+        // v5: a subscription's first invoice pays its checkout.
+        5
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)

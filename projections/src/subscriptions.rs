@@ -2,23 +2,19 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::renewals::{Renewals, Standing};
 use crate::states::{DisputeState, SubscriptionStatus};
 use crate::table::{Db, Table};
-use chrono::{DateTime, Duration, Utc};
-use payledger_events::{DomainEvent, RecordedEvent};
+use chrono::{DateTime, Utc};
+use payledger_events::{DomainEvent, Period, RecordedEvent};
 use tokio_postgres::Error;
 
-/// A one-year plan runs 365 days from the charge: every customer gets the
-/// same length, so across a 29 February the period ends one calendar day
-/// earlier than "same date next year" (docs/projections.md).
-pub const PLAN_PERIOD_DAYS: i64 = 365;
-
-/// The end of a plan period that starts at `start`. Saturates instead of
-/// panicking: a rule must be total over any date a fact can carry.
-pub fn period_end_from(start: DateTime<Utc>) -> DateTime<Utc> {
-    start
-        .checked_add_signed(Duration::days(PLAN_PERIOD_DAYS))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+/// The end of one period of a plan that starts at `start`, in the
+/// processor's calendar arithmetic (31 January + 1 month = end of February;
+/// docs/projections.md). Saturates instead of panicking: a rule must be
+/// total over any date a fact can carry.
+pub fn period_end_from(start: DateTime<Utc>, period: Period) -> DateTime<Utc> {
+    payledger_events::period_end(start, period, 1)
 }
 
 pub struct Subscriptions;
@@ -32,6 +28,12 @@ const TYPES: &[&str] = &[
     "DisputeClosed",
     "SubscriptionGranted",
     "SubscriptionRevoked",
+    "SubscriptionStarted",
+    "InvoicePaid",
+    "InvoicePaymentFailed",
+    "SubscriptionCancellationScheduled",
+    "SubscriptionCancellationUndone",
+    "SubscriptionEnded",
 ];
 
 impl Projection for Subscriptions {
@@ -42,7 +44,8 @@ impl Projection for Subscriptions {
         // v2: ledger rows remember refunds seen before their charge.
         // v3: buying again after a refund is not a duplicate charge.
         // v4: a charge reconciliation found is activated as a rescue.
-        4
+        // v5: renewals (spec §12); periods in calendar months and years.
+        5
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type)
@@ -50,6 +53,7 @@ impl Projection for Subscriptions {
     fn schema_sql(&self) -> &'static str {
         concat!(
             include_str!("ledger.sql"),
+            include_str!("renewals.sql"),
             include_str!("subscriptions.sql")
         )
     }
@@ -75,6 +79,10 @@ crate::record! {
         payment_id: Option<String> = TEXT,
         reason: Option<String> = TEXT,
         updated_position: i64 = INT8,
+        subscription_id: Option<String> = TEXT,
+        renews_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        cancel_at_period_end: bool = BOOL,
+        grace_until: Option<DateTime<Utc>> = TIMESTAMPTZ,
     }
 }
 
@@ -83,11 +91,13 @@ const BY_PAYMENT: usize = 0;
 #[derive(Default)]
 pub struct SubscriptionRows {
     ledger: Ledger,
+    renewals: Renewals,
     subscriptions: Table<Subscription>,
 }
 
 crate::projection_rows!(SubscriptionRows {
     ledger,
+    renewals,
     subscriptions
 });
 
@@ -102,7 +112,7 @@ impl SubscriptionRows {
         match decoded {
             DomainEvent::SubscriptionGranted(g) => {
                 let email = g.email.to_lowercase();
-                let end = period_end_from(event.recorded_at);
+                let end = period_end_from(event.recorded_at, Period::Year);
                 let kept_end = self
                     .subscriptions
                     .get(db, &email)
@@ -118,6 +128,10 @@ impl SubscriptionRows {
                     payment_id: None,
                     reason: Some(g.reason.clone()),
                     updated_position: position,
+                    subscription_id: None,
+                    renews_at: None,
+                    cancel_at_period_end: false,
+                    grace_until: None,
                 });
                 return Ok(());
             }
@@ -132,6 +146,9 @@ impl SubscriptionRows {
             }
             _ => {}
         }
+        if let Some(standing) = self.renewals.track(db, &mut self.ledger, decoded).await? {
+            self.apply_standing(db, &standing, position).await?;
+        }
         for change in self.ledger.track(db, event, decoded).await? {
             match change {
                 LedgerChange::Activated {
@@ -140,9 +157,10 @@ impl SubscriptionRows {
                     plan,
                     activation,
                     paid_at,
+                    period,
                     ..
                 } => {
-                    let end = period_end_from(paid_at);
+                    let end = period_end_from(paid_at, period);
                     let (start, end) = match self.subscriptions.get(db, &email).await? {
                         // Paying again before the end extends the year.
                         Some(s) if s.period_end >= paid_at => {
@@ -151,6 +169,11 @@ impl SubscriptionRows {
                         Some(s) => (paid_at, s.period_end.max(end)),
                         None => (paid_at, end),
                     };
+                    let renewing = self
+                        .subscriptions
+                        .get(db, &email)
+                        .await?
+                        .and_then(|s| s.subscription_id);
                     self.subscriptions.put(Subscription {
                         email,
                         plan,
@@ -161,7 +184,20 @@ impl SubscriptionRows {
                         payment_id: Some(payment_id),
                         reason: None,
                         updated_position: position,
+                        subscription_id: renewing.clone(),
+                        renews_at: None,
+                        cancel_at_period_end: false,
+                        grace_until: None,
                     });
+                    // The subscription's own facts came first: they, not
+                    // this payment alone, say where it stands.
+                    if let Some(id) = renewing {
+                        if let Some(standing) =
+                            self.renewals.standing(db, &mut self.ledger, &id).await?
+                        {
+                            self.apply_standing(db, &standing, position).await?;
+                        }
+                    }
                 }
                 LedgerChange::Refunded {
                     payment_id,
@@ -220,6 +256,56 @@ impl SubscriptionRows {
                 _ => {}
             }
         }
+        if let DomainEvent::CheckoutStarted(c) = decoded {
+            let checkout_id = c.checkout_id.to_string();
+            for standing in self
+                .renewals
+                .standings_of_checkout(db, &mut self.ledger, &checkout_id)
+                .await?
+            {
+                self.apply_standing(db, &standing, position).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a renewing subscription's standing onto its customer's row. A
+    /// person's revocation and an open dispute stay as they are.
+    async fn apply_standing(
+        &mut self,
+        db: Db<'_>,
+        standing: &Standing,
+        position: i64,
+    ) -> Result<(), Error> {
+        let existing = self.subscriptions.get(db, &standing.email).await?;
+        let kept = [SubscriptionStatus::Revoked, SubscriptionStatus::Disputed];
+        let status = match &existing {
+            Some(s) if kept.iter().any(|k| k.as_str() == s.status) => s.status.clone(),
+            _ => standing.status.as_str().into(),
+        };
+        let period_start = existing.as_ref().map_or(standing.paid_from, |s| {
+            s.period_start.min(standing.paid_from)
+        });
+        self.subscriptions.put(Subscription {
+            email: standing.email.clone(),
+            plan: standing.plan.clone(),
+            status,
+            period_start,
+            period_end: standing.access_until,
+            activation: existing
+                .as_ref()
+                .map_or("checkout".into(), |s| s.activation.clone()),
+            payment_id: standing
+                .last_payment_id
+                .clone()
+                .or(existing.as_ref().and_then(|s| s.payment_id.clone())),
+            reason: None,
+            updated_position: position,
+            subscription_id: Some(standing.subscription_id.clone()),
+            renews_at: standing.renews_at,
+            cancel_at_period_end: standing.cancel_at_period_end,
+            grace_until: standing.grace_until,
+        });
         Ok(())
     }
 

@@ -18,7 +18,8 @@ impl Projection for Timeline {
         // v3: ledger rows remember refunds seen before their charge.
         // v4: a charge's summary keeps the payment id's case.
         // v5: buying again after a refund is not a duplicate charge.
-        5
+        // v6: a subscription's first invoice pays its checkout.
+        6
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern

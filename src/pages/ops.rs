@@ -74,11 +74,13 @@ pub async fn access(
         Ok(None) => Json(serde_json::json!({"email": email, "active": false})).into_response(),
         Ok(Some(s)) => Json(serde_json::json!({
             "email": email,
-            "active": s.grants_access_at(state.clock.now()),
+            "active": s.grants_access(state.clock.now(), state.site.past_due_access),
             "plan": s.plan,
             "status": s.status,
             "period_end": s.period_end,
             "activation": s.activation,
+            "renews_at": s.renews_at,
+            "cancel_at_period_end": s.cancel_at_period_end,
         }))
         .into_response(),
         Err(e) => {

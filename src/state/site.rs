@@ -20,6 +20,8 @@ pub struct Site {
     pub metrics_token: Option<String>,
     /// How long "pending" is honest before the page says a person is on it.
     pub pending_window: chrono::Duration,
+    /// PAYLEDGER_PAST_DUE_ACCESS: access while a failed renewal is retried.
+    pub past_due_access: payledger_projections::read::subscriptions::PastDueAccess,
     /// PAYLEDGER_TIMEZONE: the zone of the dates pages show.
     pub zone: chrono_tz::Tz,
     pub limiter: Arc<limiter::RateLimiter>,
@@ -44,6 +46,7 @@ impl Default for Site {
             api_token: None,
             metrics_token: None,
             pending_window: chrono::Duration::minutes(3),
+            past_due_access: Default::default(),
             zone: chrono_tz::UTC,
             limiter: Arc::new(limiter::RateLimiter::default()),
             http_limits: Default::default(),
@@ -94,6 +97,7 @@ impl Site {
             metrics_token: crate::config::var("PAYLEDGER_METRICS_TOKEN"),
             zone: crate::config::timezone()?,
             pending_window: crate::config::pending_window()?,
+            past_due_access: crate::config::past_due_access()?,
             limiter: Arc::new(limiter::RateLimiter::default()),
             http_limits: crate::http_limits::HttpLimits::from_env()?,
             trusted_proxies: proxies::TrustedProxies::parse(

@@ -4,3 +4,4 @@
 
 pub mod fuzz_targets;
 pub mod history;
+pub mod renewal_history;

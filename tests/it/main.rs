@@ -30,6 +30,7 @@ mod projection_runner;
 mod projections;
 mod reconcile;
 mod reconcile_schedule;
+mod renewal_rules;
 mod rules;
 mod rules_more;
 mod situations;

@@ -18,12 +18,54 @@ pub struct SubscriptionRow {
     /// The payment behind it; `None` for a grant.
     pub payment_id: Option<String>,
     pub reason: Option<String>,
+    /// A renewing plan's processor subscription.
+    pub subscription_id: Option<String>,
+    /// When the processor charges next; `None` once it will not.
+    pub renews_at: Option<DateTime<Utc>>,
+    /// Cancelled: ends at `period_end` instead of renewing.
+    pub cancel_at_period_end: bool,
+    /// Past due: until when the processor keeps retrying.
+    pub grace_until: Option<DateTime<Utc>>,
 }
 
 impl SubscriptionRow {
-    /// Whether it grants access at `now`.
+    /// Whether it grants access at `now`, keeping access while a failed
+    /// renewal is retried (`PAYLEDGER_PAST_DUE_ACCESS=keep`, the default).
     pub fn grants_access_at(&self, now: DateTime<Utc>) -> bool {
-        self.status == SubscriptionStatus::Active && self.period_end > now
+        self.grants_access(now, PastDueAccess::Keep)
+    }
+
+    /// Whether it grants access at `now` under a past-due policy.
+    pub fn grants_access(&self, now: DateTime<Utc>, past_due: PastDueAccess) -> bool {
+        match self.status {
+            SubscriptionStatus::Active | SubscriptionStatus::Canceled => self.period_end > now,
+            SubscriptionStatus::PastDue => {
+                self.period_end > now
+                    || (past_due == PastDueAccess::Keep
+                        && self.grace_until.is_some_and(|g| g > now))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `PAYLEDGER_PAST_DUE_ACCESS`: whether a customer whose renewal failed
+/// keeps access while the processor retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PastDueAccess {
+    #[default]
+    Keep,
+    Revoke,
+}
+
+impl std::str::FromStr for PastDueAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "keep" => Ok(PastDueAccess::Keep),
+            "revoke" => Ok(PastDueAccess::Revoke),
+            other => Err(format!("{other:?} is neither \"keep\" nor \"revoke\"")),
+        }
     }
 }
 
@@ -35,7 +77,8 @@ pub async fn by_email(
     let client: &Client = &connection;
     let Some(r) = client
         .query_opt(
-            "SELECT email, plan, status, period_start, period_end, activation, payment_id, reason
+            "SELECT email, plan, status, period_start, period_end, activation, payment_id, reason,
+                    subscription_id, renews_at, cancel_at_period_end, grace_until
              FROM subscriptions WHERE email = $1",
             &[&email],
         )
@@ -52,5 +95,9 @@ pub async fn by_email(
         activation: r.try_get("activation")?,
         payment_id: r.try_get("payment_id")?,
         reason: r.try_get("reason")?,
+        subscription_id: r.try_get("subscription_id")?,
+        renews_at: r.try_get("renews_at")?,
+        cancel_at_period_end: r.try_get("cancel_at_period_end")?,
+        grace_until: r.try_get("grace_until")?,
     }))
 }

@@ -1,0 +1,289 @@
+//! The renewal rules (spec §12, docs/projections.md): what a processor
+//! subscription's facts mean for access. Access comes from money — each
+//! paid invoice is one period, and nothing else extends it; a failed
+//! renewal is `past_due` while the processor retries; a cancellation or the
+//! end of the subscription stops renewals and ends access at the end of
+//! what was paid. The standing is recomputed from what is stored each time,
+//! so the facts may arrive in any order, any number of times.
+
+use crate::ledger::Ledger;
+use crate::states::SubscriptionStatus;
+use crate::table::{Db, Table};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use payledger_events::DomainEvent;
+use tokio_postgres::Error;
+
+pub const SCHEMA_SQL: &str = include_str!("renewals.sql");
+
+crate::record! {
+    RenewalSubscription in "renewal_subscriptions", key(subscription_id), indexes(checkout_reference) {
+        subscription_id: String = TEXT,
+        started: bool = BOOL,
+        checkout_reference: Option<String> = TEXT,
+        customer_email: Option<String> = TEXT,
+        paid_from: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        paid_until: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        paid_invoices: Option<String> = TEXT,
+        last_payment_id: Option<String> = TEXT,
+        cancel_requested_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        cancel_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        undone_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        ended_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        ended_reason: Option<String> = TEXT,
+        failing_invoice: Option<String> = TEXT,
+        failed_attempt: i32 = INT4,
+        next_attempt: Option<DateTime<Utc>> = TIMESTAMPTZ,
+    }
+}
+
+const BY_CHECKOUT: usize = 0;
+
+impl RenewalSubscription {
+    fn new(subscription_id: &str) -> Self {
+        RenewalSubscription {
+            subscription_id: subscription_id.into(),
+            started: false,
+            checkout_reference: None,
+            customer_email: None,
+            paid_from: None,
+            paid_until: None,
+            paid_invoices: None,
+            last_payment_id: None,
+            cancel_requested_at: None,
+            cancel_at: None,
+            undone_at: None,
+            ended_at: None,
+            ended_reason: None,
+            failing_invoice: None,
+            failed_attempt: 0,
+            next_attempt: None,
+        }
+    }
+
+    fn paid(&self, invoice_id: &str) -> bool {
+        self.paid_invoices
+            .as_deref()
+            .is_some_and(|l| l.split(' ').any(|i| i == invoice_id))
+    }
+
+    /// A cancellation asked for after the last undo.
+    fn cancel_scheduled(&self) -> bool {
+        match (self.cancel_requested_at, self.undone_at) {
+            (Some(asked), Some(undone)) => asked > undone,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Where one subscription stands for its customer's access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub subscription_id: String,
+    pub email: String,
+    pub plan: String,
+    pub status: SubscriptionStatus,
+    pub paid_from: DateTime<Utc>,
+    /// The end of access: the end of what was paid, or earlier when the
+    /// subscription ended earlier (cancelled now).
+    pub access_until: DateTime<Utc>,
+    /// When the processor will charge next; `None` once it will not.
+    pub renews_at: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    /// While past due: until when the processor keeps retrying.
+    pub grace_until: Option<DateTime<Utc>>,
+    pub last_payment_id: Option<String>,
+}
+
+/// The standing of a subscription whose customer and plan are known and
+/// which has at least one paid period; pure, so any order of the same
+/// facts gives the same standing.
+pub fn standing_of(s: &RenewalSubscription, email: &str, plan: &str) -> Option<Standing> {
+    let (paid_from, paid_until) = (s.paid_from?, s.paid_until?);
+    let status = if s.ended_at.is_some() {
+        SubscriptionStatus::Ended
+    } else if s.cancel_scheduled() {
+        SubscriptionStatus::Canceled
+    } else if s.failing_invoice.is_some() {
+        SubscriptionStatus::PastDue
+    } else {
+        SubscriptionStatus::Active
+    };
+    let access_until = s.ended_at.map_or(paid_until, |e| e.min(paid_until));
+    let renews = matches!(
+        status,
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue
+    );
+    Some(Standing {
+        subscription_id: s.subscription_id.clone(),
+        email: email.to_lowercase(),
+        plan: plan.into(),
+        status,
+        paid_from,
+        access_until,
+        renews_at: renews.then_some(paid_until),
+        cancel_at_period_end: status == SubscriptionStatus::Canceled,
+        grace_until: (status == SubscriptionStatus::PastDue)
+            .then_some(s.next_attempt)
+            .flatten(),
+        last_payment_id: s.last_payment_id.clone(),
+    })
+}
+
+fn add_listed(list: &mut Option<String>, id: &str) {
+    let mut ids = list.take().unwrap_or_default();
+    if !ids.is_empty() {
+        ids.push(' ');
+    }
+    ids.push_str(id);
+    *list = Some(ids);
+}
+
+#[derive(Default)]
+pub struct Renewals {
+    pub subscriptions: Table<RenewalSubscription>,
+}
+
+impl crate::table::TableJson for Renewals {
+    fn json_of<'a>(
+        &'a self,
+        _tx: &'a Transaction<'a>,
+        _table: &'a str,
+    ) -> crate::projection::JsonFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+impl Renewals {
+    pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        self.subscriptions.flush(tx).await
+    }
+
+    pub fn in_memory_only(&mut self) {
+        self.subscriptions.in_memory_only();
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.subscriptions.snapshot()
+    }
+
+    pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        self.subscriptions.copy_into(tx).await.map(|_| ())
+    }
+
+    /// Applies a lifecycle fact; returns the subscription's standing when
+    /// the fact changed it and its customer is known.
+    pub async fn track(
+        &mut self,
+        db: Db<'_>,
+        ledger: &mut Ledger,
+        decoded: &DomainEvent,
+    ) -> Result<Option<Standing>, Error> {
+        let id = match decoded {
+            DomainEvent::SubscriptionStarted(e) => &e.subscription_id,
+            DomainEvent::InvoicePaid(e) => &e.subscription_id,
+            DomainEvent::InvoicePaymentFailed(e) => &e.subscription_id,
+            DomainEvent::SubscriptionCancellationScheduled(e) => &e.subscription_id,
+            DomainEvent::SubscriptionCancellationUndone(e) => &e.subscription_id,
+            DomainEvent::SubscriptionEnded(e) => &e.subscription_id,
+            _ => return Ok(None),
+        };
+        let before = self.subscriptions.get(db, id).await?;
+        let mut s = before
+            .clone()
+            .unwrap_or_else(|| RenewalSubscription::new(id));
+        match decoded {
+            DomainEvent::SubscriptionStarted(e) => {
+                s.started = true;
+                s.checkout_reference = s.checkout_reference.take().or(e.checkout_reference.clone());
+            }
+            DomainEvent::InvoicePaid(e) if !s.paid(&e.invoice_id) => {
+                add_listed(&mut s.paid_invoices, &e.invoice_id);
+                s.checkout_reference = s.checkout_reference.take().or(e.checkout_reference.clone());
+                s.customer_email = e.customer_email.clone().or(s.customer_email.take());
+                s.paid_from = Some(
+                    s.paid_from
+                        .map_or(e.period_start, |f| f.min(e.period_start)),
+                );
+                if s.paid_until.is_none_or(|u| e.period_end >= u) {
+                    s.last_payment_id = e.payment_id.clone().or(s.last_payment_id.take());
+                }
+                s.paid_until = Some(s.paid_until.map_or(e.period_end, |u| u.max(e.period_end)));
+                if s.failing_invoice.as_deref() == Some(e.invoice_id.as_str()) {
+                    s.failing_invoice = None;
+                    s.failed_attempt = 0;
+                    s.next_attempt = None;
+                }
+            }
+            DomainEvent::InvoicePaymentFailed(e) if !s.paid(&e.invoice_id) => {
+                let attempt = i32::try_from(e.attempt).unwrap_or(i32::MAX);
+                let same = s.failing_invoice.as_deref() == Some(e.invoice_id.as_str());
+                if !same || attempt > s.failed_attempt {
+                    s.failing_invoice = Some(e.invoice_id.clone());
+                    s.failed_attempt = attempt;
+                    s.next_attempt = e.next_attempt;
+                }
+            }
+            DomainEvent::SubscriptionCancellationScheduled(e)
+                if s.cancel_requested_at.is_none_or(|t| e.requested_at > t) =>
+            {
+                s.cancel_requested_at = Some(e.requested_at);
+                s.cancel_at = Some(e.cancel_at);
+            }
+            DomainEvent::SubscriptionCancellationUndone(e) => {
+                s.undone_at = Some(s.undone_at.map_or(e.undone_at, |u| u.max(e.undone_at)));
+            }
+            DomainEvent::SubscriptionEnded(e) => {
+                s.ended_at = Some(e.ended_at);
+                s.ended_reason = e.reason.clone();
+            }
+            _ => {}
+        }
+        if before.as_ref() == Some(&s) {
+            return Ok(None);
+        }
+        self.subscriptions.put(s.clone());
+        self.standing(db, ledger, &s.subscription_id).await
+    }
+
+    /// The standings of the subscriptions a checkout bought: when the
+    /// checkout is recorded after them (a restored backup), they become
+    /// someone's access only now.
+    pub async fn standings_of_checkout(
+        &mut self,
+        db: Db<'_>,
+        ledger: &mut Ledger,
+        checkout_id: &str,
+    ) -> Result<Vec<Standing>, Error> {
+        let mut standings = vec![];
+        for s in self
+            .subscriptions
+            .find(db, BY_CHECKOUT, checkout_id)
+            .await?
+        {
+            standings.extend(self.standing(db, ledger, &s.subscription_id).await?);
+        }
+        Ok(standings)
+    }
+
+    /// The standing of a subscription, if its customer is known (through
+    /// the checkout that bought it) and it has a paid period.
+    pub async fn standing(
+        &mut self,
+        db: Db<'_>,
+        ledger: &mut Ledger,
+        subscription_id: &str,
+    ) -> Result<Option<Standing>, Error> {
+        let Some(s) = self.subscriptions.get(db, subscription_id).await? else {
+            return Ok(None);
+        };
+        let Some(reference) = &s.checkout_reference else {
+            return Ok(None);
+        };
+        let Some(checkout) = ledger.checkouts.get(db, reference).await? else {
+            return Ok(None);
+        };
+        Ok(standing_of(&s, &checkout.email, &checkout.plan))
+    }
+}
