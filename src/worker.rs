@@ -23,6 +23,9 @@ pub struct WorkerConfig {
     pub reactors: crate::reactors::Reactors,
     /// Signed audit checkpoints, when a key and a directory are set.
     pub checkpoints: Option<crate::audit::schedule::CheckpointSchedule>,
+    /// The reactors' and reconciliation's "now" (the machine's, or the
+    /// simulator's with PAYLEDGER_FOLLOW_SIM_CLOCK).
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for WorkerConfig {
@@ -34,6 +37,7 @@ impl Default for WorkerConfig {
             reconcile: None,
             reactors: Default::default(),
             checkpoints: None,
+            clock: std::sync::Arc::new(SystemClock),
         }
     }
 }
@@ -125,11 +129,11 @@ pub async fn run(
         })
     };
     let reconciler = config.reconcile.map(|(processor, every)| {
-        let store = PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock));
+        let store = PgEventStore::new(pool.clone(), config.clock.clone());
         tokio::spawn(schedule::run(store, processor, every, stop.clone()))
     });
     let reactors = config.reactors.spawn(
-        PgEventStore::new(pool.clone(), std::sync::Arc::new(SystemClock)),
+        PgEventStore::new(pool.clone(), config.clock.clone()),
         stop.clone(),
     );
     let checkpoints = config

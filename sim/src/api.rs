@@ -12,20 +12,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-type Params = Vec<(String, String)>;
+pub(crate) type Params = Vec<(String, String)>;
 
-fn param<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -34,7 +30,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
     ApiError(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",
@@ -42,7 +38,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
     )
 }
 
-fn missing(what: &str, id: &str) -> ApiError {
+pub(crate) fn missing(what: &str, id: &str) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
@@ -61,6 +57,7 @@ pub fn router(sim: Simulator) -> Router {
         .route("/v1/refunds", get(list_refunds).post(create_refund))
         .route("/v1/events", get(list_events))
         .route("/v1/disputes", get(list_disputes))
+        .merge(crate::billing_api::api_routes())
         .layer(middleware::from_fn_with_state(sim.clone(), api_gate));
     Router::new()
         .merge(api)
@@ -69,6 +66,7 @@ pub fn router(sim: Simulator) -> Router {
         .route("/_sim/charges", post(sim_charge))
         .route("/_sim/disputes", post(sim_dispute))
         .route("/_sim/disputes/{id}/close", post(sim_close_dispute))
+        .merge(crate::billing_api::sim_routes())
         .with_state(sim)
 }
 
@@ -113,7 +111,7 @@ async fn api_gate(State(sim): State<Simulator>, request: Request, next: Next) ->
 }
 
 /// Newest first, `created[...]` filters, `starting_after` cursor, `limit`.
-fn list<T: Serialize>(
+pub(crate) fn list<T: Serialize>(
     items: &[T],
     id: impl Fn(&T) -> &str,
     created: impl Fn(&T) -> i64,
@@ -125,7 +123,7 @@ fn list<T: Serialize>(
 }
 
 /// [`list`] of stored records, each shown as the object it holds.
-fn list_shown<T, S: Serialize>(
+pub(crate) fn list_shown<T, S: Serialize>(
     items: &[T],
     id: impl Fn(&T) -> &str,
     created: impl Fn(&T) -> i64,
@@ -204,10 +202,30 @@ async fn create_session(
     {
         return Ok(Json(previous));
     }
-    let amount: i64 = param(&params, "line_items[0][price_data][unit_amount]")
-        .ok_or_else(|| invalid("line_items[0][price_data][unit_amount] is required"))?
-        .parse()
-        .map_err(|_| invalid("unit_amount must be an integer"))?;
+    let mode = param(&params, "mode").unwrap_or("payment").to_string();
+    let price = match (mode.as_str(), param(&params, "line_items[0][price]")) {
+        ("subscription", Some(id)) => {
+            Some(sim.lock().price(id).ok_or_else(|| missing("price", id))?)
+        }
+        ("subscription", None) => {
+            return Err(invalid(
+                "mode=subscription needs line_items[0][price] (a recurring price)",
+            ))
+        }
+        (other, _) if other != "payment" => {
+            return Err(invalid(format!(
+                "mode {other:?} is not payment or subscription"
+            )))
+        }
+        _ => None,
+    };
+    let amount: i64 = match &price {
+        Some(p) => p.amount,
+        None => param(&params, "line_items[0][price_data][unit_amount]")
+            .ok_or_else(|| invalid("line_items[0][price_data][unit_amount] is required"))?
+            .parse()
+            .map_err(|_| invalid("unit_amount must be an integer"))?,
+    };
     let quantity: i64 = param(&params, "line_items[0][quantity]")
         .unwrap_or("1")
         .parse()
@@ -215,9 +233,12 @@ async fn create_session(
     if amount <= 0 || quantity <= 0 {
         return Err(invalid("amount and quantity must be positive"));
     }
-    let currency = param(&params, "line_items[0][price_data][currency]")
-        .ok_or_else(|| invalid("line_items[0][price_data][currency] is required"))?
-        .to_lowercase();
+    let currency = match &price {
+        Some(p) => p.currency.clone(),
+        None => param(&params, "line_items[0][price_data][currency]")
+            .ok_or_else(|| invalid("line_items[0][price_data][currency] is required"))?
+            .to_lowercase(),
+    };
     let success_url =
         param(&params, "success_url").ok_or_else(|| invalid("success_url is required"))?;
     let metadata_of = |prefix: &str| -> BTreeMap<String, String> {
@@ -236,13 +257,16 @@ async fn create_session(
         currency,
         client_reference_id: param(&params, "client_reference_id").map(str::to_string),
         customer_email: param(&params, "customer_email").map(str::to_string),
-        mode: param(&params, "mode").unwrap_or("payment").to_string(),
+        mode,
         success_url: Some(success_url.to_string()),
         cancel_url: param(&params, "cancel_url").map(str::to_string),
         metadata: metadata_of("metadata["),
         payment_intent_metadata: metadata_of("payment_intent_data[metadata]["),
+        subscription_metadata: metadata_of("subscription_data[metadata]["),
+        price,
     };
-    let session = state.open_session(new, &sim.config.public_url, now());
+    let now = state.now();
+    let session = state.open_session(new, &sim.config.public_url, now);
     let response = serde_json::to_value(session).map_err(|e| invalid(e.to_string()))?;
     if let Some(k) = key {
         state.idempotent_responses.insert(k, response.clone());
@@ -437,7 +461,7 @@ fn refund_in(state: &mut SimState, params: &Params) -> Result<Refund, ApiError> 
         charge: Some(Expandable::Id(charge.id.clone())),
         payment_intent: charge.payment_intent.clone(),
         currency: charge.currency.clone(),
-        created: now(),
+        created: state.now(),
         reason: param(params, "reason").map(str::to_string),
         status: Some("succeeded".into()),
         metadata: Some(BTreeMap::new()),
@@ -499,7 +523,8 @@ async fn pay(
 ) -> Response {
     let (events, success_url, no_redirect) = {
         let mut state = sim.lock();
-        let events = match state.pay_session(&id, form.email, now()) {
+        let now = state.now();
+        let events = match state.pay_session(&id, form.email, now) {
             Ok(e) => e,
             Err(message) => {
                 return (
@@ -551,42 +576,67 @@ struct SimChargeRequest {
     /// Empty: a charge that names no customer (e.g. a wallet without email).
     #[serde(default)]
     email: String,
+    /// Without `price`: the amount of a one-time payment.
+    #[serde(default)]
     amount: i64,
+    #[serde(default)]
     currency: String,
     #[serde(default)]
     client_reference_id: Option<String>,
+    /// A renewing plan's price: a paid first invoice of a new subscription.
+    #[serde(default)]
+    price: Option<String>,
 }
 
 /// As if a customer had paid: a completed session, its payment intent and
-/// charge, and the events (delivered according to the faults).
+/// charge (or, with a `price`, its subscription and first invoice), and the
+/// events (delivered according to the faults).
 async fn sim_charge(
     State(sim): State<Simulator>,
     Json(req): Json<SimChargeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if req.amount <= 0 {
-        return Err(invalid("amount must be positive"));
+    let price = match &req.price {
+        Some(id) => Some(sim.lock().price(id).ok_or_else(|| missing("price", id))?),
+        None => None,
+    };
+    if price.is_none() && req.amount <= 0 {
+        return Err(invalid("amount must be positive (or give a price)"));
     }
     let (events, session) = {
         let mut state = sim.lock();
-        let mut payment_intent_metadata = BTreeMap::new();
+        let mut reference = BTreeMap::new();
         if let Some(r) = &req.client_reference_id {
-            payment_intent_metadata.insert(
+            reference.insert(
                 payledger_stripe::objects::CHECKOUT_REFERENCE_KEY.into(),
                 r.clone(),
             );
         }
         let new = NewSession {
-            amount: req.amount,
-            currency: req.currency.clone(),
+            amount: price.as_ref().map_or(req.amount, |p| p.amount),
+            currency: price
+                .as_ref()
+                .map_or(req.currency.clone(), |p| p.currency.clone()),
             client_reference_id: req.client_reference_id.clone(),
             customer_email: Some(req.email.clone()).filter(|e| !e.is_empty()),
-            mode: "payment".into(),
-            payment_intent_metadata,
+            mode: if price.is_some() {
+                "subscription"
+            } else {
+                "payment"
+            }
+            .into(),
+            payment_intent_metadata: if price.is_some() {
+                BTreeMap::new()
+            } else {
+                reference.clone()
+            },
+            subscription_metadata: reference,
+            price,
             ..NewSession::default()
         };
-        let id = state.open_session(new, &sim.config.public_url, now()).id;
+        let now = state.now();
+        let id = state.open_session(new, &sim.config.public_url, now).id;
         let events = state
-            .pay_session(&id, Some(req.email), now())
+            .pay_session(&id, Some(req.email), now)
             .map_err(invalid)?;
         let session = state
             .session_mut(&id)
@@ -596,23 +646,32 @@ async fn sim_charge(
     };
     let event_ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     dispatch(&sim, events);
+    let state = sim.lock();
+    let invoice = session.invoice.as_ref().and_then(|i| i.id());
     let pi = session
         .payment_intent
         .as_ref()
         .and_then(|p| p.id())
+        .or_else(|| {
+            state
+                .billing
+                .invoices
+                .iter()
+                .find(|i| Some(i.id.as_str()) == invoice)
+                .and_then(|i| i.payment_id())
+        })
         .map(str::to_string);
-    let charge_id = {
-        let state = sim.lock();
-        state
-            .charges
-            .iter()
-            .find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == pi.as_deref())
-            .map(|c| c.id.clone())
-    };
+    let charge_id = state
+        .charges
+        .iter()
+        .find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == pi.as_deref())
+        .map(|c| c.id.clone());
     Ok(Json(json!({
         "session_id": session.id,
         "payment_intent_id": pi,
         "charge_id": charge_id,
+        "subscription_id": session.subscription.as_ref().and_then(|s| s.id()),
+        "invoice_id": invoice,
         "event_ids": event_ids,
     })))
 }
@@ -645,7 +704,7 @@ async fn sim_dispute(
             charge: Expandable::Id(charge.id.clone()),
             payment_intent: charge.payment_intent.clone(),
             currency: charge.currency.clone(),
-            created: now(),
+            created: state.now(),
             reason: req.reason.or(Some("fraudulent".into())),
             status: "needs_response".into(),
         };
@@ -695,7 +754,10 @@ async fn sim_close_dispute(
         };
         let object = serde_json::to_value(&dispute).map_err(|e| invalid(e.to_string()))?;
         (
-            vec![state.record_event("charge.dispute.closed", object, now())],
+            vec![{
+                let now = state.now();
+                state.record_event("charge.dispute.closed", object, now)
+            }],
             dispute,
         )
     };
@@ -705,7 +767,7 @@ async fn sim_close_dispute(
     ))
 }
 
-fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

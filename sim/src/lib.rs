@@ -4,11 +4,14 @@
 //! memory; ids and fault decisions follow the seed.
 
 mod api;
+mod billing;
+mod billing_api;
 mod delivery;
 mod state;
 
+pub use billing::{default_prices, SimPrice};
 pub use delivery::RetryPolicy;
-pub use state::{Faults, NewSession, SimState};
+pub use state::{Faults, NewSession, SimState, DEFAULT_API_VERSION};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,6 +25,11 @@ pub struct SimConfig {
     /// The simulator's own base URL, for the hosted pay page links.
     pub public_url: String,
     pub retry: RetryPolicy,
+    /// Which API version's wire shapes to send (`2020-03-02`: the older
+    /// shapes); `None`: [`DEFAULT_API_VERSION`].
+    pub api_version: Option<String>,
+    /// The recurring prices it can bill; empty: [`default_prices`].
+    pub prices: Vec<SimPrice>,
 }
 
 #[derive(Clone)]
@@ -33,7 +41,13 @@ pub struct Simulator {
 
 impl Simulator {
     pub fn new(config: SimConfig) -> Self {
-        let state = SimState::new(config.seed);
+        let mut state = SimState::new(config.seed);
+        if let Some(v) = &config.api_version {
+            state.api_version = v.clone();
+        }
+        if !config.prices.is_empty() {
+            state.billing.prices = config.prices.clone();
+        }
         Simulator {
             config: Arc::new(config),
             state: Arc::new(Mutex::new(state)),

@@ -10,6 +10,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
+/// The API version the simulator speaks unless told otherwise: the current
+/// wire shapes.
+pub const DEFAULT_API_VERSION: &str = "2025-09-30.clover";
+
 /// Fault switches, as posted to `/_sim/faults`; every field optional there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -37,6 +41,9 @@ pub struct Faults {
 #[derive(Debug, Clone, Default)]
 pub struct SessionExtras {
     pub payment_intent_metadata: BTreeMap<String, String>,
+    /// Subscription mode: the recurring price and the subscription's metadata.
+    pub price: Option<crate::billing::SimPrice>,
+    pub subscription_metadata: BTreeMap<String, String>,
 }
 
 /// What a new session is opened with.
@@ -51,6 +58,8 @@ pub struct NewSession {
     pub cancel_url: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub payment_intent_metadata: BTreeMap<String, String>,
+    pub price: Option<crate::billing::SimPrice>,
+    pub subscription_metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +81,14 @@ pub struct SimState {
     pub events: Vec<StoredEvent>,
     /// Idempotency-Key → the response first given for it.
     pub idempotent_responses: HashMap<String, serde_json::Value>,
+    pub billing: crate::billing::Billing,
+    /// Seconds the simulator's clock is ahead of the machine's: it moves
+    /// only when told (`/_sim/clock/advance`), like the processor's test
+    /// clocks, and otherwise runs with the machine's.
+    pub clock_offset: i64,
+    /// The API version whose wire shapes it sends (`2020-03-02`: the
+    /// period on the subscription, the subscription on the invoice).
+    pub api_version: String,
 }
 
 impl SimState {
@@ -87,7 +104,24 @@ impl SimState {
             disputes: vec![],
             events: vec![],
             idempotent_responses: HashMap::new(),
+            billing: crate::billing::Billing {
+                prices: crate::billing::default_prices(),
+                ..Default::default()
+            },
+            clock_offset: 0,
+            api_version: DEFAULT_API_VERSION.into(),
         }
+    }
+
+    /// The simulator's clock (unix seconds).
+    pub fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.clock_offset
+    }
+
+    /// Sets the clock (never backwards).
+    pub fn set_now(&mut self, t: i64) {
+        let wall = chrono::Utc::now().timestamp();
+        self.clock_offset = self.clock_offset.max(t - wall);
     }
 
     /// `cs_test_` + 24 characters: the processor's id shape, from the seed.
@@ -133,6 +167,8 @@ impl SimState {
             id,
             SessionExtras {
                 payment_intent_metadata: new.payment_intent_metadata,
+                price: new.price,
+                subscription_metadata: new.subscription_metadata,
             },
         );
         self.sessions.push(session.clone());
@@ -151,14 +187,35 @@ impl SimState {
         object: serde_json::Value,
         created: i64,
     ) -> Event {
+        self.record_event_as(event_type, object, None, created)
+    }
+
+    /// [`Self::record_event`] of an update, with what it changed.
+    pub fn record_event_with_previous(
+        &mut self,
+        event_type: &str,
+        object: serde_json::Value,
+        previous: serde_json::Value,
+        created: i64,
+    ) -> Event {
+        self.record_event_as(event_type, object, Some(previous), created)
+    }
+
+    fn record_event_as(
+        &mut self,
+        event_type: &str,
+        object: serde_json::Value,
+        previous_attributes: Option<serde_json::Value>,
+        created: i64,
+    ) -> Event {
         let event = Event {
             id: self.new_id("evt"),
             object: "event".into(),
-            api_version: Some("2025-09-30.clover".into()),
+            api_version: Some(self.api_version.clone()),
             created,
             data: EventObject {
                 object,
-                previous_attributes: None,
+                previous_attributes,
             },
             livemode: false,
             pending_webhooks: Some(1),
@@ -196,13 +253,74 @@ impl SimState {
         let email = email
             .filter(|e| !e.is_empty())
             .or(session.customer_email.clone());
-        let amount = session.amount_total.unwrap_or(0);
-        let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
-        let metadata = self
+        let extras = self
             .session_extras
             .get(session_id)
-            .map(|x| x.payment_intent_metadata.clone())
+            .cloned()
             .unwrap_or_default();
+        let mut events = vec![];
+        let (subscription, invoice, pi_id) = if let Some(price) = extras.price.clone() {
+            let (sub, invoice, pi, more) =
+                self.start_subscription(&price, email.clone(), extras.subscription_metadata, now)?;
+            events.extend(more);
+            (Some(sub), Some(invoice), pi)
+        } else {
+            let amount = session.amount_total.unwrap_or(0);
+            let currency = session.currency.clone().unwrap_or_else(|| "usd".into());
+            let (_, pi, more) = self.charge_card_with(
+                amount,
+                &currency,
+                email.clone(),
+                None,
+                extras.payment_intent_metadata,
+                now,
+            )?;
+            events.extend(more);
+            (None, None, Some(pi))
+        };
+        let session = {
+            let s = self.session_mut(session_id).ok_or("session vanished")?;
+            s.status = Some("complete".into());
+            s.payment_status = "paid".into();
+            // Subscription mode: the session names the subscription and its
+            // invoice, not a payment.
+            s.payment_intent = if subscription.is_some() {
+                None
+            } else {
+                pi_id.map(Expandable::Id)
+            };
+            s.subscription = subscription.map(Expandable::Id);
+            s.invoice = invoice.map(Expandable::Id);
+            s.customer_details = Some(CustomerDetails { email, name: None });
+            s.clone()
+        };
+        let object = serde_json::to_value(&session).map_err(|e| e.to_string())?;
+        events.push(self.record_event("checkout.session.completed", object, now));
+        Ok(events)
+    }
+
+    /// Takes money from the customer's card: a payment intent, its charge,
+    /// and the two events that say so. Returns the charge and intent ids.
+    pub fn charge_card(
+        &mut self,
+        amount: i64,
+        currency: &str,
+        email: Option<String>,
+        invoice: Option<&str>,
+        now: i64,
+    ) -> Result<(String, String, Vec<Event>), String> {
+        self.charge_card_with(amount, currency, email, invoice, BTreeMap::new(), now)
+    }
+
+    fn charge_card_with(
+        &mut self,
+        amount: i64,
+        currency: &str,
+        email: Option<String>,
+        invoice: Option<&str>,
+        metadata: BTreeMap<String, String>,
+        now: i64,
+    ) -> Result<(String, String, Vec<Event>), String> {
         let pi_id = self.new_id("pi");
         let ch_id = self.new_id("ch");
         let charge = Charge {
@@ -210,7 +328,7 @@ impl SimState {
             object: "charge".into(),
             amount,
             amount_refunded: 0,
-            currency: currency.clone(),
+            currency: currency.to_string(),
             created: now,
             paid: true,
             refunded: false,
@@ -224,7 +342,7 @@ impl SimState {
             receipt_email: email.clone(),
             metadata: Some(metadata.clone()),
             refunds: Some(empty_list(&format!("/v1/charges/{ch_id}/refunds"))),
-            invoice: None,
+            invoice: invoice.map(|i| Expandable::Id(i.to_string())),
             livemode: false,
         };
         let pi = PaymentIntent {
@@ -232,20 +350,12 @@ impl SimState {
             object: "payment_intent".into(),
             amount,
             amount_received: amount,
-            currency,
+            currency: currency.to_string(),
             created: now,
             status: "succeeded".into(),
-            receipt_email: email.clone(),
-            latest_charge: Some(Expandable::Id(ch_id)),
+            receipt_email: email,
+            latest_charge: Some(Expandable::Id(ch_id.clone())),
             metadata: Some(metadata),
-        };
-        let session = {
-            let s = self.session_mut(session_id).ok_or("session vanished")?;
-            s.status = Some("complete".into());
-            s.payment_status = "paid".into();
-            s.payment_intent = Some(Expandable::Id(pi_id));
-            s.customer_details = Some(CustomerDetails { email, name: None });
-            s.clone()
         };
         self.charges.push(charge.clone());
         self.payment_intents.push(pi.clone());
@@ -253,12 +363,11 @@ impl SimState {
         for (kind, object) in [
             ("charge.succeeded", serde_json::to_value(&charge)),
             ("payment_intent.succeeded", serde_json::to_value(&pi)),
-            ("checkout.session.completed", serde_json::to_value(&session)),
         ] {
             let object = object.map_err(|e| e.to_string())?;
             events.push(self.record_event(kind, object, now));
         }
-        Ok(events)
+        Ok((ch_id, pi_id, events))
     }
 }
 

@@ -2,7 +2,6 @@
 
 use super::Cli;
 use anyhow::Context;
-use payledger::clock::SystemClock;
 use payledger::db::Database;
 use std::process::ExitCode;
 
@@ -23,7 +22,8 @@ pub async fn migrate(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn work(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let config = payledger::worker::WorkerConfig::from_env()?;
+    let mut config = payledger::worker::WorkerConfig::from_env()?;
+    config.clock = payledger::processor::sim_clock::clock_from_env().await?;
     let db = cli.connect().await?;
     db.migrate().await?;
     tracing::info!(database = %db.shown_url(), "worker started");
@@ -41,18 +41,20 @@ pub async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;
-    let (state, listener) = serving_state(&db, config).await?;
+    let clock = payledger::processor::sim_clock::clock_from_env().await?;
+    let (state, listener) = serving_state(&db, config, clock).await?;
     payledger::http::serve(listener, state, payledger::shutdown::signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let serve = ServeConfig::from_env()?;
-    let config = payledger::worker::WorkerConfig::from_env()?;
+    let mut config = payledger::worker::WorkerConfig::from_env()?;
+    config.clock = payledger::processor::sim_clock::clock_from_env().await?;
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;
-    let (state, listener) = serving_state(&db, serve).await?;
+    let (state, listener) = serving_state(&db, serve, config.clock.clone()).await?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut server_stop = stop.clone();
     let server = tokio::spawn(payledger::http::serve(listener, state, async move {
@@ -91,8 +93,8 @@ impl ServeConfig {
 async fn serving_state(
     db: &Database,
     config: ServeConfig,
+    clock: std::sync::Arc<dyn payledger::clock::Clock>,
 ) -> anyhow::Result<(payledger::http::AppState, tokio::net::TcpListener)> {
-    let clock: std::sync::Arc<dyn payledger::clock::Clock> = std::sync::Arc::new(SystemClock);
     payledger::pages::install_metrics();
     let bind = config.bind;
     let state = payledger::http::AppState::new(

@@ -43,6 +43,11 @@ pub struct ProcessorSimArgs {
     /// The simulator's own base URL as browsers reach it (default: http://BIND).
     #[arg(long)]
     public_url: Option<String>,
+    /// The API version whose wire shapes to send: the current one by
+    /// default; `2020-03-02` sends the older shapes (the period on the
+    /// subscription, the subscription on the invoice).
+    #[arg(long)]
+    api_version: Option<String>,
 }
 
 pub async fn support(
@@ -105,6 +110,23 @@ pub async fn processor_sim(args: &ProcessorSimArgs) -> anyhow::Result<ExitCode> 
             .clone()
             .unwrap_or_else(|| format!("http://{bind}")),
         retry: Default::default(),
+        api_version: args.api_version.clone(),
+        // The renewing plans' prices, when PAYLEDGER_PLANS names them.
+        prices: match payledger::config::var("PAYLEDGER_PLANS") {
+            Some(_) => payledger::plans::Plans::from_env()?
+                .all()
+                .iter()
+                .filter_map(|p| {
+                    Some(payledger_sim::SimPrice {
+                        id: p.processor_price_id.clone().filter(|_| p.renews)?,
+                        amount: p.amount,
+                        currency: p.currency.as_str().to_string(),
+                        period: p.period,
+                    })
+                })
+                .collect(),
+            None => vec![],
+        },
     };
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -5,6 +5,13 @@ use std::sync::Mutex;
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The machine's time, for what the outside world stamps with it (a
+    /// signature's timestamp) even when `now` is moved — the same as `now`
+    /// unless the clock follows another one.
+    fn wall(&self) -> DateTime<Utc> {
+        self.now()
+    }
 }
 
 /// The machine's clock.

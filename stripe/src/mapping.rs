@@ -224,6 +224,26 @@ fn check_time(what: &str, t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), St
     Ok(())
 }
 
+/// A date a period after another: no period is longer than a year (the
+/// bound is relative, so a renewal's end a year after "now" is sane).
+fn check_within_a_period(
+    what: &str,
+    t: DateTime<Utc>,
+    from: DateTime<Utc>,
+) -> Result<(), String> {
+    let latest = from
+        .checked_add_signed(chrono::Duration::days(400))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if t < from || t > latest {
+        return Err(format!(
+            "{what} {} is not within a year after {}",
+            t.to_rfc3339(),
+            from.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
 fn check_strings(value: &serde_json::Value) -> Result<(), String> {
     match value {
         serde_json::Value::String(text) => {
@@ -274,11 +294,12 @@ pub fn check_fact(fact: &ProcessorFact, now: DateTime<Utc>) -> Result<(), String
                 check_id("payment id", p)?;
             }
             check_time("period_start", i.period_start, now)?;
-            check_time("period_end", i.period_end, now)?;
+            check_within_a_period("period_end", i.period_end, i.period_start)?;
             check_time("paid_at", i.paid_at, now)
         }
         DomainEvent::SubscriptionCancellationScheduled(c) => {
-            check_time("cancel_at", c.cancel_at, now)
+            check_time("requested_at", c.requested_at, now)?;
+            check_within_a_period("cancel_at", c.cancel_at, c.requested_at)
         }
         DomainEvent::SubscriptionEnded(e) => check_time("ended_at", e.ended_at, now),
         _ => Ok(()),

@@ -31,6 +31,7 @@ mod projections;
 mod reconcile;
 mod reconcile_schedule;
 mod renewal_rules;
+mod renewals;
 mod rules;
 mod rules_more;
 mod situations;

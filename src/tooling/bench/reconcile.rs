@@ -41,6 +41,8 @@ async fn start_sim() -> anyhow::Result<(Simulator, String)> {
         seed: 7,
         public_url: base.clone(),
         retry: Default::default(),
+        api_version: None,
+        prices: vec![],
     });
     let served = sim.clone();
     tokio::spawn(async move { payledger_sim::serve(served, listener).await });

@@ -109,6 +109,8 @@ impl Stage {
                 max_backoff: Duration::from_secs(1),
                 ..Default::default()
             },
+            api_version: None,
+            prices: vec![],
         });
         tokio::spawn(payledger_sim::serve(sim.clone(), listener));
         say!(

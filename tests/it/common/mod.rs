@@ -165,6 +165,15 @@ pub async fn start_sim(
     webhook_url: Option<String>,
     seed: u64,
 ) -> (payledger_sim::Simulator, String) {
+    start_sim_speaking(webhook_url, seed, None).await
+}
+
+/// [`start_sim`] sending the wire shapes of `api_version`.
+pub async fn start_sim_speaking(
+    webhook_url: Option<String>,
+    seed: u64,
+    api_version: Option<&str>,
+) -> (payledger_sim::Simulator, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -180,6 +189,8 @@ pub async fn start_sim(
             max_attempts: 200,
             request_timeout: std::time::Duration::from_secs(5),
         },
+        api_version: api_version.map(str::to_string),
+        prices: vec![],
     });
     tokio::spawn(payledger_sim::serve(sim.clone(), listener));
     (sim, base)
@@ -299,6 +310,7 @@ pub async fn post_signed(base: &str, body: &str, secret: &str) -> reqwest::Respo
 }
 
 pub mod ledger;
+pub mod renewals;
 pub mod runner;
 pub mod shop;
 pub mod smtp;

@@ -37,10 +37,30 @@ pub async fn open_shop_with(
     tune: impl FnOnce(&mut Site),
     extra: axum::Router<AppState>,
 ) -> Shop {
+    open_shop_clocked(
+        pool,
+        deliver_webhooks,
+        tune,
+        extra,
+        Arc::new(SystemClock),
+        None,
+    )
+    .await
+}
+
+/// [`open_shop_with`] on `clock`, the simulator speaking `api_version`.
+pub async fn open_shop_clocked(
+    pool: deadpool_postgres::Pool,
+    deliver_webhooks: bool,
+    tune: impl FnOnce(&mut Site),
+    extra: axum::Router<AppState>,
+    clock: Arc<dyn payledger::clock::Clock>,
+    api_version: Option<&str>,
+) -> Shop {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let hook = deliver_webhooks.then(|| format!("{base}/webhooks/stripe"));
-    let (sim, sim_base) = start_sim(hook, 41).await;
+    let (sim, sim_base) = start_sim_speaking(hook, 41, api_version).await;
     let mut site = Site {
         plans: Plans::parse(PLANS, "test plans").unwrap(),
         public_url: base.clone(),
@@ -50,7 +70,6 @@ pub async fn open_shop_with(
         ..Site::default()
     };
     tune(&mut site);
-    let clock: Arc<dyn payledger::clock::Clock> = Arc::new(SystemClock);
     let state = AppState::new(
         PgEventStore::new(pool, clock.clone()),
         clock,

@@ -1,0 +1,211 @@
+//! Renewals end to end (spec §12): the real HTTP server, the simulator's
+//! subscriptions driven by its clock, and PostgreSQL. Each story reads
+//! `/api/access` as the product's app would.
+
+use crate::common::renewals::*;
+use crate::common::*;
+use chrono::Datelike;
+use serde_json::json;
+
+const ANN: &str = "ann@example.com";
+
+async fn yearly_renews_three_times(api_version: Option<&str>) {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, api_version).await;
+    shop.buy(ANN, "annual").await;
+    let bought = shop.sim_now();
+    let access = shop.access(ANN).await;
+    assert_eq!(access["active"], true, "{access}");
+    assert_eq!(access["status"], "active");
+    assert_eq!(access["cancel_at_period_end"], false);
+    let first_end = date(&access["period_end"]);
+    assert_eq!(first_end, date(&access["renews_at"]));
+    assert_eq!(
+        (first_end.year(), first_end.month(), first_end.day()),
+        (bought.year() + 1, bought.month(), bought.day()),
+        "one calendar year"
+    );
+    for year in 1..=3 {
+        let answer = shop.advance_days(366).await;
+        assert_eq!(answer["invoices"].as_array().unwrap().len(), 1, "{answer}");
+        let access = shop.access(ANN).await;
+        assert_eq!(access["active"], true, "year {year}: {access}");
+        let end = date(&access["period_end"]);
+        assert_eq!(end.year(), first_end.year() + year, "year {year}: {access}");
+    }
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+    // Every paid invoice is one period: three renewals, three more years.
+    assert_eq!(count_events(&t, "InvoicePaid").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yearly_subscription_renews_three_times_one_year_each() {
+    yearly_renews_three_times(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yearly_subscription_renews_the_same_in_the_older_wire_shapes() {
+    yearly_renews_three_times(Some("2020-03-02")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_subscription_renews_twelve_times_across_31_january_and_29_february() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    // Move the processor to 31 January 2028, a leap year.
+    let target = chrono::NaiveDate::from_ymd_opt(2028, 1, 31)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    let seconds = (target - shop.sim_now()).num_seconds();
+    shop.advance(json!({ "seconds": seconds })).await;
+    shop.buy(ANN, "monthly").await;
+    let mut ends = vec![];
+    for _ in 0..12 {
+        let end = date(&shop.access(ANN).await["period_end"]);
+        ends.push((end.month(), end.day()));
+        let to_end = (end - shop.sim_now()).num_seconds() + 60;
+        shop.advance(json!({ "seconds": to_end })).await;
+    }
+    assert_eq!(
+        ends,
+        [
+            (2, 29),
+            (3, 31),
+            (4, 30),
+            (5, 31),
+            (6, 30),
+            (7, 31),
+            (8, 31),
+            (9, 30),
+            (10, 31),
+            (11, 30),
+            (12, 31),
+            (1, 31)
+        ]
+    );
+    assert_eq!(shop.access(ANN).await["active"], true);
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_renewal_is_past_due_with_access_then_an_updated_card_recovers_it() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let paid_end = date(&shop.access(ANN).await["period_end"]);
+    shop.sim_post("/_sim/cards", json!({"email": ANN, "outcome": "decline"}))
+        .await;
+    shop.advance_days(366).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "past_due", "{access}");
+    assert_eq!(access["active"], true, "kept while the processor retries");
+    assert_eq!(
+        date(&access["period_end"]),
+        paid_end,
+        "not extended without money"
+    );
+
+    // The customer updates the card in the processor's portal.
+    let customer = shop.shop.sim.lock().billing.customers[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = shop::http()
+        .post(format!("{}/portal/{customer}/card", shop.shop.sim_base))
+        .form(&[("return_url", "")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    shop.settle().await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "active", "{access}");
+    assert_eq!(date(&access["period_end"]).year(), paid_end.year() + 1);
+    assert_eq!(count_events(&t, "InvoicePaymentFailed").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_declines_end_the_subscription_and_access_ends_with_what_was_paid() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    shop.sim_post("/_sim/cards", json!({"email": ANN, "outcome": "decline"}))
+        .await;
+    shop.advance_days(366).await;
+    assert_eq!(shop.access(ANN).await["status"], "past_due");
+    // Retries 3, 5 and 7 days after the first attempt.
+    shop.advance_days(8).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "ended", "{access}");
+    assert_eq!(access["active"], false);
+    assert_eq!(access["renews_at"], serde_json::Value::Null);
+    assert_eq!(count_events(&t, "InvoicePaymentFailed").await, 4);
+    assert_eq!(count_events(&t, "SubscriptionEnded").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_at_period_end_keeps_access_until_then_and_an_undo_renews_again() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let sub = shop.subscription_of(ANN).await;
+    shop.sim_post(
+        &format!("/_sim/subscriptions/{sub}/cancel"),
+        json!({"at_period_end": true}),
+    )
+    .await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "canceled", "{access}");
+    assert_eq!(
+        access["active"], true,
+        "active until the end of what was paid"
+    );
+    assert_eq!(access["cancel_at_period_end"], true);
+    assert_eq!(access["renews_at"], serde_json::Value::Null);
+
+    // Undone through the processor's API, as support or the portal would.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/subscriptions/{sub}", shop.shop.sim_base))
+        .bearer_auth("sk_test")
+        .form(&[("cancel_at_period_end", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    shop.settle().await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "active", "{access}");
+    assert_eq!(access["cancel_at_period_end"], false);
+
+    // Cancelled again; at the period's end it ends.
+    shop.sim_post(
+        &format!("/_sim/subscriptions/{sub}/cancel"),
+        json!({"at_period_end": true}),
+    )
+    .await;
+    shop.advance_days(366).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "ended", "{access}");
+    assert_eq!(access["active"], false);
+    assert_eq!(
+        count_events(&t, "InvoicePaid").await,
+        1,
+        "no renewal was charged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_ledger_never_saw_a_checkout_for_is_an_orphan_charge() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    let paid = sim_charge(
+        &shop.shop.sim_base,
+        json!({"email": "bob@example.com", "price": "price_annual_249"}),
+    )
+    .await;
+    assert!(paid["subscription_id"].is_string(), "{paid}");
+    shop.settle().await;
+    assert_eq!(shop.open_discrepancy_kinds().await, ["unmatched_charge"]);
+}
