@@ -14,6 +14,7 @@ pub mod processor;
 pub mod reactors;
 pub mod reconcile;
 pub mod shutdown;
+pub mod sim_clock;
 pub mod situation;
 pub mod state;
 pub use payledger_store as store;

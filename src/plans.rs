@@ -79,11 +79,13 @@ impl Plans {
         self.0.iter().find(|p| p.id == id)
     }
 
-    /// The plans priced exactly `amount` in `currency`.
+    /// The one-time plans priced exactly `amount` in `currency`: what a
+    /// single charge can have bought (a renewing plan is paid by invoices
+    /// of its subscription, never by a lone charge).
     pub fn priced(&self, amount: i64, currency: &str) -> Vec<&Plan> {
         self.0
             .iter()
-            .filter(|p| p.amount == amount && p.currency.as_str() == currency)
+            .filter(|p| !p.renews && p.amount == amount && p.currency.as_str() == currency)
             .collect()
     }
 

@@ -188,6 +188,57 @@ fn one_of_each() -> Vec<DomainEvent> {
             detail: "the ledger says 249.00 USD, the processor 199.00 USD".into(),
         }
         .into(),
+        SubscriptionStarted {
+            subscription_id: "sub_1".into(),
+            customer_id: Some("cus_1".into()),
+            checkout_reference: Some(id.to_string()),
+            price_id: Some("price_annual_249".into()),
+            started_at: at,
+        }
+        .into(),
+        InvoicePaid {
+            invoice_id: "in_1".into(),
+            subscription_id: "sub_1".into(),
+            payment_id: Some("pi_1".into()),
+            billing_reason: "subscription_cycle".into(),
+            checkout_reference: None,
+            customer_email: Some("a@example.com".into()),
+            amount: 24900,
+            currency: usd(),
+            period_start: at,
+            period_end: at,
+            paid_at: at,
+            source: ChargeSource::Webhook,
+        }
+        .into(),
+        InvoicePaymentFailed {
+            invoice_id: "in_1".into(),
+            subscription_id: "sub_1".into(),
+            attempt: 2,
+            next_attempt: Some(at),
+            customer_email: None,
+            amount: 24900,
+            currency: usd(),
+            failed_at: at,
+        }
+        .into(),
+        SubscriptionCancellationScheduled {
+            subscription_id: "sub_1".into(),
+            cancel_at: at,
+            requested_at: at,
+        }
+        .into(),
+        SubscriptionCancellationUndone {
+            subscription_id: "sub_1".into(),
+            undone_at: at,
+        }
+        .into(),
+        SubscriptionEnded {
+            subscription_id: "sub_1".into(),
+            ended_at: at,
+            reason: Some("payment_failed".into()),
+        }
+        .into(),
     ]
 }
 

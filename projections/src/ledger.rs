@@ -395,13 +395,21 @@ impl Ledger {
         c: &ChargeSucceeded,
     ) -> Result<Vec<LedgerChange>, Error> {
         let existing = self.payments.get(db, &c.payment_id).await?;
-        let waiting = |p: &Payment| p.state == LedgerPaymentState::AwaitingInvoice.as_str();
+        // A payment seen without its checkout (waiting for its invoice, or
+        // an orphan for now) learns it from a later report that names it.
+        let unplaced = |p: &Payment| {
+            p.state == LedgerPaymentState::AwaitingInvoice.as_str()
+                || p.state == LedgerPaymentState::Unmatched.as_str()
+        };
         if existing
             .as_ref()
-            .is_some_and(|p| p.charge_seen && !(waiting(p) && c.checkout_reference.is_some()))
+            .is_some_and(|p| p.charge_seen && !(unplaced(p) && c.checkout_reference.is_some()))
         {
             return Ok(vec![]);
         }
+        let was_unmatched = existing
+            .as_ref()
+            .is_some_and(|p| p.charge_seen && p.state == LedgerPaymentState::Unmatched.as_str());
         let late = c.source != payledger_events::ChargeSource::Webhook;
         let mut recorded = existing.clone().unwrap_or_else(|| Payment {
             state: LedgerPaymentState::Unmatched.as_str().into(),
@@ -432,6 +440,11 @@ impl Ledger {
                 fully: p.refunded >= c.amount,
             });
         let mut changes = vec![];
+        if was_unmatched {
+            changes.push(LedgerChange::Settled {
+                payment_id: c.payment_id.clone(),
+            });
+        }
         // A match recorded before the charge itself arrived.
         if let Some(prior) = existing.filter(|p| p.plan.is_some()) {
             let email = prior.account_email.unwrap_or_default();

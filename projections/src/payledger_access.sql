@@ -1,14 +1,15 @@
 -- A stable view for applications that share the database: who has access,
 -- from the subscriptions read model. Column names are a contract
 -- (docs/integration.md); add columns, never rename or drop them.
--- `active`: paid up (or cancelled but not yet at its end), or past due
--- while the processor still retries (PAYLEDGER_PAST_DUE_ACCESS=keep).
+-- `active`: paid up (or cancelled but not yet at its end); a renewal due
+-- while the processor bills it; past due while the processor still
+-- retries (PAYLEDGER_PAST_DUE_ACCESS=keep).
 CREATE OR REPLACE VIEW public.payledger_access AS
 SELECT email,
        plan,
        status,
-       ((status IN ('active', 'canceled') AND period_end > now())
-        OR (status = 'past_due' AND (period_end > now() OR COALESCE(grace_until > now(), false)))) AS active,
+       ((status IN ('active', 'canceled', 'past_due') AND period_end > now())
+        OR (status IN ('active', 'past_due') AND COALESCE(grace_until > now(), false))) AS active,
        period_start,
        period_end,
        activation,

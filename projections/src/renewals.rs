@@ -16,6 +16,12 @@ use tokio_postgres::Error;
 
 pub const SCHEMA_SQL: &str = include_str!("renewals.sql");
 
+/// How long a renewing subscription keeps access past the end of what was
+/// paid while its renewal is due: the processor charges a renewal within
+/// about an hour of the period's end, and payledger asks it before letting
+/// access end (spec §12).
+pub const RENEWAL_GRACE_HOURS: i64 = 24;
+
 crate::record! {
     RenewalSubscription in "renewal_subscriptions", key(subscription_id), indexes(checkout_reference) {
         subscription_id: String = TEXT,
@@ -91,7 +97,8 @@ pub struct Standing {
     /// When the processor will charge next; `None` once it will not.
     pub renews_at: Option<DateTime<Utc>>,
     pub cancel_at_period_end: bool,
-    /// While past due: until when the processor keeps retrying.
+    /// Past due: until when the processor keeps retrying; active: until when
+    /// the renewal is expected.
     pub grace_until: Option<DateTime<Utc>>,
     pub last_payment_id: Option<String>,
 }
@@ -124,9 +131,13 @@ pub fn standing_of(s: &RenewalSubscription, email: &str, plan: &str) -> Option<S
         access_until,
         renews_at: renews.then_some(paid_until),
         cancel_at_period_end: status == SubscriptionStatus::Canceled,
-        grace_until: (status == SubscriptionStatus::PastDue)
-            .then_some(s.next_attempt)
-            .flatten(),
+        grace_until: match status {
+            SubscriptionStatus::PastDue => s.next_attempt,
+            SubscriptionStatus::Active => {
+                paid_until.checked_add_signed(chrono::Duration::hours(RENEWAL_GRACE_HOURS))
+            }
+            _ => None,
+        },
         last_payment_id: s.last_payment_id.clone(),
     })
 }

@@ -36,6 +36,9 @@ pub fn dispatch(sim: &Simulator, events: Vec<Event>) {
             let faults = state.faults.clone();
             if state.roll(faults.drop) {
                 tracing::info!(event = %event.id, kind = %event.event_type, "fault: delivery dropped");
+                if let Some(stored) = state.events.iter_mut().find(|e| e.event.id == event.id) {
+                    stored.dropped = true;
+                }
                 continue;
             }
             let copies = if state.roll(faults.duplicate) { 2 } else { 1 };

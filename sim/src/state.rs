@@ -67,6 +67,8 @@ pub struct StoredEvent {
     pub event: Event,
     pub delivered: bool,
     pub attempts: u32,
+    /// The `drop` fault took it: it will never be delivered.
+    pub dropped: bool,
 }
 
 pub struct SimState {
@@ -225,6 +227,7 @@ impl SimState {
             event: event.clone(),
             delivered: false,
             attempts: 0,
+            dropped: false,
         });
         event
     }
@@ -356,6 +359,7 @@ impl SimState {
             receipt_email: email,
             latest_charge: Some(Expandable::Id(ch_id.clone())),
             metadata: Some(metadata),
+            invoice: invoice.map(|i| Expandable::Id(i.to_string())),
         };
         self.charges.push(charge.clone());
         self.payment_intents.push(pi.clone());

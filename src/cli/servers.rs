@@ -23,7 +23,7 @@ pub async fn migrate(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 pub async fn work(cli: &Cli) -> anyhow::Result<ExitCode> {
     let mut config = payledger::worker::WorkerConfig::from_env()?;
-    config.clock = payledger::processor::sim_clock::clock_from_env().await?;
+    config.clock = payledger::sim_clock::clock_from_env().await?;
     let db = cli.connect().await?;
     db.migrate().await?;
     tracing::info!(database = %db.shown_url(), "worker started");
@@ -41,7 +41,7 @@ pub async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;
-    let clock = payledger::processor::sim_clock::clock_from_env().await?;
+    let clock = payledger::sim_clock::clock_from_env().await?;
     let (state, listener) = serving_state(&db, config, clock).await?;
     payledger::http::serve(listener, state, payledger::shutdown::signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -50,7 +50,7 @@ pub async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
 pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let serve = ServeConfig::from_env()?;
     let mut config = payledger::worker::WorkerConfig::from_env()?;
-    config.clock = payledger::processor::sim_clock::clock_from_env().await?;
+    config.clock = payledger::sim_clock::clock_from_env().await?;
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;

@@ -4,6 +4,7 @@
 //! error that names the request.
 
 use super::stripe::{Charge, CheckoutSession, Dispute, Event, List, Refund};
+use payledger_stripe::billing::{Invoice, Subscription};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -306,6 +307,23 @@ impl ProcessorClient {
 
     pub fn events(&self, filter: ListFilter) -> Pages<'_, Event> {
         Pages::new(self, "/v1/events", filter, |e| e.id.clone())
+    }
+
+    /// Subscriptions; add `("status", "all")` to `filter.extra` to include
+    /// cancelled ones (the processor leaves them out by default).
+    pub fn subscriptions(&self, filter: ListFilter) -> Pages<'_, Subscription> {
+        Pages::new(self, "/v1/subscriptions", filter, |s| s.id.clone())
+    }
+
+    pub fn invoices(&self, filter: ListFilter) -> Pages<'_, Invoice> {
+        Pages::new(self, "/v1/invoices", filter, |i| i.id.clone())
+    }
+
+    pub async fn retrieve_subscription(&self, id: &str) -> Result<Subscription, ProcessorError> {
+        let path = format!("/v1/subscriptions/{id}");
+        let url = self.url(&path)?;
+        self.send(&format!("GET {path}"), || Ok(self.http.get(url.clone())))
+            .await
     }
 }
 

@@ -3,7 +3,6 @@
 //! the simulator shares.
 
 pub mod client;
-pub mod sim_clock;
 
 pub use payledger_stripe::{mapping, objects as stripe, signature};
 

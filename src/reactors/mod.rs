@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod mail;
+pub mod renewal_check;
 pub mod rescue;
 pub mod sender;
 
@@ -19,6 +20,8 @@ pub struct Reactors {
     pub sender: Option<(mail::Mailer, sender::SenderConfig)>,
     pub rescue: Option<(Plans, chrono::Duration)>,
     pub alerts: Option<alerts::AlertConfig>,
+    /// Asks the processor before a renewing plan's access ends.
+    pub renewal_check: Option<crate::processor::client::ProcessorClient>,
 }
 
 impl Reactors {
@@ -101,6 +104,12 @@ impl Reactors {
         } else {
             tracing::warn!("support alerts are off: set PAYLEDGER_ALERT_WEBHOOK and/or PAYLEDGER_SUPPORT_EMAIL (with a mail transport)");
         }
+        match crate::config::processor_api() {
+            Ok(api) => reactors.renewal_check = Some(api.client()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the check before a renewing plan's access ends is off")
+            }
+        }
         Ok(reactors)
     }
 
@@ -128,6 +137,29 @@ impl Reactors {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        if let Some(processor) = self.renewal_check {
+            let (store, mut stop) = (store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut asked = renewal_check::Asked::default();
+                loop {
+                    let pass = renewal_check::ask_before_access_ends(
+                        &store,
+                        &processor,
+                        chrono::Duration::hours(1),
+                        &mut asked,
+                        chrono::Duration::minutes(10),
+                    )
+                    .await;
+                    if let Err(e) = pass {
+                        tracing::warn!(error = %e, "asking the processor before access ends failed; will retry");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                         _ = stop.changed() => return,
                     }
                 }

@@ -226,11 +226,7 @@ fn check_time(what: &str, t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), St
 
 /// A date a period after another: no period is longer than a year (the
 /// bound is relative, so a renewal's end a year after "now" is sane).
-fn check_within_a_period(
-    what: &str,
-    t: DateTime<Utc>,
-    from: DateTime<Utc>,
-) -> Result<(), String> {
+fn check_within_a_period(what: &str, t: DateTime<Utc>, from: DateTime<Utc>) -> Result<(), String> {
     let latest = from
         .checked_add_signed(chrono::Duration::days(400))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -410,7 +406,7 @@ pub fn facts_of_event(
                 currency,
                 paid_at: when,
                 source,
-                invoice_id: None,
+                invoice_id: pi.invoice.as_ref().and_then(|i| i.id()).map(str::to_string),
             })])
         }
         "charge.succeeded" => {
@@ -481,6 +477,11 @@ pub fn charge_of_session(
     source: ChargeSource,
 ) -> Result<Option<ProcessorFact>, String> {
     if session.payment_status != "paid" {
+        return Ok(None);
+    }
+    // Subscription mode: the subscription's first invoice is the payment
+    // (its own fact), not the session.
+    if session.subscription.is_some() && session.mode.as_deref() == Some("subscription") {
         return Ok(None);
     }
     let amount = session

@@ -239,6 +239,9 @@ pub struct PaymentIntent {
     pub latest_charge: Option<Expandable>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The invoice it paid (older API versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Expandable>,
 }
 
 /// The metadata key under which payledger's checkout stores its checkout id

@@ -170,7 +170,11 @@ fn a_failed_renewal_is_past_due_with_access_while_retried_and_a_paid_retry_recov
     let sub = rows.one("subscriptions");
     assert_eq!(sub.field("status"), "active");
     assert_eq!(time(&sub, "period_end"), day(2028, 3, 1));
-    assert_eq!(sub.field("grace_until"), "");
+    assert_eq!(
+        time(&sub, "grace_until"),
+        day(2028, 3, 2),
+        "the retry's grace is over; the next renewal's is a day"
+    );
 }
 
 #[test]

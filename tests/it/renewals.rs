@@ -209,3 +209,66 @@ async fn a_subscription_the_ledger_never_saw_a_checkout_for_is_an_orphan_charge(
     shop.settle().await;
     assert_eq!(shop.open_discrepancy_kinds().await, ["unmatched_charge"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_whose_webhooks_are_lost_is_found_by_asking_before_access_ends() {
+    use payledger::reactors::renewal_check::{ask_before_access_ends, Asked};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let paid_end = date(&shop.access(ANN).await["period_end"]);
+    let sub = shop.subscription_of(ANN).await;
+
+    // The renewal happens at the processor; every webhook about it is lost.
+    shop.shop.sim.set_faults(payledger_sim::Faults {
+        drop: 1.0,
+        ..Default::default()
+    });
+    shop.advance(json!({"seconds": (paid_end - shop.sim_now()).num_seconds() + 600}))
+        .await;
+    shop.shop.sim.set_faults(payledger_sim::Faults::default());
+    let access = shop.access(ANN).await;
+    assert_eq!(
+        date(&access["period_end"]),
+        paid_end,
+        "the ledger missed it"
+    );
+    assert_eq!(
+        access["active"], true,
+        "the renewal is due: not locked out meanwhile"
+    );
+
+    // The check before access ends asks the processor and appends the rest.
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let processor = processor_client(&shop.shop.sim_base);
+    let report = ask_before_access_ends(
+        &store,
+        &processor,
+        chrono::Duration::hours(1),
+        &mut Asked::default(),
+        chrono::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.asked, [sub]);
+    assert_eq!(report.appended.len(), 1, "{report:?}");
+    assert!(report.appended[0].starts_with("InvoicePaid "), "{report:?}");
+    project_everything(&t.db.pool).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["active"], true, "{access}");
+    assert_eq!(date(&access["period_end"]).year(), paid_end.year() + 1);
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+
+    // Asked again, the processor has nothing the ledger lacks.
+    let again = ask_before_access_ends(
+        &store,
+        &processor,
+        chrono::Duration::days(400),
+        &mut Asked::default(),
+        chrono::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    assert!(again.appended.is_empty(), "{again:?}");
+}

@@ -24,7 +24,8 @@ pub struct SubscriptionRow {
     pub renews_at: Option<DateTime<Utc>>,
     /// Cancelled: ends at `period_end` instead of renewing.
     pub cancel_at_period_end: bool,
-    /// Past due: until when the processor keeps retrying.
+    /// Past due: until when the processor keeps retrying; a renewing plan
+    /// that is active: until when its renewal is expected.
     pub grace_until: Option<DateTime<Utc>>,
 }
 
@@ -37,12 +38,12 @@ impl SubscriptionRow {
 
     /// Whether it grants access at `now` under a past-due policy.
     pub fn grants_access(&self, now: DateTime<Utc>, past_due: PastDueAccess) -> bool {
+        let in_grace = self.grace_until.is_some_and(|g| g > now);
         match self.status {
-            SubscriptionStatus::Active | SubscriptionStatus::Canceled => self.period_end > now,
+            SubscriptionStatus::Active => self.period_end > now || in_grace,
+            SubscriptionStatus::Canceled => self.period_end > now,
             SubscriptionStatus::PastDue => {
-                self.period_end > now
-                    || (past_due == PastDueAccess::Keep
-                        && self.grace_until.is_some_and(|g| g > now))
+                self.period_end > now || (past_due == PastDueAccess::Keep && in_grace)
             }
             _ => false,
         }
@@ -100,4 +101,49 @@ pub async fn by_email(
         cancel_at_period_end: r.try_get("cancel_at_period_end")?,
         grace_until: r.try_get("grace_until")?,
     }))
+}
+
+/// A renewing plan's access that ends before `before` while its
+/// subscription might still be paying: what payledger asks the processor
+/// about before letting access end (spec §12).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndingAccess {
+    pub email: String,
+    pub subscription_id: String,
+    pub status: SubscriptionStatus,
+    pub period_end: DateTime<Utc>,
+}
+
+pub async fn renewing_access_ending_before(
+    read: &ReadModels,
+    before: DateTime<Utc>,
+) -> Result<Vec<EndingAccess>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    let still_paying: Vec<&str> = [
+        SubscriptionStatus::Active,
+        SubscriptionStatus::PastDue,
+        SubscriptionStatus::Canceled,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .collect();
+    let rows = client
+        .query(
+            "SELECT email, subscription_id, status, period_end FROM subscriptions
+             WHERE subscription_id IS NOT NULL AND status = ANY($1) AND period_end < $2
+             ORDER BY period_end",
+            &[&still_paying, &before],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EndingAccess {
+                email: r.try_get("email")?,
+                subscription_id: r.try_get("subscription_id")?,
+                status: super::state("subscriptions", r.try_get("status")?)?,
+                period_end: r.try_get("period_end")?,
+            })
+        })
+        .collect()
 }

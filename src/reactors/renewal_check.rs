@@ -1,0 +1,130 @@
+//! Before any access ends, payledger asks the processor (spec §12): a
+//! renewing plan whose paid period is about to end — or ended while the
+//! processor still bills it — is looked up at the processor (the
+//! subscription and its paid invoices), and whatever the ledger missed is
+//! appended with the same ids the webhook would have used. A renewal whose
+//! webhook was lost never locks out a customer who paid.
+
+use crate::processor::client::{ListFilter, ProcessorClient, ProcessorError};
+use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
+use payledger_events::{Actor, ChargeSource, EventData, Metadata};
+use payledger_projections::read::{subscriptions, ReadModels};
+use payledger_stripe::lifecycle::{facts_of_subscription, invoice_paid};
+use payledger_stripe::mapping::ProcessorFact;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalCheckError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    #[error("the processor's answer about {subscription} cannot be recorded: {reason}")]
+    Unreadable {
+        subscription: String,
+        reason: String,
+    },
+}
+
+impl From<serde_json::Error> for RenewalCheckError {
+    fn from(e: serde_json::Error) -> Self {
+        RenewalCheckError::Unreadable {
+            subscription: String::new(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What one pass asked and found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub asked: Vec<String>,
+    /// Facts the ledger lacked, appended (`<event type> <object id>`).
+    pub appended: Vec<String>,
+}
+
+/// Remembers which ending was already asked about, so a subscription is
+/// asked once before its period end and once after it (again after
+/// `again`), not every pass.
+#[derive(Default)]
+pub struct Asked(HashMap<(String, i64, bool), chrono::DateTime<chrono::Utc>>);
+
+/// One pass: every renewing access ending within `lead` of now (or already
+/// past its paid end while the subscription still bills).
+pub async fn ask_before_access_ends(
+    store: &PgEventStore,
+    processor: &ProcessorClient,
+    lead: chrono::Duration,
+    asked: &mut Asked,
+    again: chrono::Duration,
+) -> Result<CheckReport, RenewalCheckError> {
+    let now = store.clock().now();
+    let read = ReadModels::of(store);
+    let ending = subscriptions::renewing_access_ending_before(&read, now + lead).await?;
+    let mut report = CheckReport::default();
+    for access in ending {
+        let key = (
+            access.subscription_id.clone(),
+            access.period_end.timestamp(),
+            access.period_end <= now,
+        );
+        if asked.0.get(&key).is_some_and(|at| *at + again > now) {
+            continue;
+        }
+        report.asked.push(access.subscription_id.clone());
+        let facts = what_the_processor_says(processor, &access.subscription_id, now).await?;
+        for fact in facts {
+            let label = format!("{} {}", fact.event.event_type(), fact.object_id);
+            let data = EventData::for_processor_fact(
+                &fact.event,
+                &fact.object_id,
+                Metadata::new(
+                    uuid::Uuid::new_v4(),
+                    Actor::System("renewal-check".into()),
+                    "renewal-check",
+                ),
+            )?;
+            let outcome = store
+                .append(vec![StreamAppend::new(
+                    fact.stream,
+                    ExpectedVersion::Any,
+                    vec![data],
+                )])
+                .await?;
+            if outcome.stored() > 0 {
+                tracing::warn!(subscription = %access.subscription_id, fact = %label, "the ledger missed this; appended before access ended");
+                report.appended.push(label);
+            }
+        }
+        asked.0.insert(key, now);
+    }
+    Ok(report)
+}
+
+/// The subscription's state and its paid invoices, as facts.
+async fn what_the_processor_says(
+    processor: &ProcessorClient,
+    subscription_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<ProcessorFact>, RenewalCheckError> {
+    let unreadable = |reason: String| RenewalCheckError::Unreadable {
+        subscription: subscription_id.to_string(),
+        reason,
+    };
+    let subscription = processor.retrieve_subscription(subscription_id).await?;
+    let mut facts = facts_of_subscription(&subscription, now, false).map_err(unreadable)?;
+    let paid = processor
+        .invoices(ListFilter {
+            extra: vec![
+                ("subscription".into(), subscription_id.into()),
+                ("status".into(), "paid".into()),
+            ],
+            ..ListFilter::default()
+        })
+        .collect_all()
+        .await?;
+    for invoice in &paid {
+        facts.extend(invoice_paid(invoice, ChargeSource::Reconciliation).map_err(unreadable)?);
+    }
+    Ok(facts)
+}
