@@ -320,7 +320,10 @@ impl SubscriptionRows {
         position: i64,
     ) -> Result<(), Error> {
         for mut s in self.subscriptions.find(db, BY_PAYMENT, payment_id).await? {
-            if from.is_some_and(|f| f != s.status) {
+            // An ended subscription stays ended: what happens to its
+            // payments later (a refund) no longer changes its access.
+            if from.is_some_and(|f| f != s.status) || s.status == SubscriptionStatus::Ended.as_str()
+            {
                 continue;
             }
             s.status = status.into();

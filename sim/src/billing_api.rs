@@ -7,6 +7,7 @@ use crate::api::{html_escape, invalid, list_shown, missing, param, ApiError, Par
 use crate::delivery::dispatch;
 use crate::Simulator;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -111,6 +112,7 @@ async fn retrieve_subscription(
 async fn update_subscription(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Result<Json<Value>, ApiError> {
     let at_period_end = match param(&params, "cancel_at_period_end") {
@@ -122,14 +124,42 @@ async fn update_subscription(
             )))
         }
     };
-    cancel(&sim, &id, at_period_end, false)
+    once(&sim, &headers, "update", || {
+        cancel(&sim, &id, at_period_end, false)
+    })
 }
 
 async fn delete_subscription(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    cancel(&sim, &id, false, true)
+    once(&sim, &headers, "delete", || cancel(&sim, &id, false, true))
+}
+
+/// As the processor does with an `Idempotency-Key`: the first answer given
+/// for a key is the answer to every retry with it.
+fn once(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    what: &str,
+    act: impl FnOnce() -> Result<Json<Value>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("subscriptions-{what}:{k}"));
+    if let Some(previous) = key
+        .as_ref()
+        .and_then(|k| sim.lock().idempotent_responses.get(k).cloned())
+    {
+        return Ok(Json(previous));
+    }
+    let answer = act()?;
+    if let Some(k) = key {
+        sim.lock().idempotent_responses.insert(k, answer.0.clone());
+    }
+    Ok(answer)
 }
 
 fn cancel(

@@ -319,6 +319,36 @@ impl ProcessorClient {
         Pages::new(self, "/v1/invoices", filter, |i| i.id.clone())
     }
 
+    /// Cancels a subscription: at the end of its paid period, or now. The
+    /// key makes a retry — or a second person — cancel once.
+    pub async fn cancel_subscription(
+        &self,
+        id: &str,
+        now: bool,
+        idempotency_key: &str,
+    ) -> Result<Subscription, ProcessorError> {
+        let path = format!("/v1/subscriptions/{id}");
+        let url = self.url(&path)?;
+        if now {
+            return self
+                .send(&format!("DELETE {path}"), || {
+                    Ok(self
+                        .http
+                        .delete(url.clone())
+                        .header("Idempotency-Key", idempotency_key))
+                })
+                .await;
+        }
+        self.send(&format!("POST {path}"), || {
+            Ok(self
+                .http
+                .post(url.clone())
+                .header("Idempotency-Key", idempotency_key)
+                .form(&[("cancel_at_period_end", "true")]))
+        })
+        .await
+    }
+
     pub async fn retrieve_subscription(&self, id: &str) -> Result<Subscription, ProcessorError> {
         let path = format!("/v1/subscriptions/{id}");
         let url = self.url(&path)?;

@@ -54,6 +54,22 @@ pub enum SupportCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Cancel a renewing plan at the processor: at the end of what was paid,
+    /// or with --now at once (optionally refunding its last payment).
+    Cancel {
+        /// The customer's email, or the processor's subscription id (sub_…).
+        key: String,
+        /// End access now instead of at the end of the paid period.
+        #[arg(long)]
+        now: bool,
+        /// Also refund the last payment.
+        #[arg(long)]
+        refund_last: bool,
+        #[arg(long = "as", env = "PAYLEDGER_ACTOR")]
+        actor: Option<String>,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Send an email again (by email key, or the latest email of a payment).
     ResendEmail {
         key: String,
@@ -206,6 +222,24 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
                     &mut ask(*yes),
                 )
                 .await?,
+            );
+        }
+        SupportCommand::Cancel {
+            key,
+            now,
+            refund_last,
+            actor,
+            yes,
+        } => {
+            let by = who(actor)?;
+            let processor = need_processor(ctx)?;
+            let request = super::cancel::CancelRequest {
+                key,
+                now: *now,
+                refund_last: *refund_last,
+            };
+            print_outcome(
+                &super::cancel::cancel(store, processor, request, &by, &mut ask(*yes)).await?,
             );
         }
         SupportCommand::ResendEmail { key, actor } => {

@@ -3,6 +3,7 @@
 //! name as actor, says what it did, and is safe to run twice.
 
 pub mod actions;
+pub mod cancel;
 pub mod cli;
 pub mod decide;
 pub mod find;

@@ -272,3 +272,85 @@ async fn a_renewal_whose_webhooks_are_lost_is_found_by_asking_before_access_ends
     .unwrap();
     assert!(again.appended.is_empty(), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_cancels_now_with_a_refund_of_the_last_payment_once() {
+    use payledger::support::cancel::{cancel, CancelRequest};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let processor = processor_client(&shop.shop.sim_base);
+    let alice = payledger_events::Actor::Support("alice".into());
+    let request = || CancelRequest {
+        key: ANN,
+        now: true,
+        refund_last: true,
+    };
+    let mut asked = vec![];
+    let done = cancel(&store, &processor, request(), &alice, &mut |what| {
+        asked.push(what.to_string());
+        true
+    })
+    .await
+    .unwrap();
+    assert!(done.changed, "{}", done.message);
+    assert!(
+        asked[0].contains("now") && asked[0].contains("refund"),
+        "{asked:?}"
+    );
+    shop.settle().await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["active"], false, "{access}");
+    assert_eq!(count_events(&t, "SubscriptionEnded").await, 1);
+    assert_eq!(count_events(&t, "ChargeRefunded").await, 1);
+    let refunded: i64 = shop
+        .shop
+        .sim
+        .lock()
+        .charges
+        .iter()
+        .map(|c| c.amount_refunded)
+        .sum();
+    assert_eq!(refunded, 24900, "the processor refunded the last payment");
+
+    // Run again (a second person, a retry): nothing more happens.
+    let again = cancel(&store, &processor, request(), &alice, &mut |_| true)
+        .await
+        .unwrap();
+    assert!(!again.changed, "{}", again.message);
+    assert!(
+        again.message.starts_with("already done"),
+        "{}",
+        again.message
+    );
+    shop.settle().await;
+    assert_eq!(count_events(&t, "ChargeRefunded").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_cancel_refuses_a_one_time_plan_and_an_unknown_customer_by_name() {
+    use payledger::support::cancel::{cancel, CancelRequest};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    project_everything(&t.db.pool).await;
+    let store = t.store();
+    let processor = processor_client(&shop.shop.sim_base);
+    let alice = payledger_events::Actor::Support("alice".into());
+    let err = cancel(
+        &store,
+        &processor,
+        CancelRequest {
+            key: "nobody@example.com",
+            now: false,
+            refund_last: false,
+        },
+        &alice,
+        &mut |_| true,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nobody@example.com"), "{err}");
+}

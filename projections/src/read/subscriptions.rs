@@ -147,3 +147,24 @@ pub async fn renewing_access_ending_before(
         })
         .collect()
 }
+
+/// The access a processor subscription gives, by its id.
+pub async fn by_subscription(
+    read: &ReadModels,
+    subscription_id: &str,
+) -> Result<Option<SubscriptionRow>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    let email: Option<String> = client
+        .query_opt(
+            "SELECT email FROM subscriptions WHERE subscription_id = $1",
+            &[&subscription_id],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    match email {
+        Some(e) => by_email(read, &e).await,
+        None => Ok(None),
+    }
+}
