@@ -2,6 +2,7 @@
 
 use crate::ledger::{self, Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::renewals::Renewals;
 use crate::states::EmailStatus;
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
@@ -14,6 +15,11 @@ const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
     "InvoicePaid",
+    "SubscriptionStarted",
+    "InvoicePaymentFailed",
+    "SubscriptionCancellationScheduled",
+    "SubscriptionCancellationUndone",
+    "SubscriptionEnded",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -32,7 +38,8 @@ impl Projection for OutgoingEmails {
         // v2: refunds seen before their charge are announced when it comes.
         // v3: buying again after a refund is not a duplicate charge.
         // v4: the customer hears of disputes (opened, won, lost).
-        // v5: a subscription's first invoice pays its checkout.
+        // v5: a subscription's first invoice pays its checkout; renewal
+        //     receipts, failed payments, cancellations and endings.
         5
     }
     fn handles(&self, event_type: &str) -> bool {
@@ -41,6 +48,7 @@ impl Projection for OutgoingEmails {
     fn schema_sql(&self) -> &'static str {
         concat!(
             include_str!("ledger.sql"),
+            include_str!("renewals.sql"),
             include_str!("outgoing_emails.sql")
         )
     }
@@ -71,11 +79,13 @@ crate::record! {
 #[derive(Default)]
 pub struct OutgoingEmailRows {
     ledger: Ledger,
+    renewals: Renewals,
     outgoing_emails: Table<OutgoingEmail>,
 }
 
 crate::projection_rows!(OutgoingEmailRows {
     ledger,
+    renewals,
     outgoing_emails
 });
 
@@ -134,6 +144,36 @@ impl OutgoingEmailRows {
                 return Ok(());
             }
             _ => {}
+        }
+        // Every fact owes its email, also one that changes nothing (an
+        // earlier attempt's failure delivered after a later one's); the
+        // outbox key keeps each to one.
+        let changed = self.renewals.track(db, &mut self.ledger, decoded).await?;
+        if let (Some((key, kind, payment)), Some(subscription)) = (
+            renewal_email(decoded),
+            crate::renewals::subscription_of(decoded),
+        ) {
+            let standing = match changed {
+                Some(s) => Some(s),
+                None => {
+                    self.renewals
+                        .standing(db, &mut self.ledger, subscription)
+                        .await?
+                }
+            };
+            // A failure of an invoice since paid is old news.
+            let old_news = match decoded {
+                DomainEvent::InvoicePaymentFailed(f) => {
+                    self.renewals
+                        .invoice_paid(db, subscription, &f.invoice_id)
+                        .await?
+                }
+                _ => false,
+            };
+            if let (Some(standing), false) = (standing, old_news) {
+                self.request(db, &key, kind, &standing.email, payment.as_deref(), event)
+                    .await?;
+            }
         }
         for change in self.ledger.track(db, event, decoded).await? {
             // Refunds seen before their charge are announced once the
@@ -216,6 +256,49 @@ impl OutgoingEmailRows {
         Ok(())
     }
 }
+
+/// What a subscription's fact tells its customer (docs/communication.md):
+/// the outbox key (each sent once), the kind, and the payment it is about.
+pub fn renewal_email(fact: &DomainEvent) -> Option<(String, &'static str, Option<String>)> {
+    match fact {
+        // The first invoice's receipt is the checkout's confirmation.
+        DomainEvent::InvoicePaid(i) if i.billing_reason != crate::ledger::FIRST_INVOICE => Some((
+            format!("renewal_receipt:{}", i.invoice_id),
+            "renewal_receipt",
+            i.payment_id.clone(),
+        )),
+        DomainEvent::InvoicePaymentFailed(f) => Some((
+            format!("payment_failed:{}:{}", f.invoice_id, f.attempt),
+            // Before the processor's last try, the customer is told it is
+            // the last.
+            if f.attempt == FINAL_NOTICE_ATTEMPT {
+                "final_notice"
+            } else {
+                "payment_failed"
+            },
+            None,
+        )),
+        DomainEvent::SubscriptionCancellationScheduled(c) => Some((
+            format!(
+                "cancellation_confirmed:{}:{}",
+                c.subscription_id,
+                c.requested_at.timestamp()
+            ),
+            "cancellation_confirmed",
+            None,
+        )),
+        DomainEvent::SubscriptionEnded(e) => Some((
+            format!("access_ended:{}", e.subscription_id),
+            "access_ended",
+            None,
+        )),
+        _ => None,
+    }
+}
+
+/// The failed attempt after which the processor tries once more, the last
+/// time (it retries 3, 5 and 7 days after the first: four attempts).
+pub const FINAL_NOTICE_ATTEMPT: u32 = 3;
 
 /// When payledger began writing to customers about disputes (this
 /// projection's version 4); a rebuild keeps the same line.

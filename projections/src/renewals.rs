@@ -142,6 +142,19 @@ pub fn standing_of(s: &RenewalSubscription, email: &str, plan: &str) -> Option<S
     })
 }
 
+/// The subscription a lifecycle fact is about.
+pub fn subscription_of(fact: &DomainEvent) -> Option<&str> {
+    Some(match fact {
+        DomainEvent::SubscriptionStarted(e) => &e.subscription_id,
+        DomainEvent::InvoicePaid(e) => &e.subscription_id,
+        DomainEvent::InvoicePaymentFailed(e) => &e.subscription_id,
+        DomainEvent::SubscriptionCancellationScheduled(e) => &e.subscription_id,
+        DomainEvent::SubscriptionCancellationUndone(e) => &e.subscription_id,
+        DomainEvent::SubscriptionEnded(e) => &e.subscription_id,
+        _ => return None,
+    })
+}
+
 fn add_listed(list: &mut Option<String>, id: &str) {
     let mut ids = list.take().unwrap_or_default();
     if !ids.is_empty() {
@@ -183,6 +196,20 @@ impl Renewals {
         self.subscriptions.copy_into(tx).await.map(|_| ())
     }
 
+    /// Whether an invoice of a subscription is known to be paid.
+    pub async fn invoice_paid(
+        &mut self,
+        db: Db<'_>,
+        subscription_id: &str,
+        invoice_id: &str,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .subscriptions
+            .get(db, subscription_id)
+            .await?
+            .is_some_and(|s| s.paid(invoice_id)))
+    }
+
     /// Applies a lifecycle fact; returns the subscription's standing when
     /// the fact changed it and its customer is known.
     pub async fn track(
@@ -191,14 +218,8 @@ impl Renewals {
         ledger: &mut Ledger,
         decoded: &DomainEvent,
     ) -> Result<Option<Standing>, Error> {
-        let id = match decoded {
-            DomainEvent::SubscriptionStarted(e) => &e.subscription_id,
-            DomainEvent::InvoicePaid(e) => &e.subscription_id,
-            DomainEvent::InvoicePaymentFailed(e) => &e.subscription_id,
-            DomainEvent::SubscriptionCancellationScheduled(e) => &e.subscription_id,
-            DomainEvent::SubscriptionCancellationUndone(e) => &e.subscription_id,
-            DomainEvent::SubscriptionEnded(e) => &e.subscription_id,
-            _ => return Ok(None),
+        let Some(id) = subscription_of(decoded) else {
+            return Ok(None);
         };
         let before = self.subscriptions.get(db, id).await?;
         let mut s = before

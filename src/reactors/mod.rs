@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod mail;
 pub mod renewal_check;
+mod renewal_view;
 pub mod rescue;
 pub mod sender;
 

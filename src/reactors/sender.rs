@@ -82,6 +82,7 @@ struct TextBody<'a> {
     paid_on: &'a str,
     reference: &'a str,
     period_end: &'a str,
+    next_attempt: &'a str,
     status_url: &'a str,
     links: &'a [Link],
     support_email: &'a str,
@@ -98,6 +99,7 @@ struct HtmlBody<'a> {
     paid_on: &'a str,
     reference: &'a str,
     period_end: &'a str,
+    next_attempt: &'a str,
     status_url: &'a str,
     links: &'a [Link],
     support_email: &'a str,
@@ -105,28 +107,31 @@ struct HtmlBody<'a> {
 
 /// Everything an email shows, gathered from the read models.
 #[derive(Default)]
-struct View {
-    plan: String,
-    amount: String,
+pub(super) struct View {
+    pub(super) plan: String,
+    pub(super) amount: String,
     refund_amount: String,
     /// For a refund: access that goes on from another payment.
     access_note: String,
-    paid_on: String,
-    reference: String,
-    period_end: String,
-    status_url: String,
+    pub(super) paid_on: String,
+    pub(super) reference: String,
+    /// When access ends (or ended, or the paid period runs to).
+    pub(super) period_end: String,
+    /// A failed renewal: when the processor tries again ("" after the last).
+    pub(super) next_attempt: String,
+    pub(super) status_url: String,
 }
 
-const UNKNOWN_AMOUNT: &str = "your payment";
-const UNKNOWN_DAY: &str = "—";
-const UNKNOWN_PLAN: &str = "plan";
+pub(super) const UNKNOWN_AMOUNT: &str = "your payment";
+pub(super) const UNKNOWN_DAY: &str = "—";
+pub(super) const UNKNOWN_PLAN: &str = "plan";
 
-fn money(amount: Option<i64>, currency: Option<String>) -> String {
+pub(super) fn money(amount: Option<i64>, currency: Option<String>) -> String {
     Money::from_parts(amount, currency.as_deref())
         .map_or_else(|| UNKNOWN_AMOUNT.into(), |m| m.to_string())
 }
 
-fn day(d: Option<DateTime<Utc>>, zone: chrono_tz::Tz) -> String {
+pub(super) fn day(d: Option<DateTime<Utc>>, zone: chrono_tz::Tz) -> String {
     d.map(|d| crate::situation::day(d, zone))
         .unwrap_or_else(|| UNKNOWN_DAY.into())
 }
@@ -160,6 +165,14 @@ fn missing_fields(kind: &str, view: &View) -> Vec<&'static str> {
             need(view.amount != UNKNOWN_AMOUNT, "amount");
             need(!view.reference.is_empty(), "reference");
         }
+        "renewal_receipt" | "payment_failed" | "final_notice" => {
+            need(view.amount != UNKNOWN_AMOUNT, "amount");
+            need(view.period_end != UNKNOWN_DAY, "end of access");
+            need(!view.reference.is_empty(), "reference");
+        }
+        "cancellation_confirmed" | "access_ended" => {
+            need(view.period_end != UNKNOWN_DAY, "end of access");
+        }
         _ => {}
     }
     missing
@@ -172,6 +185,9 @@ async fn view_of(
     key: &str,
     payment_id: Option<&str>,
 ) -> Result<View, StoreError> {
+    if let Some(view) = super::renewal_view::view_of(store, read, config, key).await? {
+        return Ok(view);
+    }
     let mut view = View::default();
     let Some(payment_id) = payment_id else {
         return Ok(view);
@@ -246,7 +262,7 @@ async fn links_for(
 }
 
 /// The customer's own page for one checkout or payment.
-fn status_url(config: &SenderConfig, reference: &str) -> String {
+pub(super) fn status_url(config: &SenderConfig, reference: &str) -> String {
     format!(
         "{}/status/{reference}",
         config.public_url.trim_end_matches('/')
@@ -264,6 +280,16 @@ fn subject(kind: &str, view: &View) -> String {
             view.amount
         ),
         "dispute_lost" => format!("Your bank returned your payment of {}", view.amount),
+        "renewal_receipt" => format!("Your receipt: {} renewed, {}", view.plan, view.amount),
+        "payment_failed" => format!("Your payment of {} did not go through", view.amount),
+        "final_notice" => format!(
+            "Last try on {}: your payment of {} did not go through",
+            view.next_attempt, view.amount
+        ),
+        "cancellation_confirmed" => {
+            format!("Cancelled: your {} ends on {}", view.plan, view.period_end)
+        }
+        "access_ended" => format!("Your {} has ended", view.plan),
         _ => "Where your payments stand".into(),
     }
 }
@@ -296,6 +322,7 @@ fn build(
                 paid_on: &view.paid_on,
                 reference: &view.reference,
                 period_end: &view.period_end,
+                next_attempt: &view.next_attempt,
                 status_url: &view.status_url,
                 links,
                 support_email: &config.support_email,

@@ -354,3 +354,84 @@ async fn support_cancel_refuses_a_one_time_plan_and_an_unknown_customer_by_name(
     .to_string();
     assert!(err.contains("nobody@example.com"), "{err}");
 }
+
+/// The outbox's kinds for a customer, in the order they were asked for.
+async fn email_kinds(t: &TestDb, email: &str) -> Vec<String> {
+    t.client()
+        .await
+        .query(
+            "SELECT kind FROM outgoing_emails WHERE recipient = $1 ORDER BY requested_at, email_key",
+            &[&email],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_renewal_and_each_failed_attempt_is_emailed_once_with_its_amount_and_dates() {
+    use crate::common::smtp::SmtpSink;
+    use payledger::reactors::mail::Mailer;
+    use payledger::reactors::sender::{send_due, SenderConfig};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    shop.advance_days(366).await; // renews
+    shop.sim_post("/_sim/cards", json!({"email": ANN, "outcome": "decline"}))
+        .await;
+    shop.advance_days(366).await; // attempt 1 fails
+    shop.advance_days(8).await; // attempts 2, 3 (the last but one), 4; ended
+    // The webhooks of one move of the clock arrive in any order.
+    let mut kinds = email_kinds(&t, ANN).await;
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "access_ended",
+            "confirmation",
+            "final_notice",
+            "payment_failed",
+            "payment_failed",
+            "payment_failed",
+            "renewal_receipt",
+        ]
+    );
+
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::smtp(&sink.url(), "payments@shop.example".parse().unwrap()).unwrap();
+    let config = SenderConfig {
+        public_url: shop.shop.base.clone(),
+        support_email: "help@shop.example".into(),
+        plans: payledger::plans::Plans::parse(RENEWING_PLANS, "plans").unwrap(),
+        batch: 50,
+        ..Default::default()
+    };
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let report = send_due(&store, &mailer, &config).await.unwrap();
+    assert_eq!((report.sent, report.failed), (7, 0), "{report:?}");
+    let received = sink.received();
+    let receipt = received
+        .iter()
+        .find(|m| m.header("Subject").unwrap_or_default().contains("renewed"))
+        .expect("a renewal receipt");
+    assert!(receipt.text().contains("249.00 USD"), "{}", receipt.text());
+    let last_try = received
+        .iter()
+        .find(|m| {
+            m.header("Subject")
+                .unwrap_or_default()
+                .starts_with("Last try")
+        })
+        .expect("a final notice");
+    assert!(
+        last_try.text().contains("update your card"),
+        "{}",
+        last_try.text()
+    );
+    // Run again: nothing is sent twice.
+    let again = send_due(&store, &mailer, &config).await.unwrap();
+    assert_eq!(again.sent, 0);
+}
