@@ -171,6 +171,7 @@ async fn walk(
             .collect();
         run.record_page(facts).await?;
     }
+    walk_billing(run, processor, &filter, now).await?;
     let mut charges = processor.charges(filter.clone());
     while let Some(page) = charges.next_page().await? {
         let mut facts = vec![];
@@ -243,6 +244,44 @@ async fn walk(
         }
     }
     run.check_refunds().await
+}
+
+/// Subscriptions of every status (the processor lists only live ones
+/// unless asked for `all`: a cancelled subscription is exactly what must
+/// not be missed) and their paid invoices, created in the window.
+async fn walk_billing(
+    run: &mut Run<'_>,
+    processor: &ProcessorClient,
+    filter: &ListFilter,
+    now: DateTime<Utc>,
+) -> Result<(), ReconcileError> {
+    use payledger_stripe::lifecycle::{facts_of_subscription, invoice_paid};
+    let mut subscriptions = processor.subscriptions(ListFilter {
+        extra: vec![("status".into(), "all".into())],
+        ..filter.clone()
+    });
+    while let Some(page) = subscriptions.next_page().await? {
+        let facts = page
+            .iter()
+            .map(|s| (s.id.clone(), facts_of_subscription(s, now, false)))
+            .collect();
+        run.record_page(facts).await?;
+    }
+    let mut invoices = processor.invoices(ListFilter {
+        extra: vec![("status".into(), "paid".into())],
+        ..filter.clone()
+    });
+    while let Some(page) = invoices.next_page().await? {
+        let facts = page
+            .iter()
+            .map(|i| {
+                let fact = invoice_paid(i, ChargeSource::Reconciliation);
+                (i.id.clone(), fact.map(|f| f.into_iter().collect()))
+            })
+            .collect();
+        run.record_page(facts).await?;
+    }
+    Ok(())
 }
 
 fn metadata(run_id: Uuid, kind: RunKind) -> Metadata {

@@ -435,3 +435,43 @@ async fn each_renewal_and_each_failed_attempt_is_emailed_once_with_its_amount_an
     let again = send_due(&store, &mailer, &config).await.unwrap();
     assert_eq!(again.sent, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_finds_a_cancelled_subscription_whose_every_webhook_was_lost() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.shop.sim.set_faults(payledger_sim::Faults {
+        drop: 1.0,
+        ..Default::default()
+    });
+    shop.buy(ANN, "annual").await;
+    let sub = shop.shop.sim.lock().billing.subscriptions[0].object.id.clone();
+    shop.sim_post(
+        &format!("/_sim/subscriptions/{sub}/cancel"),
+        json!({"at_period_end": false}),
+    )
+    .await;
+    shop.shop.sim.set_faults(payledger_sim::Faults::default());
+    assert_eq!(count_events(&t, "SubscriptionStarted").await, 0, "the ledger heard nothing");
+
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let now = payledger::clock::Clock::now(shop.clock.as_ref());
+    let report = payledger::reconcile::reconcile(
+        &store,
+        &processor_client(&shop.shop.sim_base),
+        now - chrono::Duration::hours(1),
+        now,
+        false,
+    )
+    .await
+    .unwrap();
+    let appended = report.appended.join("\n");
+    for fact in ["SubscriptionStarted", "InvoicePaid", "SubscriptionEnded"] {
+        assert!(appended.contains(fact), "{fact} not in:\n{appended}");
+    }
+    project_everything(&t.db.pool).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "ended", "{access}");
+    assert_eq!(access["active"], false);
+}
