@@ -48,7 +48,8 @@ impl Projection for Discrepancies {
         // v4: ledger rows remember refunds seen before their charge.
         // v5: buying again after a refund is not a duplicate charge.
         // v6: suggested commands say what the queue's run lines say.
-        // v7: a subscription's invoices account for their payments.
+        // v7: a subscription's invoices account for their payments; a
+        //     renewal found by asking the processor is renewal_not_applied.
         7
     }
     fn handles(&self, event_type: &str) -> bool {
@@ -153,6 +154,25 @@ impl DiscrepancyRows {
                     action,
                 };
                 return self.open(db, event, opening).await;
+            }
+            DomainEvent::InvoicePaid(i)
+                if i.source != payledger_events::ChargeSource::Webhook
+                    && i.billing_reason != crate::ledger::FIRST_INVOICE =>
+            {
+                let action = format!(
+                    "the processor renewed {} (invoice {}) but its webhook never reached us; payledger found it by asking the processor and applied it: if the customer wrote, answer with payledger support reply, then payledger support resolve",
+                    i.subscription_id, i.invoice_id
+                );
+                let opening = Opening {
+                    kind: DiscrepancyKind::RenewalNotApplied.as_str(),
+                    subject: &i.invoice_id,
+                    amount: Some(i.amount),
+                    currency: Some(i.currency.as_str()),
+                    email: i.customer_email.as_deref(),
+                    action,
+                };
+                // No return: the payment rules see the invoice too.
+                self.open(db, event, opening).await?;
             }
             DomainEvent::ProcessorDisagreement(d) => {
                 let subject = format!("{}:{}", d.payment_id, d.kind);

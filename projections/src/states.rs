@@ -126,6 +126,9 @@ state_enum!(
         UnparsedProcessorEvent = "unparsed_processor_event",
         ProcessorDisagreement = "processor_disagreement",
         ProcessorEventConflict = "processor_event_conflict",
+        /// The processor renewed a subscription and the ledger learned it
+        /// only by asking (its webhook was lost): applied, for a person to see.
+        RenewalNotApplied = "renewal_not_applied",
     }
 );
 

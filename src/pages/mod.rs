@@ -2,6 +2,7 @@
 //! status-by-email form — every one an honest page, never a blank one, even
 //! when the database is down or a handler panics.
 
+mod billing;
 mod checkout;
 pub mod guard;
 mod ops;
@@ -28,6 +29,10 @@ pub fn routes() -> Router<AppState> {
             get(status::status_form).post(status::request_links),
         )
         .route("/status/{reference}", get(status::status_page))
+        .route(
+            "/status/{reference}/card",
+            axum::routing::post(billing::update_card),
+        )
         .route("/style.css", get(stylesheet))
         .route("/api/access", get(ops::access))
         .route("/healthz", get(|| async { "ok" }))

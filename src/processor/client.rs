@@ -349,6 +349,31 @@ impl ProcessorClient {
         .await
     }
 
+    /// A page of the processor's where the customer updates the card (or
+    /// cancels); its URL is good for a few minutes, so it is made on click.
+    pub async fn create_billing_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, ProcessorError> {
+        let url = self.url("/v1/billing_portal/sessions")?;
+        let answer: serde_json::Value = self
+            .send("POST /v1/billing_portal/sessions", || {
+                Ok(self
+                    .http
+                    .post(url.clone())
+                    .form(&[("customer", customer), ("return_url", return_url)]))
+            })
+            .await?;
+        answer["url"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ProcessorError::Decode {
+                request: "POST /v1/billing_portal/sessions".into(),
+                reason: "no url in the answer".into(),
+            })
+    }
+
     pub async fn retrieve_subscription(&self, id: &str) -> Result<Subscription, ProcessorError> {
         let path = format!("/v1/subscriptions/{id}");
         let url = self.url(&path)?;

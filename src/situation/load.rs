@@ -2,11 +2,12 @@
 //! read models: what the page, the reply and the consistency test share.
 
 use super::words::{day, until, Details};
-use super::{of_payment, Facts, Situation};
+use super::{of_payment, Facts, Renewal, Situation};
 use crate::plans::Plans;
 use chrono::{DateTime, Duration, Utc};
 use payledger_projections::read::customer_status::CustomerStatusRow;
 use payledger_projections::read::{discrepancies, subscriptions, ReadModels};
+use payledger_projections::states::DiscrepancyKind;
 use payledger_store::StoreError;
 
 /// Where the words come from besides the row.
@@ -35,6 +36,31 @@ pub async fn situation_only(
         open,
         now,
         pending_window,
+        renewal: renewal_of(read, row).await?,
+    }))
+}
+
+/// Where the subscription this payment bought stands, when it bought one.
+async fn renewal_of(
+    read: &ReadModels,
+    row: &CustomerStatusRow,
+) -> Result<Option<Renewal>, StoreError> {
+    let Some(email) = &row.email else {
+        return Ok(None);
+    };
+    let Some(access) = subscriptions::by_email(read, email).await? else {
+        return Ok(None);
+    };
+    if access.subscription_id.is_none() || row.plan.as_deref() != Some(access.plan.as_str()) {
+        return Ok(None);
+    }
+    let late = discrepancies::unresolved_of_customer(read, Some(email), &[])
+        .await?
+        .iter()
+        .any(|d| d.kind == DiscrepancyKind::RenewalNotApplied);
+    Ok(Some(Renewal {
+        status: access.status,
+        late,
     }))
 }
 

@@ -11,7 +11,9 @@ pub use words::{day, until, Details, Page, Receipt};
 
 use chrono::{DateTime, Duration, Utc};
 use payledger_projections::read::customer_status::CustomerStatusRow;
-use payledger_projections::states::{DiscrepancyKind, DisputeState, PaymentState};
+use payledger_projections::states::{
+    DiscrepancyKind, DisputeState, PaymentState, SubscriptionStatus,
+};
 
 /// Where one checkout or payment stands, as its customer must be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +50,16 @@ pub enum Situation {
     DisputeWon,
     /// The bank returned the money; access ended.
     DisputeLost,
+    /// A renewal was declined; the processor is retrying, access goes on
+    /// meanwhile, and the customer can update the card.
+    PastDue,
+    /// Cancelled: it will not renew; access goes on to the end of what was paid.
+    Canceled,
+    /// The subscription is over; access ended with what was paid.
+    Ended,
+    /// The processor renewed it, but the renewal reached our records late
+    /// (payledger found it by asking); it is applied now.
+    RenewalNotApplied,
 }
 
 impl Situation {
@@ -66,6 +78,10 @@ impl Situation {
         Situation::DisputeOpen,
         Situation::DisputeWon,
         Situation::DisputeLost,
+        Situation::PastDue,
+        Situation::Canceled,
+        Situation::Ended,
+        Situation::RenewalNotApplied,
     ];
 
     /// Its name in tables, tests and the page's `data-situation`.
@@ -85,6 +101,10 @@ impl Situation {
             Situation::DisputeOpen => "dispute_open",
             Situation::DisputeWon => "dispute_won",
             Situation::DisputeLost => "dispute_lost",
+            Situation::PastDue => "past_due",
+            Situation::Canceled => "canceled",
+            Situation::Ended => "ended",
+            Situation::RenewalNotApplied => "renewal_not_applied",
         }
     }
 
@@ -99,6 +119,9 @@ impl Situation {
                 | Situation::PartiallyRefunded
                 | Situation::DisputeWon
                 | Situation::DuplicateCharge
+                | Situation::PastDue
+                | Situation::Canceled
+                | Situation::RenewalNotApplied
         )
     }
 
@@ -130,6 +153,16 @@ pub struct Facts<'a> {
     pub now: DateTime<Utc>,
     /// How long "we're confirming" is honest (PAYLEDGER_PENDING_WINDOW).
     pub pending_window: Duration,
+    /// For a renewing plan's payment: where its subscription stands.
+    pub renewal: Option<Renewal>,
+}
+
+/// A renewing plan's standing, as far as its customer is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    pub status: SubscriptionStatus,
+    /// A renewal reached the records late (an open `renewal_not_applied`).
+    pub late: bool,
 }
 
 /// The one derivation of a payment's situation.
@@ -146,7 +179,16 @@ pub fn of_payment(f: &Facts<'_>) -> Situation {
             _ => Situation::DisputeOpen,
         },
         PaymentState::Active => {
-            if row.dispute == Some(DisputeState::Won) {
+            let renewal = f.renewal.map(|r| (r.status, r.late));
+            if let Some((SubscriptionStatus::PastDue, _)) = renewal {
+                Situation::PastDue
+            } else if let Some((SubscriptionStatus::Canceled, _)) = renewal {
+                Situation::Canceled
+            } else if let Some((SubscriptionStatus::Ended, _)) = renewal {
+                Situation::Ended
+            } else if let Some((SubscriptionStatus::Active, true)) = renewal {
+                Situation::RenewalNotApplied
+            } else if row.dispute == Some(DisputeState::Won) {
                 Situation::DisputeWon
             } else if row.refunded_amount > 0 {
                 Situation::PartiallyRefunded

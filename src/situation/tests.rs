@@ -34,6 +34,7 @@ fn situation(row: &CustomerStatusRow, open: Option<DiscrepancyKind>, minutes: i6
         open,
         now: row.started_at + Duration::minutes(minutes),
         pending_window: Duration::minutes(3),
+        renewal: None,
     })
 }
 
@@ -222,4 +223,30 @@ fn texts_say_what_is_true_now_and_read_as_sentences() {
     // A rescued customer got the rescue email before support replies.
     let rescued = Situation::ActiveAfterDelay.reply(&d);
     assert!(!rescued.contains("You will also get an email"), "{rescued}");
+}
+
+#[test]
+fn a_renewing_plan_s_payment_says_where_its_subscription_stands() {
+    use super::Renewal;
+    use payledger_projections::states::SubscriptionStatus as S;
+    let active = row(PaymentState::Active);
+    let of = |status, late| {
+        of_payment(&Facts {
+            row: &active,
+            open: None,
+            now: active.started_at,
+            pending_window: Duration::minutes(3),
+            renewal: Some(Renewal { status, late }),
+        })
+    };
+    assert_eq!(of(S::PastDue, false), Situation::PastDue);
+    assert_eq!(of(S::Canceled, false), Situation::Canceled);
+    assert_eq!(of(S::Ended, false), Situation::Ended);
+    assert_eq!(of(S::Active, true), Situation::RenewalNotApplied);
+    assert_eq!(of(S::Active, false), Situation::Active);
+    // Access: kept while the processor retries and until a cancellation's end.
+    assert!(Situation::PastDue.has_access() && Situation::Canceled.has_access());
+    assert!(!Situation::Ended.has_access());
+    // The customer who can fix it is shown how.
+    assert!(Situation::PastDue.page(&details(), 5).update_card);
 }

@@ -82,6 +82,8 @@ pub struct Page {
     pub refresh: bool,
     /// Offer to start a new checkout.
     pub start_again: bool,
+    /// Offer the processor's billing page, to update the card.
+    pub update_card: bool,
 }
 
 fn receipt(d: &Details) -> Vec<Receipt> {
@@ -143,6 +145,7 @@ impl Situation {
             warning: None,
             refresh: false,
             start_again: false,
+            update_card: false,
         };
         let write_to = format!(
             "If you want to reach us, write to {} and mention your reference code {}.",
@@ -268,6 +271,43 @@ impl Situation {
                     "You can buy access again from our home page whenever you like.".into(),
                 ];
             }
+            Situation::PastDue => {
+                page.state = "past_due";
+                page.heading = "Your renewal payment didn't go through".into();
+                page.paragraphs = vec![
+                    "We tried to renew your plan, and your card was declined. Your access continues while our payment processor tries again over the next days.".into(),
+                    "To keep it without a gap, update your card: the button below takes you to our payment processor's secure page.".into(),
+                ];
+                page.warning = Some("You have not been charged for this renewal.".into());
+                page.update_card = true;
+            }
+            Situation::Canceled => {
+                page.state = "active";
+                page.heading = "You're in, until your plan ends".into();
+                page.paragraphs = vec![format!(
+                    "Your plan is cancelled: it will not renew, and you will not be charged again. Your access continues{}.",
+                    until.as_ref().map(|u| format!(" until {u}")).unwrap_or_default()
+                )];
+                page.receipt = receipt(d);
+            }
+            Situation::Ended => {
+                page.state = "ended";
+                page.heading = "Your plan has ended".into();
+                page.paragraphs = vec![
+                    "Your plan has ended, and you will not be charged again.".into(),
+                    "You can buy access again from our home page whenever you like.".into(),
+                ];
+                page.start_again = true;
+            }
+            Situation::RenewalNotApplied => {
+                page.state = "active";
+                page.heading = "You're in".into();
+                page.paragraphs = vec![format!(
+                    "Your plan renewed. The renewal reached our records late, so your account may briefly have looked unpaid; it is applied now and your access continues{}. You were charged once for it.",
+                    until.as_ref().map(|u| format!(" until {u}")).unwrap_or_default()
+                )];
+                page.receipt = receipt(d);
+            }
         }
         page
     }
@@ -293,6 +333,24 @@ impl Situation {
             Situation::DuplicateCharge => format!("paid twice; this {} will be refunded", d.paid),
             Situation::DisputeOpen => format!("{} disputed by your bank, access paused", d.paid),
             Situation::DisputeLost => format!("{} returned by your bank, access ended", d.paid),
+            Situation::PastDue => {
+                "renewal declined, access continues while we retry: please update your card".into()
+            }
+            Situation::Canceled => format!(
+                "cancelled, access active{}",
+                d.access_until
+                    .as_ref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default()
+            ),
+            Situation::Ended => "plan ended, no further charges".into(),
+            Situation::RenewalNotApplied => format!(
+                "renewed (recorded late), access active{}",
+                d.access_until
+                    .as_ref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 
@@ -366,6 +424,20 @@ impl Situation {
             ),
             Situation::DisputeLost => format!(
                 "The dispute about your payment of {} from {paid_on} (reference {r}) ended with your bank returning the money to you, so the access it paid for has ended. You can buy access again from our home page whenever you like.",
+                d.paid
+            ),
+            Situation::PastDue => format!(
+                "Your renewal payment was declined by your card, so you have not been charged for it. Your access continues while our payment processor tries again over the next days; to keep it without a gap, please update your card with the \"Update your card\" button on your status page (reference {r})."
+            ),
+            Situation::Canceled => format!(
+                "Your plan is cancelled: it will not renew and you will not be charged again. Your access, paid with {} on {paid_on}, continues{until} (reference {r}).",
+                d.paid
+            ),
+            Situation::Ended => format!(
+                "Your plan has ended, and you will not be charged again (reference {r}). You can buy access again from our home page whenever you like."
+            ),
+            Situation::RenewalNotApplied => format!(
+                "Your plan renewed, but the renewal reached our records late, which is why your account may have looked unpaid for a moment. I'm sorry about that: it is applied, your access continues{until}, and you were charged once for it (your first payment was {} on {paid_on}; reference {r}).",
                 d.paid
             ),
         }

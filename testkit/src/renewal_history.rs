@@ -49,6 +49,30 @@ pub fn paid(
     n: u32,
     amount: i64,
 ) -> anyhow::Result<Fact> {
+    paid_as(
+        sub,
+        checkout,
+        anchor,
+        period,
+        n,
+        amount,
+        "a@example.com",
+        ChargeSource::Webhook,
+    )
+}
+
+/// [`paid`], to `email`, learned through `source`.
+#[allow(clippy::too_many_arguments)]
+pub fn paid_as(
+    sub: &str,
+    checkout: Option<Uuid>,
+    anchor: DateTime<Utc>,
+    period: Period,
+    n: u32,
+    amount: i64,
+    email: &str,
+    source: ChargeSource,
+) -> anyhow::Result<Fact> {
     let start = if n == 1 {
         anchor
     } else {
@@ -66,13 +90,13 @@ pub fn paid(
         }
         .into(),
         checkout_reference: checkout.map(|c| c.to_string()),
-        customer_email: Some("a@example.com".into()),
+        customer_email: Some(email.into()),
         amount,
         currency: usd()?,
         period_start: start,
         period_end: period_end(anchor, period, n),
         paid_at: start,
-        source: ChargeSource::Webhook,
+        source,
     };
     Ok((StreamId::subscription(sub), fact(e, &invoice)?))
 }

@@ -107,18 +107,37 @@ async fn a_declined_renewal_is_past_due_with_access_then_an_updated_card_recover
         "not extended without money"
     );
 
-    // The customer updates the card in the processor's portal.
-    let customer = shop.shop.sim.lock().billing.customers[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The status page says so, with a button to the processor's billing page.
+    let status = shop.status_url(ANN).await;
+    let (_, page, _) = crate::pages::page(&status).await;
+    assert!(page.contains("data-situation=\"past_due\""), "{page}");
+    assert!(page.contains("Update your card"), "{page}");
     let r = shop::http()
-        .post(format!("{}/portal/{customer}/card", shop.shop.sim_base))
-        .form(&[("return_url", "")])
+        .post(format!("{status}/card"))
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.status(), 303);
+    let portal = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        portal.starts_with(&format!("{}/portal/", shop.shop.sim_base)),
+        "{portal}"
+    );
+    // The customer updates the card there.
+    let customer = portal
+        .split("/portal/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let r = shop::http()
+        .post(format!("{}/portal/{customer}/card", shop.shop.sim_base))
+        .form(&[("return_url", status.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "back to the status page");
     shop.settle().await;
     let access = shop.access(ANN).await;
     assert_eq!(access["status"], "active", "{access}");
@@ -258,7 +277,13 @@ async fn a_renewal_whose_webhooks_are_lost_is_found_by_asking_before_access_ends
     let access = shop.access(ANN).await;
     assert_eq!(access["active"], true, "{access}");
     assert_eq!(date(&access["period_end"]).year(), paid_end.year() + 1);
-    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+    // The discrepancy shows what happened; the customer's page says it too.
+    assert_eq!(shop.open_discrepancy_kinds().await, ["renewal_not_applied"]);
+    let (_, page, _) = crate::pages::page(&shop.status_url(ANN).await).await;
+    assert!(
+        page.contains("data-situation=\"renewal_not_applied\""),
+        "{page}"
+    );
 
     // Asked again, the processor has nothing the ledger lacks.
     let again = ask_before_access_ends(
@@ -383,7 +408,7 @@ async fn each_renewal_and_each_failed_attempt_is_emailed_once_with_its_amount_an
         .await;
     shop.advance_days(366).await; // attempt 1 fails
     shop.advance_days(8).await; // attempts 2, 3 (the last but one), 4; ended
-    // The webhooks of one move of the clock arrive in any order.
+                                // The webhooks of one move of the clock arrive in any order.
     let mut kinds = email_kinds(&t, ANN).await;
     kinds.sort();
     assert_eq!(
@@ -445,14 +470,21 @@ async fn reconciliation_finds_a_cancelled_subscription_whose_every_webhook_was_l
         ..Default::default()
     });
     shop.buy(ANN, "annual").await;
-    let sub = shop.shop.sim.lock().billing.subscriptions[0].object.id.clone();
+    let sub = shop.shop.sim.lock().billing.subscriptions[0]
+        .object
+        .id
+        .clone();
     shop.sim_post(
         &format!("/_sim/subscriptions/{sub}/cancel"),
         json!({"at_period_end": false}),
     )
     .await;
     shop.shop.sim.set_faults(payledger_sim::Faults::default());
-    assert_eq!(count_events(&t, "SubscriptionStarted").await, 0, "the ledger heard nothing");
+    assert_eq!(
+        count_events(&t, "SubscriptionStarted").await,
+        0,
+        "the ledger heard nothing"
+    );
 
     let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
     let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);

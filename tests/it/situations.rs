@@ -124,6 +124,72 @@ pub(crate) async fn build(
             append(store, paid()).await;
             append(store, vec![dispute_opened(&pi, &format!("dp_{name}"))]).await;
         }
+        Situation::PastDue
+        | Situation::Canceled
+        | Situation::Ended
+        | Situation::RenewalNotApplied => {
+            use payledger_events::Period;
+            use payledger_testkit::renewal_history as r;
+            let sub = format!("sub_{name}");
+            let now = chrono::Utc::now();
+            // A year and an hour ago for the renewals, a day ago otherwise.
+            let renewing = matches!(want, Situation::PastDue | Situation::RenewalNotApplied);
+            let anchor = if renewing {
+                now - chrono::Duration::days(365) - chrono::Duration::hours(1)
+            } else {
+                now - chrono::Duration::days(1)
+            };
+            let first = r::paid_as(
+                &sub,
+                Some(checkout),
+                anchor,
+                Period::Year,
+                1,
+                24900,
+                &email,
+                ChargeSource::Webhook,
+            )
+            .unwrap();
+            let mut facts = vec![
+                r::renewing_checkout(checkout, &email, "annual").unwrap(),
+                r::started(&sub, Some(checkout), anchor).unwrap(),
+                first,
+            ];
+            facts.push(match want {
+                Situation::PastDue => r::failed(
+                    &sub,
+                    2,
+                    1,
+                    now - chrono::Duration::hours(1),
+                    Some(now + chrono::Duration::days(3)),
+                )
+                .unwrap(),
+                Situation::Canceled => r::cancel_scheduled(
+                    &sub,
+                    now - chrono::Duration::hours(1),
+                    payledger_events::period_end(anchor, Period::Year, 1),
+                )
+                .unwrap(),
+                Situation::Ended => r::ended(
+                    &sub,
+                    now - chrono::Duration::hours(1),
+                    "cancellation_requested",
+                )
+                .unwrap(),
+                _ => r::paid_as(
+                    &sub,
+                    Some(checkout),
+                    anchor,
+                    Period::Year,
+                    2,
+                    24900,
+                    &email,
+                    ChargeSource::Reconciliation,
+                )
+                .unwrap(),
+            });
+            append(store, facts).await;
+        }
         Situation::DisputeWon | Situation::DisputeLost => {
             append(store, paid()).await;
             let dp = format!("dp_{name}");

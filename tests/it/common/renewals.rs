@@ -147,6 +147,20 @@ impl RenewingShop {
             .unwrap()
     }
 
+    /// The customer's status page (of the checkout that bought the plan).
+    pub async fn status_url(&self, email: &str) -> String {
+        let client = self.pool.get().await.unwrap();
+        let reference: String = client
+            .query_one(
+                "SELECT reference FROM customer_status WHERE email = $1 ORDER BY started_at LIMIT 1",
+                &[&email],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        format!("{}/status/{reference}", self.shop.base)
+    }
+
     /// The processor's subscription id of the customer's access.
     pub async fn subscription_of(&self, email: &str) -> String {
         let client = self.pool.get().await.unwrap();
