@@ -47,6 +47,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_TIMEZONE", "UTC", "the time zone of the dates customers and support read (IANA name, e.g. America/New_York)"),
     setting("PAYLEDGER_PENDING_WINDOW", "3m", "how long \"we're confirming your payment\" is honest before the page says a person is on it"),
     setting("PAYLEDGER_PAST_DUE_ACCESS", "keep", "whether a customer whose renewal failed keeps access while the processor retries (`keep` or `revoke`)"),
+    setting("PAYLEDGER_RENEWAL_RECHECK", "10m", "how often payledger asks the processor again about a renewal that is due but not recorded (it asks once before each paid period ends)"),
     setting("PAYLEDGER_RENEWAL_REMINDER_DAYS", "30", "days before a yearly renewal the customer is reminded"),
     setting("PAYLEDGER_FOLLOW_SIM_CLOCK", "", "development only: `1` makes payledger's clock follow the simulator's (STRIPE_API_BASE must be a loopback address)"),
     setting("PAYLEDGER_HEADER_TIMEOUT", "10", "seconds a client may take to send its request headers (and idle keep-alive)"),

@@ -21,8 +21,9 @@ pub struct Reactors {
     pub sender: Option<(mail::Mailer, sender::SenderConfig)>,
     pub rescue: Option<(Plans, chrono::Duration)>,
     pub alerts: Option<alerts::AlertConfig>,
-    /// Asks the processor before a renewing plan's access ends.
-    pub renewal_check: Option<crate::processor::client::ProcessorClient>,
+    /// Asks the processor before a renewing plan's access ends (and how
+    /// often again while a renewal is overdue).
+    pub renewal_check: Option<(crate::processor::client::ProcessorClient, chrono::Duration)>,
 }
 
 impl Reactors {
@@ -106,7 +107,11 @@ impl Reactors {
             tracing::warn!("support alerts are off: set PAYLEDGER_ALERT_WEBHOOK and/or PAYLEDGER_SUPPORT_EMAIL (with a mail transport)");
         }
         match crate::config::processor_api() {
-            Ok(api) => reactors.renewal_check = Some(api.client()),
+            Ok(api) => {
+                let again =
+                    duration_setting("PAYLEDGER_RENEWAL_RECHECK", chrono::Duration::minutes(10))?;
+                reactors.renewal_check = Some((api.client(), again));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the check before a renewing plan's access ends is off")
             }
@@ -143,7 +148,7 @@ impl Reactors {
                 }
             }));
         }
-        if let Some(processor) = self.renewal_check {
+        if let Some((processor, again)) = self.renewal_check {
             let (store, mut stop) = (store.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let mut asked = renewal_check::Asked::default();
@@ -153,7 +158,7 @@ impl Reactors {
                         &processor,
                         chrono::Duration::hours(1),
                         &mut asked,
-                        chrono::Duration::minutes(10),
+                        again,
                     )
                     .await;
                     if let Err(e) = pass {

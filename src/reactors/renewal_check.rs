@@ -41,6 +41,8 @@ pub struct CheckReport {
     pub asked: Vec<String>,
     /// Facts the ledger lacked, appended (`<event type> <object id>`).
     pub appended: Vec<String>,
+    /// Subscriptions the processor could not answer for this time.
+    pub unanswered: Vec<String>,
 }
 
 /// Remembers which ending was already asked about, so a subscription is
@@ -72,7 +74,17 @@ pub async fn ask_before_access_ends(
             continue;
         }
         report.asked.push(access.subscription_id.clone());
-        let facts = what_the_processor_says(processor, &access.subscription_id, now).await?;
+        // One subscription the processor cannot answer for must not keep
+        // the others from being asked.
+        let facts = match what_the_processor_says(processor, &access.subscription_id, now).await {
+            Ok(facts) => facts,
+            Err(e) => {
+                tracing::warn!(subscription = %access.subscription_id, error = %e, "could not ask the processor about this subscription; asking again later");
+                report.unanswered.push(access.subscription_id.clone());
+                asked.0.insert(key, now);
+                continue;
+            }
+        };
         for fact in facts {
             let label = format!("{} {}", fact.event.event_type(), fact.object_id);
             let data = EventData::for_processor_fact(

@@ -280,7 +280,7 @@ fn subject(kind: &str, view: &View) -> String {
             view.amount
         ),
         "dispute_lost" => format!("Your bank returned your payment of {}", view.amount),
-        "renewal_receipt" => format!("Your receipt: {} renewed, {}", view.plan, view.amount),
+        "renewal_receipt" => format!("Your renewal receipt: {}, {}", view.plan, view.amount),
         "payment_failed" => format!("Your payment of {} did not go through", view.amount),
         "final_notice" => format!(
             "Last try on {}: your payment of {} did not go through",

@@ -46,6 +46,10 @@ async fn the_demo_holds_every_check_and_sigterm_stops_its_shop() {
     assert!(text.contains("checks held."), "{text}");
     let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
     assert!(failed.is_empty(), "{failed:#?}\n{text}");
+    // What the customer sees is quoted from each page's heading.
+    assert!(!text.contains("(no heading)"), "{text}");
+    // The year later: a renewal, a declined card updated, a lost webhook found.
+    assert!(text.contains("Step 5: A year later"), "{text}");
     let shop = shop.expect("the demo said where the shop runs");
     let health = format!("{shop}/healthz");
     assert!(reqwest::get(&health).await.is_ok_and(|r| r.status() == 200));

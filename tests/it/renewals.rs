@@ -440,7 +440,11 @@ async fn each_renewal_and_each_failed_attempt_is_emailed_once_with_its_amount_an
     let received = sink.received();
     let receipt = received
         .iter()
-        .find(|m| m.header("Subject").unwrap_or_default().contains("renewed"))
+        .find(|m| {
+            m.header("Subject")
+                .unwrap_or_default()
+                .contains("renewal receipt")
+        })
         .expect("a renewal receipt");
     assert!(receipt.text().contains("249.00 USD"), "{}", receipt.text());
     let last_try = received

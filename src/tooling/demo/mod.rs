@@ -4,6 +4,7 @@
 //! the exit status says whether all held.
 
 pub mod stage;
+mod year_later;
 
 use payledger_projections::states::DiscrepancyStatus;
 use stage::Stage;
@@ -173,5 +174,6 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
     );
     let mail = s.wait_mail(&pat, "Your account is active", 20).await;
     s.check(mail == 1, "one rescue email");
-    Ok(())
+
+    year_later::a_year_later(s, &ann, &bea).await
 }

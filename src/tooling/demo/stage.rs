@@ -160,10 +160,12 @@ impl Stage {
     /// What a party sees on a page: its heading, checked for `expect`.
     pub fn says(&mut self, who: &str, page: &str, expect: &str) {
         let page = page.replace("&#39;", "'");
+        // The heading carries attributes (`<h1 data-state=… data-situation=…>`).
         let heading = page
-            .split("<h1>")
+            .split("<h1")
             .nth(1)
-            .and_then(|h| h.split("</h1>").next())
+            .and_then(|h| h.split_once('>'))
+            .and_then(|(_, h)| h.split("</h1>").next())
             .unwrap_or("(no heading)")
             .to_string();
         say!(self.quiet, "  {who} sees: \"{heading}\"");
@@ -191,11 +193,14 @@ impl Stage {
             .env("PAYLEDGER_RESCUE_GRACE", "4s")
             .env("PAYLEDGER_PENDING_WINDOW", "2m")
             .env("PAYLEDGER_RECONCILE_EVERY", "off")
+            // Step 6 moves the simulator's clock a year; `run` follows it.
+            .env("PAYLEDGER_FOLLOW_SIM_CLOCK", "1")
+            .env("PAYLEDGER_RENEWAL_RECHECK", "2s")
             .env_remove("SMTP_URL")
             .env_remove("PAYLEDGER_ALERT_WEBHOOK")
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(self.run_log());
         match failpoints {
             Some(f) => c.env("PAYLEDGER_FAILPOINTS", f),
             None => c.env_remove("PAYLEDGER_FAILPOINTS"),
@@ -227,6 +232,17 @@ impl Stage {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("payledger run did not become ready")
+    }
+
+    /// `payledger run`'s warnings and errors, appended to `run.log` beside
+    /// the mail directory (nowhere if it cannot be opened).
+    fn run_log(&self) -> Stdio {
+        let path = self.mail_dir.with_file_name("run.log");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
     pub fn stop_server(&mut self) {
@@ -300,6 +316,130 @@ impl Stage {
             .await?
             .error_for_status()?;
         Ok(())
+    }
+
+    /// `POST` JSON to the simulator (its `/_sim/…` switches).
+    pub async fn sim_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(self
+            .http
+            .post(format!("{}{path}", self.sim_base))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// An empty form posted to a page of the simulator's, as its buttons do.
+    pub async fn sim_form(&self, url: &str) -> anyhow::Result<()> {
+        self.http
+            .post(url)
+            .form(&[("", "")])
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Moves the simulator's clock to `unix` (never back), and waits for
+    /// payledger's clock to follow it.
+    pub async fn advance_sim_to(&self, unix: i64) -> anyhow::Result<()> {
+        let now: serde_json::Value = self
+            .http
+            .get(format!("{}/_sim/clock", self.sim_base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        // At least a second: what fell due while the clock ran on by
+        // itself happens when the clock is next told to move.
+        let seconds = (unix - now["now"].as_i64().unwrap_or(unix)).max(1);
+        self.sim_post(
+            "/_sim/clock/advance",
+            serde_json::json!({ "seconds": seconds }),
+        )
+        .await?;
+        // payledger reads the simulator's clock every second.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok(())
+    }
+
+    /// A `POST` to the shop that redirects; where to.
+    pub async fn post_for_redirect(&self, path: &str) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await?;
+        Ok(r.headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// The customer's access: status and end.
+    pub async fn access_of(
+        &self,
+        email: &str,
+    ) -> anyhow::Result<(String, chrono::DateTime<chrono::Utc>)> {
+        let c = self.db.pool.get().await?;
+        let row = c
+            .query_one(
+                "SELECT status, period_end FROM subscriptions WHERE email = $1",
+                &[&email],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Until the customer's access runs beyond `end`.
+    pub async fn wait_access_beyond(
+        &self,
+        email: &str,
+        end: chrono::DateTime<chrono::Utc>,
+        secs: u64,
+    ) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.access_of(email).await.is_ok_and(|(_, e)| e > end) {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(false)
+    }
+
+    /// The reference of the customer's first checkout (their status page).
+    pub async fn reference_of(&self, email: &str) -> anyhow::Result<String> {
+        let c = self.db.pool.get().await?;
+        Ok(c.query_one(
+            "SELECT reference FROM customer_status WHERE email = $1 ORDER BY started_at LIMIT 1",
+            &[&email],
+        )
+        .await?
+        .get(0))
+    }
+
+    /// The id of the discrepancy a late renewal of the customer's opened.
+    pub async fn renewal_discrepancy_of(&self, email: &str) -> anyhow::Result<String> {
+        let c = self.db.pool.get().await?;
+        let invoice: String = c
+            .query_one(
+                "SELECT payload->>'invoice_id' FROM events WHERE event_type = 'InvoicePaid' AND payload->>'customer_email' = $1 ORDER BY position DESC LIMIT 1",
+                &[&email],
+            )
+            .await?
+            .get(0);
+        Ok(format!(
+            "{}:{invoice}",
+            payledger_projections::states::DiscrepancyKind::RenewalNotApplied.as_str()
+        ))
     }
 
     /// The customer's path: the plan page, checkout, the processor's pay
@@ -558,7 +698,7 @@ impl Stage {
     }
 
     pub async fn end_state(&mut self) {
-        say!(self.quiet, "\n== Step 5: The end state");
+        say!(self.quiet, "\n== Step 6: The end state");
         if let Ok(c) = self.db.pool.get().await {
             if let Ok(rows) = c.query("SELECT email, plan, status, activation, period_end FROM subscriptions ORDER BY email", &[]).await {
                 say!(self.quiet, "  subscriptions:");
