@@ -4,6 +4,7 @@
 
 use crate::ledger::{Ledger, LedgerChange};
 use crate::projection::{Projection, ProjectionRows};
+use crate::renewals::Renewals;
 use crate::states::{DiscrepancyKind, DiscrepancyStatus};
 use crate::table::{Db, Table};
 use chrono::{DateTime, Utc};
@@ -16,6 +17,11 @@ const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
     "InvoicePaid",
+    "SubscriptionStarted",
+    "InvoicePaymentFailed",
+    "SubscriptionCancellationScheduled",
+    "SubscriptionCancellationUndone",
+    "SubscriptionEnded",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -58,6 +64,7 @@ impl Projection for Discrepancies {
     fn schema_sql(&self) -> &'static str {
         concat!(
             include_str!("ledger.sql"),
+            include_str!("renewals.sql"),
             include_str!("discrepancies.sql")
         )
     }
@@ -89,11 +96,13 @@ crate::record! {
 #[derive(Default)]
 pub struct DiscrepancyRows {
     ledger: Ledger,
+    renewals: Renewals,
     discrepancies: Table<Discrepancy>,
 }
 
 crate::projection_rows!(DiscrepancyRows {
     ledger,
+    renewals,
     discrepancies
 });
 
@@ -240,6 +249,70 @@ impl DiscrepancyRows {
                     self.close(db, kind, payment_id, "refunded", position)
                         .await?;
                 }
+            }
+        }
+        self.renewal_orphans(db, event, decoded).await
+    }
+
+    /// A renewal paid for a subscription whose customer the ledger does not
+    /// know (no checkout bought it, as far as the log says) is money nobody
+    /// is told about: a `renewal_orphan` until the subscription is known.
+    async fn renewal_orphans(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        let mut known = vec![];
+        if let Some(s) = self.renewals.track(db, &mut self.ledger, decoded).await? {
+            known.push(s.subscription_id);
+        }
+        if let DomainEvent::CheckoutStarted(c) = decoded {
+            let checkout_id = c.checkout_id.to_string();
+            for s in self
+                .renewals
+                .standings_of_checkout(db, &mut self.ledger, &checkout_id)
+                .await?
+            {
+                known.push(s.subscription_id);
+            }
+        }
+        if let DomainEvent::InvoicePaid(i) = decoded {
+            let orphan = i.billing_reason != crate::ledger::FIRST_INVOICE
+                && self
+                    .renewals
+                    .standing(db, &mut self.ledger, &i.subscription_id)
+                    .await?
+                    .is_none();
+            if orphan {
+                let action = format!(
+                    "the processor renewed {} (invoice {}), a subscription no checkout in the ledger bought: find the customer at the processor (payledger support find {}), then grant access or refund",
+                    i.subscription_id,
+                    i.invoice_id,
+                    shell_word(i.customer_email.as_deref().unwrap_or(&i.invoice_id))
+                );
+                let o = Opening {
+                    kind: DiscrepancyKind::RenewalOrphan.as_str(),
+                    subject: &i.invoice_id,
+                    amount: Some(i.amount),
+                    currency: Some(i.currency.as_str()),
+                    email: i.customer_email.as_deref(),
+                    action,
+                };
+                return self.open(db, event, o).await;
+            }
+        }
+        for subscription in known {
+            for invoice in self.renewals.paid_invoices(db, &subscription).await? {
+                let kind = DiscrepancyKind::RenewalOrphan.as_str();
+                self.close(
+                    db,
+                    kind,
+                    &invoice,
+                    "its subscription became known",
+                    event.position,
+                )
+                .await?;
             }
         }
         Ok(())

@@ -196,6 +196,21 @@ impl Renewals {
         self.subscriptions.copy_into(tx).await.map(|_| ())
     }
 
+    /// The paid invoices of a subscription.
+    pub async fn paid_invoices(
+        &mut self,
+        db: Db<'_>,
+        subscription_id: &str,
+    ) -> Result<Vec<String>, Error> {
+        Ok(self
+            .subscriptions
+            .get(db, subscription_id)
+            .await?
+            .and_then(|s| s.paid_invoices)
+            .map(|l| l.split(' ').map(str::to_string).collect())
+            .unwrap_or_default())
+    }
+
     /// Whether an invoice of a subscription is known to be paid.
     pub async fn invoice_paid(
         &mut self,

@@ -129,6 +129,8 @@ state_enum!(
         /// The processor renewed a subscription and the ledger learned it
         /// only by asking (its webhook was lost): applied, for a person to see.
         RenewalNotApplied = "renewal_not_applied",
+        /// A renewal paid for a subscription no checkout in the ledger bought.
+        RenewalOrphan = "renewal_orphan",
     }
 );
 

@@ -278,3 +278,30 @@ fn a_first_invoice_naming_no_checkout_is_an_orphan_charge() {
     assert_eq!(open_kinds(&rows), ["unmatched_charge"]);
     assert!(rows.rows("subscriptions").is_empty());
 }
+
+#[test]
+fn a_renewal_of_a_subscription_no_checkout_bought_is_a_renewal_orphan_until_it_is_known() {
+    let c = Uuid::new_v4();
+    let renewal = r::paid(SUB, Some(c), anchor(), Period::Year, 2, 24900).unwrap();
+    let rows = given([renewal.clone()]).then();
+    assert_eq!(open_kinds(&rows), ["renewal_orphan"]);
+    assert!(
+        rows.rows("subscriptions").is_empty(),
+        "no access from an unknown subscription"
+    );
+    // Its checkout and subscription turn up (a restored backup): explained.
+    let rows = given([renewal])
+        .when(r::renewing_checkout(c, "a@example.com", "annual").unwrap())
+        .when(r::started(SUB, Some(c), anchor()).unwrap())
+        .when(r::paid(SUB, Some(c), anchor(), Period::Year, 1, 24900).unwrap())
+        .then();
+    assert!(
+        open_kinds(&rows).is_empty(),
+        "{:?}",
+        rows.rows("discrepancies")
+    );
+    assert_eq!(
+        time(&rows.one("subscriptions"), "period_end"),
+        day(2028, 3, 1)
+    );
+}

@@ -511,3 +511,61 @@ async fn reconciliation_finds_a_cancelled_subscription_whose_every_webhook_was_l
     assert_eq!(access["status"], "ended", "{access}");
     assert_eq!(access["active"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_updated_before_created_through_the_webhook_ends_in_the_same_state() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    let checkout = uuid::Uuid::new_v4();
+    crate::common::ledger::append(
+        &t.store(),
+        vec![
+            payledger_testkit::renewal_history::renewing_checkout(checkout, ANN, "annual").unwrap(),
+        ],
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let year = 365 * 86_400;
+    let subscription = |cancel: bool| {
+        json!({
+            "id": "sub_order", "object": "subscription", "customer": "cus_order",
+            "status": "active", "created": now, "start_date": now,
+            "cancel_at_period_end": cancel, "canceled_at": if cancel { json!(now + 60) } else { json!(null) },
+            "metadata": {"checkout_reference": checkout.to_string()},
+            "items": {"object": "list", "data": [{"id": "si_1", "current_period_start": now, "current_period_end": now + year,
+                       "price": {"id": "price_annual_249", "recurring": {"interval": "year", "interval_count": 1}}}]}
+        })
+    };
+    let invoice = json!({
+        "id": "in_order", "object": "invoice", "customer": "cus_order", "customer_email": ANN,
+        "status": "paid", "billing_reason": "subscription_create", "amount_paid": 24900, "amount_due": 24900,
+        "currency": "usd", "created": now, "status_transitions": {"paid_at": now},
+        "lines": {"object": "list", "data": [{"id": "il_1", "amount": 24900, "period": {"start": now, "end": now + year}}]},
+        "parent": {"subscription_details": {"subscription": "sub_order", "metadata": {"checkout_reference": checkout.to_string()}}},
+        "payments": {"object": "list", "data": [{"id": "inpay_1", "payment": {"payment_intent": "pi_order"}}]}
+    });
+    // The cancellation's update arrives first, the creation last.
+    for (id, kind, object) in [
+        ("evt_3", "customer.subscription.updated", subscription(true)),
+        ("evt_2", "invoice.paid", invoice),
+        (
+            "evt_1",
+            "customer.subscription.created",
+            subscription(false),
+        ),
+    ] {
+        let r = post_signed(
+            &shop.shop.base,
+            &stripe_event(id, kind, object),
+            WEBHOOK_SECRET,
+        )
+        .await;
+        assert!(r.status().is_success(), "{kind}: {}", r.status());
+    }
+    project_everything(&t.db.pool).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "canceled", "{access}");
+    assert_eq!(access["active"], true);
+    assert_eq!(access["cancel_at_period_end"], true);
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+}
