@@ -30,6 +30,7 @@ mod projection_runner;
 mod projections;
 mod reconcile;
 mod reconcile_schedule;
+mod renewal_crash;
 mod renewal_rules;
 mod renewals;
 mod rules;
