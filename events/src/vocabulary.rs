@@ -466,6 +466,22 @@ pub struct SubscriptionEnded {
     pub reason: Option<String>,
 }
 
+/// A yearly renewal is near: its customer is owed a reminder (several
+/// jurisdictions require notice before an annual auto-renewal). Id:
+/// `RenewalReminderDue:<subscription id>:<renews at>`, so each renewal is
+/// announced once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalReminderDue {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// When the processor will charge.
+    pub renews_at: DateTime<Utc>,
+    /// Minor units of `currency` it will charge.
+    pub amount: i64,
+    /// The currency of `amount`.
+    pub currency: Currency,
+}
+
 /// Why a stored event cannot be read as a [`DomainEvent`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -578,6 +594,7 @@ vocabulary!(
     SubscriptionCancellationScheduled,
     SubscriptionCancellationUndone,
     SubscriptionEnded,
+    RenewalReminderDue,
 );
 
 /// The schema version new events of this type are written in.

@@ -239,6 +239,13 @@ fn one_of_each() -> Vec<DomainEvent> {
             reason: Some("payment_failed".into()),
         }
         .into(),
+        RenewalReminderDue {
+            subscription_id: "sub_1".into(),
+            renews_at: at,
+            amount: 24900,
+            currency: usd(),
+        }
+        .into(),
     ]
 }
 

@@ -20,6 +20,7 @@ const TYPES: &[&str] = &[
     "SubscriptionCancellationScheduled",
     "SubscriptionCancellationUndone",
     "SubscriptionEnded",
+    "RenewalReminderDue",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -129,6 +130,23 @@ impl OutgoingEmailRows {
                         row.updated_position = position;
                         self.outgoing_emails.put(row);
                     }
+                }
+                return Ok(());
+            }
+            DomainEvent::RenewalReminderDue(r) => {
+                let standing = self
+                    .renewals
+                    .standing(db, &mut self.ledger, &r.subscription_id)
+                    .await?;
+                // Only a renewal still coming is announced.
+                if let Some(s) = standing.filter(|s| s.renews_at == Some(r.renews_at)) {
+                    let key = format!(
+                        "renewal_reminder:{}:{}",
+                        r.subscription_id,
+                        r.renews_at.timestamp()
+                    );
+                    self.request(db, &key, "renewal_reminder", &s.email, None, event)
+                        .await?;
                 }
                 return Ok(());
             }

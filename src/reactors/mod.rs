@@ -24,6 +24,8 @@ pub struct Reactors {
     /// Asks the processor before a renewing plan's access ends (and how
     /// often again while a renewal is overdue).
     pub renewal_check: Option<(crate::processor::client::ProcessorClient, chrono::Duration)>,
+    /// Records the reminders owed before yearly renewals.
+    pub reminders: renewal_check::Reminders,
 }
 
 impl Reactors {
@@ -67,6 +69,21 @@ impl Reactors {
                 reactors.sender = Some((m.clone(), config));
             }
             None => tracing::warn!("the email sender is off: set SMTP_URL or PAYLEDGER_MAIL_DIR"),
+        }
+        let days = match crate::config::var("PAYLEDGER_RENEWAL_REMINDER_DAYS") {
+            None => 30,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d| (0..=366).contains(d))
+                .ok_or(ConfigError::Invalid {
+                    name: "PAYLEDGER_RENEWAL_REMINDER_DAYS",
+                    reason: format!("{raw:?} is not a number of days from 0 to 366"),
+                })?,
+        };
+        if let Some(p) = &plans {
+            reactors.reminders = renewal_check::Reminders::of(p, days);
         }
         match plans {
             Some(p) => {
@@ -150,6 +167,7 @@ impl Reactors {
         }
         if let Some((processor, again)) = self.renewal_check {
             let (store, mut stop) = (store.clone(), stop.clone());
+            let reminders = self.reminders.clone();
             tasks.push(tokio::spawn(async move {
                 let mut asked = renewal_check::Asked::default();
                 loop {
@@ -163,6 +181,9 @@ impl Reactors {
                     .await;
                     if let Err(e) = pass {
                         tracing::warn!(error = %e, "asking the processor before access ends failed; will retry");
+                    }
+                    if let Err(e) = renewal_check::remind_before_renewals(&store, &reminders).await {
+                        tracing::warn!(error = %e, "recording renewal reminders failed; will retry");
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}

@@ -140,3 +140,77 @@ async fn what_the_processor_says(
     }
     Ok(facts)
 }
+
+/// The plans whose renewals are announced ahead (the yearly ones), with
+/// what each renewal will charge.
+#[derive(Debug, Clone, Default)]
+pub struct Reminders {
+    pub days: i64,
+    pub yearly: HashMap<String, (i64, payledger_events::Currency)>,
+}
+
+impl Reminders {
+    pub fn of(plans: &crate::plans::Plans, days: i64) -> Self {
+        let yearly = plans
+            .all()
+            .iter()
+            .filter(|p| p.renews && p.period == payledger_events::Period::Year)
+            .map(|p| (p.id.clone(), (p.amount, p.currency.clone())))
+            .collect();
+        Reminders { days, yearly }
+    }
+}
+
+/// Records that a yearly renewal within `days` is owed its reminder (once
+/// per renewal: the fact's id is the subscription and the renewal date).
+pub async fn remind_before_renewals(
+    store: &PgEventStore,
+    reminders: &Reminders,
+) -> Result<Vec<String>, RenewalCheckError> {
+    if reminders.yearly.is_empty() {
+        return Ok(vec![]);
+    }
+    let now = store.clock().now();
+    let read = ReadModels::of(store);
+    let coming =
+        subscriptions::renewing_before(&read, now, now + chrono::Duration::days(reminders.days))
+            .await?;
+    let mut announced = vec![];
+    for renewal in coming {
+        let Some((amount, currency)) = reminders.yearly.get(&renewal.plan) else {
+            continue;
+        };
+        let fact: payledger_events::DomainEvent = payledger_events::RenewalReminderDue {
+            subscription_id: renewal.subscription_id.clone(),
+            renews_at: renewal.renews_at,
+            amount: *amount,
+            currency: currency.clone(),
+        }
+        .into();
+        let object = format!(
+            "{}:{}",
+            renewal.subscription_id,
+            renewal.renews_at.timestamp()
+        );
+        let data = EventData::for_processor_fact(
+            &fact,
+            &object,
+            Metadata::new(
+                uuid::Uuid::new_v4(),
+                Actor::System("renewal-check".into()),
+                "renewal-check",
+            ),
+        )?;
+        let outcome = store
+            .append(vec![StreamAppend::new(
+                payledger_events::StreamId::subscription(&renewal.subscription_id),
+                ExpectedVersion::Any,
+                vec![data],
+            )])
+            .await?;
+        if outcome.stored() > 0 {
+            announced.push(object);
+        }
+    }
+    Ok(announced)
+}

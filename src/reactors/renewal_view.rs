@@ -22,6 +22,7 @@ pub(super) async fn view_of(
         "payment_failed" => "InvoicePaymentFailed",
         "cancellation_confirmed" => "SubscriptionCancellationScheduled",
         "access_ended" => "SubscriptionEnded",
+        "renewal_reminder" => "RenewalReminderDue",
         _ => return Ok(None),
     };
     let mut view = View::default();
@@ -49,6 +50,13 @@ pub(super) async fn view_of(
         Some(DomainEvent::SubscriptionCancellationScheduled(c)) => {
             view.period_end = until(c.cancel_at);
             view.reference = c.subscription_id;
+            None
+        }
+        Some(DomainEvent::RenewalReminderDue(r)) => {
+            view.amount = money(Some(r.amount), Some(r.currency.to_string()));
+            // The day it renews, which is also the day paid access runs to.
+            view.period_end = day(Some(r.renews_at), config.zone);
+            view.reference = r.subscription_id;
             None
         }
         Some(DomainEvent::SubscriptionEnded(e)) => {

@@ -170,6 +170,10 @@ fn missing_fields(kind: &str, view: &View) -> Vec<&'static str> {
             need(view.period_end != UNKNOWN_DAY, "end of access");
             need(!view.reference.is_empty(), "reference");
         }
+        "renewal_reminder" => {
+            need(view.amount != UNKNOWN_AMOUNT, "amount");
+            need(view.period_end != UNKNOWN_DAY, "renewal date");
+        }
         "cancellation_confirmed" | "access_ended" => {
             need(view.period_end != UNKNOWN_DAY, "end of access");
         }
@@ -290,6 +294,10 @@ fn subject(kind: &str, view: &View) -> String {
             format!("Cancelled: your {} ends on {}", view.plan, view.period_end)
         }
         "access_ended" => format!("Your {} has ended", view.plan),
+        "renewal_reminder" => format!(
+            "Your {} renews on {} for {}",
+            view.plan, view.period_end, view.amount
+        ),
         _ => "Where your payments stand".into(),
     }
 }

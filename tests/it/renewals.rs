@@ -569,3 +569,40 @@ async fn subscription_updated_before_created_through_the_webhook_ends_in_the_sam
     assert_eq!(access["cancel_at_period_end"], true);
     assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yearly_renewal_is_announced_once_thirty_days_ahead_and_a_monthly_one_not() {
+    use payledger::reactors::renewal_check::{remind_before_renewals, Reminders};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    shop.buy("bob@example.com", "monthly").await;
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let plans = payledger::plans::Plans::parse(RENEWING_PLANS, "plans").unwrap();
+    let reminders = Reminders::of(&plans, 30);
+    assert!(
+        remind_before_renewals(&store, &reminders)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a year ahead: not yet"
+    );
+    shop.advance_days(340).await;
+    let announced = remind_before_renewals(&store, &reminders).await.unwrap();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert!(
+        remind_before_renewals(&store, &reminders)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    project_everything(&t.db.pool).await;
+    assert!(email_kinds(&t, ANN)
+        .await
+        .contains(&"renewal_reminder".to_string()));
+    assert!(!email_kinds(&t, "bob@example.com")
+        .await
+        .contains(&"renewal_reminder".to_string()));
+}

@@ -168,3 +168,39 @@ pub async fn by_subscription(
         None => Ok(None),
     }
 }
+
+/// A renewing plan that the processor will charge again before `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComingRenewal {
+    pub email: String,
+    pub subscription_id: String,
+    pub plan: String,
+    pub renews_at: DateTime<Utc>,
+}
+
+pub async fn renewing_before(
+    read: &ReadModels,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<ComingRenewal>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    let rows = client
+        .query(
+            "SELECT email, subscription_id, plan, renews_at FROM subscriptions
+             WHERE subscription_id IS NOT NULL AND status = $1 AND renews_at > $2 AND renews_at <= $3
+             ORDER BY renews_at",
+            &[&SubscriptionStatus::Active.as_str(), &from, &until],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ComingRenewal {
+                email: r.try_get("email")?,
+                subscription_id: r.try_get("subscription_id")?,
+                plan: r.try_get("plan")?,
+                renews_at: r.try_get("renews_at")?,
+            })
+        })
+        .collect()
+}
