@@ -286,6 +286,21 @@ fn print_customer(c: &find::Customer) {
         ),
         None => println!("subscription: none"),
     }
+    if let Some(s) = &c.subscription {
+        if let Some(id) = &s.subscription_id {
+            println!(
+                "  renewing: {id}, {}",
+                match (s.renews_at, s.cancel_at_period_end) {
+                    (Some(at), _) => format!("renews {}", at.format("%Y-%m-%d")),
+                    (None, true) => "cancelled: ends at the period's end".into(),
+                    (None, false) => "does not renew".into(),
+                }
+            );
+            for line in &s.history {
+                println!("    {line}");
+            }
+        }
+    }
     println!("payments:");
     for p in &c.payments {
         println!(

@@ -31,6 +31,71 @@ pub struct Subscription {
     pub period_end: DateTime<Utc>,
     pub activation: String,
     pub payment_id: Option<String>,
+    /// A renewing plan: the processor's subscription and its history.
+    pub subscription_id: Option<String>,
+    pub renews_at: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    /// Its invoices, failed attempts, cancellations, in the log's order.
+    pub history: Vec<String>,
+}
+
+/// One line per lifecycle fact of a subscription, for a person to read,
+/// with the processor's time of it (the webhooks of one day arrive in any
+/// order; the history reads in the order things happened).
+fn lifecycle_line(event: &payledger_events::DomainEvent) -> Option<(DateTime<Utc>, String)> {
+    use payledger_events::{ChargeSource, DomainEvent as E, Money};
+    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+    let line = match event {
+        E::SubscriptionStarted(s) => (s.started_at, format!("started {}", day(s.started_at))),
+        E::InvoicePaid(i) => {
+            let late = if i.source == ChargeSource::Webhook {
+                ""
+            } else {
+                ", found by asking the processor"
+            };
+            let text = format!(
+                "invoice {} paid {} ({}) for {} .. {}{late}",
+                i.invoice_id,
+                Money::new(i.amount, i.currency.clone()),
+                i.billing_reason,
+                day(i.period_start),
+                day(i.period_end),
+            );
+            (i.paid_at, text)
+        }
+        E::InvoicePaymentFailed(f) => {
+            let next = f.next_attempt.map_or("none (the last)".into(), day);
+            let text = format!(
+                "invoice {} attempt {} failed {}; next try {next}",
+                f.invoice_id,
+                f.attempt,
+                day(f.failed_at)
+            );
+            (f.failed_at, text)
+        }
+        E::SubscriptionCancellationScheduled(c) => {
+            let text = format!(
+                "cancellation asked {}: ends {}",
+                day(c.requested_at),
+                day(c.cancel_at)
+            );
+            (c.requested_at, text)
+        }
+        E::SubscriptionCancellationUndone(u) => (
+            u.undone_at,
+            format!("cancellation undone {}", day(u.undone_at)),
+        ),
+        E::SubscriptionEnded(e) => {
+            let why = e.reason.as_deref().unwrap_or("no reason given");
+            (e.ended_at, format!("ended {} ({why})", day(e.ended_at)))
+        }
+        E::RenewalReminderDue(r) => (
+            r.renews_at,
+            format!("reminder owed for the renewal of {}", day(r.renews_at)),
+        ),
+        _ => return None,
+    };
+    Some(line)
 }
 
 #[derive(Debug, Serialize)]
@@ -159,7 +224,29 @@ pub async fn find(
                 period_end: s.period_end,
                 activation: s.activation,
                 payment_id: s.payment_id,
+                subscription_id: s.subscription_id,
+                renews_at: s.renews_at,
+                cancel_at_period_end: s.cancel_at_period_end,
+                history: vec![],
             }),
+        None => None,
+    };
+    let subscription = match subscription {
+        Some(mut s) => {
+            if let Some(id) = &s.subscription_id {
+                let stream = payledger_events::StreamId::subscription(id);
+                let mut lines: Vec<(DateTime<Utc>, String)> = store
+                    .decoded_stream(&stream)
+                    .await?
+                    .iter()
+                    .filter_map(|(_, e)| lifecycle_line(e))
+                    .collect();
+                // At the same moment, the ending comes after what caused it.
+                lines.sort_by_key(|(at, line)| (*at, line.starts_with("ended")));
+                s.history = lines.into_iter().map(|(_, line)| line).collect();
+            }
+            Some(s)
+        }
         None => None,
     };
     let rows = read::customer_status::of_customer(&read, email.as_deref(), &payment_ids).await?;

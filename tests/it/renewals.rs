@@ -162,6 +162,18 @@ async fn four_declines_end_the_subscription_and_access_ends_with_what_was_paid()
     assert_eq!(access["renews_at"], serde_json::Value::Null);
     assert_eq!(count_events(&t, "InvoicePaymentFailed").await, 4);
     assert_eq!(count_events(&t, "SubscriptionEnded").await, 1);
+    // Support sees the renewal history.
+    let found = payledger::support::find::find(&t.store(), None, ANN)
+        .await
+        .unwrap();
+    let history = found.subscription.expect("a subscription").history;
+    let failed: Vec<&String> = history.iter().filter(|l| l.contains(" failed ")).collect();
+    assert_eq!(failed.len(), 4, "{history:#?}");
+    assert!(
+        failed[3].contains("attempt 4"),
+        "in the order it happened: {history:#?}"
+    );
+    assert!(history.last().unwrap().starts_with("ended"), "{history:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
