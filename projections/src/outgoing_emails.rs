@@ -188,8 +188,30 @@ impl OutgoingEmailRows {
                 }
                 _ => false,
             };
-            if let (Some(standing), false) = (standing, old_news) {
-                self.request(db, &key, kind, &standing.email, payment.as_deref(), event)
+            match (standing, old_news) {
+                (_, true) => {}
+                (Some(standing), false) => {
+                    self.request(db, &key, kind, &standing.email, payment.as_deref(), event)
+                        .await?;
+                }
+                // Owed once the customer is known, whatever the order.
+                (None, false) => {
+                    let owed = format!("{kind}|{key}|{}", payment.unwrap_or_default());
+                    self.renewals.owe(db, subscription, &owed).await?;
+                }
+            }
+        }
+        if let Some(subscription) = crate::renewals::subscription_of(decoded) {
+            self.announce_owed(db, subscription, event).await?;
+        }
+        if let DomainEvent::CheckoutStarted(c) = decoded {
+            let checkout_id = c.checkout_id.to_string();
+            let known = self
+                .renewals
+                .standings_of_checkout(db, &mut self.ledger, &checkout_id)
+                .await?;
+            for standing in known {
+                self.announce_owed(db, &standing.subscription_id, event)
                     .await?;
             }
         }
@@ -242,6 +264,48 @@ impl OutgoingEmailRows {
                 self.request(db, &key, kind, &recipient, payment, event)
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The emails owed to a subscription's customer from before they were
+    /// known, asked for now that they are.
+    async fn announce_owed(
+        &mut self,
+        db: Db<'_>,
+        subscription: &str,
+        event: &RecordedEvent,
+    ) -> Result<(), Error> {
+        let Some(standing) = self
+            .renewals
+            .standing(db, &mut self.ledger, subscription)
+            .await?
+        else {
+            return Ok(());
+        };
+        for owed in self.renewals.take_owed(db, subscription).await? {
+            let mut parts = owed.splitn(3, '|');
+            let (Some(kind), Some(key), payment) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            // A failure of an invoice paid since is old news.
+            if let Some(invoice) = key
+                .strip_prefix("payment_failed:")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .map(|(invoice, _)| invoice)
+            {
+                if self
+                    .renewals
+                    .invoice_paid(db, subscription, invoice)
+                    .await?
+                {
+                    continue;
+                }
+            }
+            let payment = payment.filter(|p| !p.is_empty());
+            self.request(db, key, kind, &standing.email, payment, event)
+                .await?;
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ crate::record! {
         failing_invoice: Option<String> = TEXT,
         failed_attempt: i32 = INT4,
         next_attempt: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        unannounced: Option<String> = TEXT,
     }
 }
 
@@ -64,6 +65,7 @@ impl RenewalSubscription {
             failing_invoice: None,
             failed_attempt: 0,
             next_attempt: None,
+            unannounced: None,
         }
     }
 
@@ -155,13 +157,13 @@ pub fn subscription_of(fact: &DomainEvent) -> Option<&str> {
     })
 }
 
+/// Adds an id to a space-separated list, kept sorted so the same facts in
+/// any order store the same row.
 fn add_listed(list: &mut Option<String>, id: &str) {
-    let mut ids = list.take().unwrap_or_default();
-    if !ids.is_empty() {
-        ids.push(' ');
-    }
-    ids.push_str(id);
-    *list = Some(ids);
+    let mut ids: Vec<&str> = list.as_deref().map_or(vec![], |l| l.split(' ').collect());
+    ids.push(id);
+    ids.sort_unstable();
+    *list = Some(ids.join(" "));
 }
 
 #[derive(Default)]
@@ -209,6 +211,42 @@ impl Renewals {
             .and_then(|s| s.paid_invoices)
             .map(|l| l.split(' ').map(str::to_string).collect())
             .unwrap_or_default())
+    }
+
+    /// Keeps an email owed to a subscription's customer who is not known
+    /// yet (`kind|key|payment`), to ask for once they are.
+    pub async fn owe(
+        &mut self,
+        db: Db<'_>,
+        subscription_id: &str,
+        owed: &str,
+    ) -> Result<(), Error> {
+        let mut s = self
+            .subscriptions
+            .get(db, subscription_id)
+            .await?
+            .unwrap_or_else(|| RenewalSubscription::new(subscription_id));
+        let mut list = s.unannounced.take();
+        add_listed(&mut list, owed);
+        s.unannounced = list;
+        self.subscriptions.put(s);
+        Ok(())
+    }
+
+    /// The emails owed while the customer was unknown, taken (once).
+    pub async fn take_owed(
+        &mut self,
+        db: Db<'_>,
+        subscription_id: &str,
+    ) -> Result<Vec<String>, Error> {
+        let Some(mut s) = self.subscriptions.get(db, subscription_id).await? else {
+            return Ok(vec![]);
+        };
+        let Some(list) = s.unannounced.take() else {
+            return Ok(vec![]);
+        };
+        self.subscriptions.put(s);
+        Ok(list.split(' ').map(str::to_string).collect())
     }
 
     /// Whether an invoice of a subscription is known to be paid.

@@ -22,6 +22,9 @@ CREATE TABLE renewal_subscriptions (
     -- the unpaid invoice the processor is retrying
     failing_invoice     TEXT,
     failed_attempt      INT4 NOT NULL,
-    next_attempt        TIMESTAMPTZ
+    next_attempt        TIMESTAMPTZ,
+    -- emails owed while the customer was not known yet (`kind|key|payment`,
+    -- space-separated): asked for once the subscription's customer is known
+    unannounced         TEXT
 );
 CREATE INDEX renewal_subscriptions_checkout ON renewal_subscriptions (checkout_reference);
