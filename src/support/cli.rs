@@ -176,6 +176,23 @@ pub async fn run(ctx: &SupportContext, command: &SupportCommand) -> Result<(), S
                     i.command
                 );
             }
+            // Not discrepancies — the processor is retrying and the customer
+            // was emailed — but a person may want to call before the last try.
+            let due = payledger_projections::read::subscriptions::past_due(&ReadModels::of(store))
+                .await?;
+            if !due.is_empty() {
+                println!("\npast due (renewal declined; the processor retries, the customer was emailed):");
+                for d in due {
+                    println!(
+                        "  {}  {}  next try {}",
+                        d.email,
+                        d.subscription_id,
+                        d.next_try.map_or("none: it ends".into(), |t| t
+                            .format("%Y-%m-%d %H:%M UTC")
+                            .to_string())
+                    );
+                }
+            }
         }
         SupportCommand::Find { key, json } => {
             let c = find::find(store, ctx.processor.as_ref(), key).await?;

@@ -106,6 +106,14 @@ async fn a_declined_renewal_is_past_due_with_access_then_an_updated_card_recover
         paid_end,
         "not extended without money"
     );
+    // The support desk sees who is past due and when the processor retries.
+    let read = payledger_projections::read::ReadModels::new(t.db.pool.clone());
+    let due = payledger_projections::read::subscriptions::past_due(&read)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].email, ANN);
+    assert!(due[0].next_try.is_some_and(|t| t > paid_end), "{due:?}");
 
     // The status page says so, with a button to the processor's billing page.
     let status = shop.status_url(ANN).await;

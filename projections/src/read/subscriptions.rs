@@ -204,3 +204,35 @@ pub async fn renewing_before(
         })
         .collect()
 }
+
+/// A customer whose renewal was declined, and when the processor tries
+/// again (`None`: it will not; the subscription ends).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastDue {
+    pub email: String,
+    pub subscription_id: String,
+    pub next_try: Option<DateTime<Utc>>,
+}
+
+/// Every past-due customer, the soonest retry first.
+pub async fn past_due(read: &ReadModels) -> Result<Vec<PastDue>, StoreError> {
+    let connection = read.connection().await?;
+    let client: &Client = &connection;
+    let rows = client
+        .query(
+            "SELECT email, subscription_id, grace_until FROM subscriptions
+             WHERE status = $1 AND subscription_id IS NOT NULL
+             ORDER BY grace_until NULLS FIRST",
+            &[&SubscriptionStatus::PastDue.as_str()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PastDue {
+                email: r.try_get("email")?,
+                subscription_id: r.try_get("subscription_id")?,
+                next_try: r.try_get("grace_until")?,
+            })
+        })
+        .collect()
+}
