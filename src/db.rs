@@ -182,6 +182,28 @@ impl Database {
     /// and `/api/access` answer from the moment the schema exists, before
     /// `work` has ever run. A read model whose version changed is rebuilt
     /// here, as `work` would at its start.
+    /// Records the settings the read-model views follow (the views cannot
+    /// read the environment): `PAYLEDGER_PAST_DUE_ACCESS`.
+    pub async fn record_view_settings(
+        &self,
+        past_due: payledger_projections::read::subscriptions::PastDueAccess,
+    ) -> Result<(), DbError> {
+        let failed = |reason: String| DbError::Migration {
+            url: self.shown_url(),
+            reason: format!("recording the views' settings: {reason}"),
+        };
+        let client = self.pool.get().await.map_err(|e| failed(e.to_string()))?;
+        client
+            .execute(
+                "INSERT INTO payledger_settings (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&"past_due_access", &past_due.as_str()],
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+
     pub async fn install_read_models(&self) -> Result<(), DbError> {
         for projection in payledger_projections::all() {
             payledger_projections::runner::install(&self.pool, projection.as_ref(), 500)

@@ -3,13 +3,17 @@
 -- (docs/integration.md); add columns, never rename or drop them.
 -- `active`: paid up (or cancelled but not yet at its end); a renewal due
 -- while the processor bills it; past due while the processor still
--- retries (PAYLEDGER_PAST_DUE_ACCESS=keep).
+-- retries, unless PAYLEDGER_PAST_DUE_ACCESS=revoke (recorded at start-up
+-- in payledger_settings).
 CREATE OR REPLACE VIEW public.payledger_access AS
 SELECT email,
        plan,
        status,
        ((status IN ('active', 'canceled', 'past_due') AND period_end > now())
-        OR (status IN ('active', 'past_due') AND COALESCE(grace_until > now(), false))) AS active,
+        OR (status = 'active' AND COALESCE(grace_until > now(), false))
+        OR (status = 'past_due' AND COALESCE(grace_until > now(), false)
+            AND NOT EXISTS (SELECT 1 FROM public.payledger_settings
+                            WHERE name = 'past_due_access' AND value = 'revoke'))) AS active,
        period_start,
        period_end,
        activation,

@@ -13,6 +13,8 @@ pub async fn migrate(cli: &Cli) -> anyhow::Result<ExitCode> {
     let db = cli.connect().await?;
     let applied = db.migrate().await?;
     db.install_read_models().await?;
+    db.record_view_settings(payledger::config::past_due_access()?)
+        .await?;
     if applied.is_empty() {
         println!("{}: already up to date", db.shown_url());
     } else {
@@ -41,6 +43,8 @@ pub async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;
+    db.record_view_settings(payledger::config::past_due_access()?)
+        .await?;
     let clock = payledger::sim_clock::clock_from_env().await?;
     let (state, listener) = serving_state(&db, config, clock).await?;
     payledger::http::serve(listener, state, payledger::shutdown::signal()).await?;
@@ -54,6 +58,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let db = cli.connect().await?;
     db.migrate().await?;
     db.install_read_models().await?;
+    db.record_view_settings(payledger::config::past_due_access()?)
+        .await?;
     let (state, listener) = serving_state(&db, serve, config.clock.clone()).await?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut server_stop = stop.clone();

@@ -626,3 +626,63 @@ async fn a_yearly_renewal_is_announced_once_thirty_days_ahead_and_a_monthly_one_
         .await
         .contains(&"renewal_reminder".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_view_keeps_a_past_due_customer_unless_the_setting_revokes() {
+    use payledger_events::Period;
+    use payledger_projections::read::subscriptions::PastDueAccess;
+    use payledger_testkit::renewal_history as r;
+    let t = TestDb::new().await;
+    let now = chrono::Utc::now();
+    let checkout = uuid::Uuid::new_v4();
+    // Paid a year and an hour ago; the renewal was declined; retried in 3 days.
+    let anchor = now - chrono::Duration::days(365) - chrono::Duration::hours(1);
+    crate::common::ledger::append(
+        &t.store(),
+        vec![
+            r::renewing_checkout(checkout, ANN, "annual").unwrap(),
+            r::started("sub_view", Some(checkout), anchor).unwrap(),
+            r::paid_as(
+                "sub_view",
+                Some(checkout),
+                anchor,
+                Period::Year,
+                1,
+                24900,
+                ANN,
+                payledger_events::ChargeSource::Webhook,
+            )
+            .unwrap(),
+            r::failed(
+                "sub_view",
+                2,
+                1,
+                now - chrono::Duration::hours(1),
+                Some(now + chrono::Duration::days(3)),
+            )
+            .unwrap(),
+        ],
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    let active = || async {
+        t.client()
+            .await
+            .query_one(
+                "SELECT status, active FROM payledger_access WHERE email = $1",
+                &[&ANN],
+            )
+            .await
+            .unwrap()
+    };
+    let row = active().await;
+    assert_eq!(row.get::<_, String>(0), "past_due");
+    assert!(row.get::<_, bool>(1), "kept while the processor retries");
+    t.db.record_view_settings(PastDueAccess::Revoke)
+        .await
+        .unwrap();
+    assert!(
+        !active().await.get::<_, bool>(1),
+        "revoked when the setting says so"
+    );
+}

@@ -59,6 +59,16 @@ pub enum PastDueAccess {
     Revoke,
 }
 
+impl PastDueAccess {
+    /// As written in the setting (and in `payledger_settings`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PastDueAccess::Keep => "keep",
+            PastDueAccess::Revoke => "revoke",
+        }
+    }
+}
+
 impl std::str::FromStr for PastDueAccess {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
