@@ -28,6 +28,10 @@ impl Actor {
     pub fn auto_rescue() -> Self {
         Actor::System("auto-rescue".into())
     }
+    /// The worker's check before a renewing plan's access ends.
+    pub fn renewal_check() -> Self {
+        Actor::System("renewal-check".into())
+    }
 }
 
 impl fmt::Display for Actor {

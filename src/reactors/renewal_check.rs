@@ -87,23 +87,8 @@ pub async fn ask_before_access_ends(
         };
         for fact in facts {
             let label = format!("{} {}", fact.event.event_type(), fact.object_id);
-            let data = EventData::for_processor_fact(
-                &fact.event,
-                &fact.object_id,
-                Metadata::new(
-                    uuid::Uuid::new_v4(),
-                    Actor::System("renewal-check".into()),
-                    "renewal-check",
-                ),
-            )?;
-            let outcome = store
-                .append(vec![StreamAppend::new(
-                    fact.stream,
-                    ExpectedVersion::Any,
-                    vec![data],
-                )])
-                .await?;
-            if outcome.stored() > 0 {
+            let stored = record(store, fact.stream, &fact.event, &fact.object_id).await?;
+            if stored {
                 tracing::warn!(subscription = %access.subscription_id, fact = %label, "the ledger missed this; appended before access ended");
                 report.appended.push(label);
             }
@@ -111,6 +96,33 @@ pub async fn ask_before_access_ends(
         asked.0.insert(key, now);
     }
     Ok(report)
+}
+
+/// Appends a fact under the id its processor object gives it; whether it
+/// was new (a webhook may have recorded it meanwhile).
+async fn record(
+    store: &PgEventStore,
+    stream: payledger_events::StreamId,
+    fact: &payledger_events::DomainEvent,
+    object_id: &str,
+) -> Result<bool, RenewalCheckError> {
+    let data = EventData::for_processor_fact(
+        fact,
+        object_id,
+        Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::renewal_check(),
+            "renewal-check",
+        ),
+    )?;
+    let outcome = store
+        .append(vec![StreamAppend::new(
+            stream,
+            ExpectedVersion::Any,
+            vec![data],
+        )])
+        .await?;
+    Ok(outcome.stored() > 0)
 }
 
 /// The subscription's state and its paid invoices, as facts.
@@ -192,23 +204,9 @@ pub async fn remind_before_renewals(
             renewal.subscription_id,
             renewal.renews_at.timestamp()
         );
-        let data = EventData::for_processor_fact(
-            &fact,
-            &object,
-            Metadata::new(
-                uuid::Uuid::new_v4(),
-                Actor::System("renewal-check".into()),
-                "renewal-check",
-            ),
-        )?;
-        let outcome = store
-            .append(vec![StreamAppend::new(
-                payledger_events::StreamId::subscription(&renewal.subscription_id),
-                ExpectedVersion::Any,
-                vec![data],
-            )])
-            .await?;
-        if outcome.stored() > 0 {
+        let stream = payledger_events::StreamId::subscription(&renewal.subscription_id);
+        let stored = record(store, stream, &fact, &object).await?;
+        if stored {
             announced.push(object);
         }
     }
