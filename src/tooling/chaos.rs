@@ -18,7 +18,22 @@ pub struct ChaosReport {
     pub faults_injected: u32,
     pub charges_at_processor: i64,
     pub charge_succeeded_events: i64,
+    /// Distinct payments the ledger holds (charges and paid invoices): must
+    /// equal the processor's charges.
+    pub payments_recorded: i64,
     pub active_subscriptions: i64,
+    /// A year later (spec §12): renewals the processor charged, and the
+    /// `InvoicePaid` facts for them.
+    pub renewals_at_processor: i64,
+    pub renewals_recorded: i64,
+    /// Customers whose card declined every retry: their plans ended.
+    pub ended_subscriptions: i64,
+    /// Failed attempts at the processor, those whose webhook reached the
+    /// ledger (a dropped one is not re-learnt: an invoice shows only its
+    /// latest attempt), and dunning emails asked for.
+    pub failed_attempts_at_processor: i64,
+    pub failed_attempts_recorded: i64,
+    pub dunning_emails: i64,
     pub emails_delivered: usize,
     pub duplicate_emails: usize,
     pub violations: Vec<String>,
@@ -26,7 +41,7 @@ pub struct ChaosReport {
 
 impl ChaosReport {
     pub fn print(&self) {
-        let rows: [(&str, String); 11] = [
+        let rows: [(&str, String); 18] = [
             ("purchases", self.purchases.to_string()),
             ("kills (SIGKILL)", self.kills.to_string()),
             ("  of which at failpoints", self.failpoint_kills.to_string()),
@@ -47,6 +62,22 @@ impl ChaosReport {
                 "active subscriptions",
                 self.active_subscriptions.to_string(),
             ),
+            (
+                "failed attempts recorded",
+                self.failed_attempts_recorded.to_string(),
+            ),
+            ("payments recorded", self.payments_recorded.to_string()),
+            (
+                "renewals at the processor",
+                self.renewals_at_processor.to_string(),
+            ),
+            ("renewals recorded", self.renewals_recorded.to_string()),
+            ("ended subscriptions", self.ended_subscriptions.to_string()),
+            (
+                "failed attempts at processor",
+                self.failed_attempts_at_processor.to_string(),
+            ),
+            ("dunning emails", self.dunning_emails.to_string()),
             ("emails delivered", self.emails_delivered.to_string()),
             ("duplicate emails", self.duplicate_emails.to_string()),
             ("violations", self.violations.len().to_string()),
@@ -75,6 +106,54 @@ async fn restart(
     *failpoint_kills += 1;
     s.start_server(None).await?;
     Ok(false)
+}
+
+/// The processor's clock moves a year in small steps across every renewal
+/// (and then the retries), switching faults and killing `run` between the
+/// steps as during the purchases. Returns how many customers' cards were
+/// set to decline.
+async fn a_year_of_renewals(
+    s: &mut Stage,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    customers: usize,
+    kills: &mut u32,
+    failpoint_kills: &mut u32,
+) -> anyhow::Result<usize> {
+    let mut declined = 0;
+    for c in 0..customers {
+        if rng.random_bool(0.1) {
+            let email = s.email(&format!("c{c}"));
+            s.sim_post(
+                "/_sim/cards",
+                serde_json::json!({"email": email, "outcome": "decline"}),
+            )
+            .await?;
+            declined += 1;
+        }
+    }
+    let (first, last) = s.renewal_window().await?;
+    s.advance_sim_to(first - 1).await?;
+    // Across the renewals, then the 3-, 5- and 7-day retries.
+    let step = ((last - first) / 8).max(1);
+    let mut at = first;
+    while at <= last + 8 * 86_400 {
+        at += if at <= last { step } else { 86_400 };
+        if rng.random_bool(0.5) {
+            let f = serde_json::json!({
+                "drop": rng.random_range(0.0..0.3), "duplicate": rng.random_range(0.0..0.3),
+                "reorder": rng.random_bool(0.5),
+            });
+            s.sim_faults(f).await?;
+        }
+        s.advance_sim_to(at).await?;
+        if rng.random_bool(0.3) || s.server_died() {
+            s.stop_server();
+            *kills += 1;
+            let failpoint = rng.random_bool(0.4).then_some("webhook.before_append");
+            restart(s, failpoint, kills, failpoint_kills).await?;
+        }
+    }
+    Ok(declined)
 }
 
 /// `progress` counts the purchases paid so far (drawn on a terminal only).
@@ -131,6 +210,10 @@ pub async fn run(
             progress.set_position(paid as u64);
         }
     }
+    // A year later: every subscription renews while the faults and kills
+    // go on; a tenth of the customers' cards decline every retry.
+    let declined =
+        a_year_of_renewals(&mut s, &mut rng, customer, &mut kills, &mut failpoint_kills).await?;
     // Calm: faults off, no failpoints, a last reconciliation, then quiet.
     s.sim_faults(serde_json::json!({})).await?;
     s.restart_server(None).await?;
@@ -171,6 +254,36 @@ pub async fn run(
         SubscriptionStatus::Active.as_str(),
     )
     .await?;
+    let ended_subscriptions = count(
+        "SELECT count(*) FROM subscriptions WHERE status = $1",
+        SubscriptionStatus::Ended.as_str(),
+    )
+    .await?;
+    let payments_recorded = count(
+        "SELECT count(DISTINCT p) FROM (
+           SELECT payload->>'payment_id' AS p FROM events WHERE event_type = $1
+           UNION SELECT payload->>'payment_id' FROM events WHERE event_type = 'InvoicePaid') x",
+        "ChargeSucceeded",
+    )
+    .await?;
+    let renewals_recorded = count(
+        "SELECT count(*) FROM events WHERE event_type = 'InvoicePaid' AND payload->>'billing_reason' = $1",
+        "subscription_cycle",
+    )
+    .await?;
+    let dunning_emails = count(
+        "SELECT count(*) FROM outgoing_emails WHERE email_key LIKE $1",
+        "payment_failed:%",
+    )
+    .await?;
+    let failed_attempts_recorded = count(
+        "SELECT count(*) FROM events f WHERE f.event_type = $1 AND NOT EXISTS (
+           SELECT 1 FROM events p WHERE p.event_type = 'InvoicePaid'
+             AND p.payload->>'invoice_id' = f.payload->>'invoice_id')",
+        "InvoicePaymentFailed",
+    )
+    .await?;
+    let (renewals_at_processor, failed_attempts_at_processor) = s.processor_renewals().await?;
     let sent_keys = count(
         "SELECT count(*) FROM outgoing_emails WHERE status = $1",
         EmailStatus::Sent.as_str(),
@@ -194,12 +307,26 @@ pub async fn run(
         .into_iter()
         .map(|v| format!("guarantee {}: {}: {}", v.guarantee, v.subject, v.detail))
         .collect();
-    if charge_succeeded_events != charges_at_processor {
-        violations.push(format!("guarantee 1: {charges_at_processor} charges at the processor, {charge_succeeded_events} ChargeSucceeded"));
+    if payments_recorded != charges_at_processor {
+        violations.push(format!("guarantee 1: {charges_at_processor} charges at the processor, {payments_recorded} payments recorded"));
     }
-    if active_subscriptions != paid as i64 {
+    if active_subscriptions + ended_subscriptions != paid as i64
+        || ended_subscriptions != declined as i64
+    {
         violations.push(format!(
-            "{paid} customers paid, {active_subscriptions} active subscriptions"
+            "{paid} customers paid ({declined} declined a year later): {active_subscriptions} active, {ended_subscriptions} ended"
+        ));
+    }
+    if renewals_recorded != renewals_at_processor {
+        violations.push(format!(
+            "every paid invoice is a period: {renewals_at_processor} renewals at the processor, {renewals_recorded} recorded"
+        ));
+    }
+    if dunning_emails != failed_attempts_recorded
+        || failed_attempts_recorded > failed_attempts_at_processor
+    {
+        violations.push(format!(
+            "every failed attempt emailed once: {failed_attempts_at_processor} failed attempts at the processor, {failed_attempts_recorded} recorded, {dunning_emails} dunning emails"
         ));
     }
     if (per_id.len() as i64) < sent_keys || per_id.len() < paid {
@@ -222,7 +349,14 @@ pub async fn run(
         faults_injected: faults,
         charges_at_processor,
         charge_succeeded_events,
+        payments_recorded,
         active_subscriptions,
+        renewals_at_processor,
+        renewals_recorded,
+        ended_subscriptions,
+        failed_attempts_at_processor,
+        failed_attempts_recorded,
+        dunning_emails,
         emails_delivered: per_id.len(),
         duplicate_emails,
         violations,

@@ -369,6 +369,50 @@ impl Stage {
         Ok(())
     }
 
+    /// The first and last moment a subscription at the processor renews.
+    pub async fn renewal_window(&self) -> anyhow::Result<(i64, i64)> {
+        let c = self.db.pool.get().await?;
+        let row = c
+            .query_one(
+                "SELECT min(renews_at), max(renews_at) FROM subscriptions WHERE renews_at IS NOT NULL",
+                &[],
+            )
+            .await?;
+        let first: Option<chrono::DateTime<chrono::Utc>> = row.get(0);
+        let last: Option<chrono::DateTime<chrono::Utc>> = row.get(1);
+        match (first, last) {
+            (Some(f), Some(l)) => Ok((f.timestamp(), l.timestamp())),
+            _ => anyhow::bail!("no subscription renews"),
+        }
+    }
+
+    /// Renewals the processor charged, and failed attempts it made.
+    pub async fn processor_renewals(&self) -> anyhow::Result<(i64, i64)> {
+        let processor = ProcessorClient::new(
+            url::Url::parse(&self.sim_base)?,
+            "sk_test_demo",
+            ClientRetry::default(),
+        );
+        let invoices = processor.invoices(Default::default()).collect_all().await?;
+        let renewals = invoices
+            .iter()
+            .filter(|i| i.is_paid() && i.billing_reason.as_deref() == Some("subscription_cycle"))
+            .count() as i64;
+        // A paid invoice's last attempt succeeded; an unpaid one's all failed.
+        let failed: i64 = invoices
+            .iter()
+            .map(|i| {
+                let attempts = i64::from(i.attempt_count);
+                if i.is_paid() {
+                    attempts - 1
+                } else {
+                    attempts
+                }
+            })
+            .sum();
+        Ok((renewals, failed))
+    }
+
     /// A `POST` to the shop that redirects; where to.
     pub async fn post_for_redirect(&self, path: &str) -> anyhow::Result<String> {
         let r = self
