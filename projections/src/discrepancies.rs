@@ -16,12 +16,6 @@ pub struct Discrepancies;
 const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
-    "InvoicePaid",
-    "SubscriptionStarted",
-    "InvoicePaymentFailed",
-    "SubscriptionCancellationScheduled",
-    "SubscriptionCancellationUndone",
-    "SubscriptionEnded",
     "ChargeMatched",
     "ChargeRefunded",
     "DisputeOpened",
@@ -59,7 +53,7 @@ impl Projection for Discrepancies {
         7
     }
     fn handles(&self, event_type: &str) -> bool {
-        TYPES.contains(&event_type)
+        TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }
     fn schema_sql(&self) -> &'static str {
         concat!(

@@ -14,12 +14,6 @@ pub struct OutgoingEmails;
 const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
-    "InvoicePaid",
-    "SubscriptionStarted",
-    "InvoicePaymentFailed",
-    "SubscriptionCancellationScheduled",
-    "SubscriptionCancellationUndone",
-    "SubscriptionEnded",
     "RenewalReminderDue",
     "ChargeMatched",
     "ChargeRefunded",
@@ -44,7 +38,7 @@ impl Projection for OutgoingEmails {
         5
     }
     fn handles(&self, event_type: &str) -> bool {
-        TYPES.contains(&event_type)
+        TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }
     fn schema_sql(&self) -> &'static str {
         concat!(

@@ -16,6 +16,17 @@ use tokio_postgres::Error;
 
 pub const SCHEMA_SQL: &str = include_str!("renewals.sql");
 
+/// The facts of a subscription's lifecycle: what every projection that
+/// keeps the renewal rules must see.
+pub const LIFECYCLE: &[&str] = &[
+    "SubscriptionStarted",
+    "InvoicePaid",
+    "InvoicePaymentFailed",
+    "SubscriptionCancellationScheduled",
+    "SubscriptionCancellationUndone",
+    "SubscriptionEnded",
+];
+
 /// How long a renewing subscription keeps access past the end of what was
 /// paid while its renewal is due: the processor charges a renewal within
 /// about an hour of the period's end, and payledger asks it before letting

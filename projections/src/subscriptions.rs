@@ -28,12 +28,6 @@ const TYPES: &[&str] = &[
     "DisputeClosed",
     "SubscriptionGranted",
     "SubscriptionRevoked",
-    "SubscriptionStarted",
-    "InvoicePaid",
-    "InvoicePaymentFailed",
-    "SubscriptionCancellationScheduled",
-    "SubscriptionCancellationUndone",
-    "SubscriptionEnded",
 ];
 
 impl Projection for Subscriptions {
@@ -48,7 +42,7 @@ impl Projection for Subscriptions {
         5
     }
     fn handles(&self, event_type: &str) -> bool {
-        TYPES.contains(&event_type)
+        TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }
     fn schema_sql(&self) -> &'static str {
         concat!(
