@@ -231,7 +231,26 @@ pub async fn run(
             .await?
             .get(0);
         let lag: i64 = payledger::projections_lag(&s.db.pool).await?;
-        if (pending == 0 && lag == 0) || Instant::now() > quiet_by {
+        // A renewal whose webhooks were lost is recorded by the worker's
+        // check before access ends, which runs on its own schedule: quiet
+        // means every renewal and every ending has reached the ledger too.
+        let renewals: i64 = c
+            .query_one(
+                "SELECT count(*) FROM events WHERE event_type = 'InvoicePaid' AND payload->>'billing_reason' = $1",
+                &[&"subscription_cycle"],
+            )
+            .await?
+            .get(0);
+        let ended: i64 = c
+            .query_one(
+                "SELECT count(*) FROM subscriptions WHERE status = $1",
+                &[&SubscriptionStatus::Ended.as_str()],
+            )
+            .await?
+            .get(0);
+        let (at_processor, _) = s.processor_renewals().await?;
+        let settled = renewals == at_processor && ended == declined as i64;
+        if (pending == 0 && lag == 0 && settled) || Instant::now() > quiet_by {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
