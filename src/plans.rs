@@ -130,15 +130,10 @@ impl Plans {
                     p.currency
                 )));
             }
-            let period = match p.period.as_str() {
-                "year" => Period::Year,
-                "month" => Period::Month,
-                other => {
-                    return Err(invalid(format!(
-                        "period {other:?} is not supported: \"month\" or \"year\""
-                    )))
-                }
-            };
+            let period: Period = p
+                .period
+                .parse()
+                .map_err(|e| invalid(format!("period {e}")))?;
             if p.renews && p.processor_price_id.is_none() {
                 return Err(invalid(
                     "a plan that renews needs processor_price_id (the processor's recurring price)"

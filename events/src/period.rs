@@ -18,6 +18,17 @@ pub enum Period {
     Year,
 }
 
+impl std::str::FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "month" => Ok(Period::Month),
+            "year" => Ok(Period::Year),
+            other => Err(format!("{other:?} is not \"month\" or \"year\"")),
+        }
+    }
+}
+
 impl Period {
     /// As written in the plans file and the read models.
     pub fn as_str(self) -> &'static str {

@@ -716,7 +716,7 @@ impl Ledger {
                 .checkouts
                 .get(db, r)
                 .await?
-                .and_then(|c| period_of(&c.period)),
+                .and_then(|c| c.period.parse::<Period>().ok()),
             None => None,
         }
         .unwrap_or_default();
@@ -750,14 +750,6 @@ impl Ledger {
         // as well.
         changes.extend(disputes_again(&p, Some(email.to_lowercase())));
         Ok(changes)
-    }
-}
-
-fn period_of(text: &str) -> Option<Period> {
-    match text {
-        "month" => Some(Period::Month),
-        "year" => Some(Period::Year),
-        _ => None,
     }
 }
 

@@ -769,9 +769,10 @@ fn a_malformed_database_url_never_prints_its_password() {
     assert!(!all.contains("hunter2secret"), "{all}");
 }
 
-#[test]
-fn huge_durations_in_flags_and_settings_are_refused_by_name() {
-    let run = |args: &[&str], env: (&str, &str)| {
+/// Runs `payledger ARGS` with one setting; it must refuse to start, without
+/// a panic; what it said.
+fn refused(args: &[&str], env: (&str, &str)) -> String {
+    {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
             .args(args)
             .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
@@ -789,7 +790,32 @@ fn huge_durations_in_flags_and_settings_are_refused_by_name() {
         assert!(!out.status.success(), "{args:?}");
         assert!(!text.contains("panicked"), "{args:?}: {text}");
         text
-    };
+    }
+}
+
+#[test]
+fn bad_renewal_settings_are_refused_by_name() {
+    for (args, setting, value) in [
+        (&["serve"][..], "PAYLEDGER_PAST_DUE_ACCESS", "sometimes"),
+        (&["work"][..], "PAYLEDGER_RENEWAL_REMINDER_DAYS", "-3"),
+        (&["work"][..], "PAYLEDGER_RENEWAL_REMINDER_DAYS", "9999"),
+        (&["work"][..], "PAYLEDGER_RENEWAL_RECHECK", "99999999999d"),
+        (&["work"][..], "PAYLEDGER_FOLLOW_SIM_CLOCK", "yes"),
+    ] {
+        let text = refused(args, (setting, value));
+        assert!(text.contains(setting), "{setting}={value}: {text}");
+    }
+    // Following a clock is for the simulator on this machine only.
+    let text = refused(&["work"], ("PAYLEDGER_FOLLOW_SIM_CLOCK", "1"));
+    assert!(
+        text.contains("PAYLEDGER_FOLLOW_SIM_CLOCK") && text.contains("loopback"),
+        "{text}"
+    );
+}
+
+#[test]
+fn huge_durations_in_flags_and_settings_are_refused_by_name() {
+    let run = refused;
     let text = run(&["reconcile", "--since", "99999999999d"], ("X", "y"));
     assert!(
         text.contains("--since") && text.contains("at most"),
