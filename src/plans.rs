@@ -175,3 +175,44 @@ impl Plans {
         })
     }
 }
+
+/// Records every plan sold at a processor price as `PlanOffered` (once per
+/// pairing: the id follows from every field), so the log says which plan a
+/// price means when a plan change names only the price.
+pub async fn record_offers(
+    store: &crate::store::PgEventStore,
+    plans: &Plans,
+) -> Result<(), crate::store::StoreError> {
+    use crate::store::{EventStore, ExpectedVersion, StreamAppend};
+    use payledger_events::{Actor, DomainEvent, EventData, Metadata, PlanOffered, StreamId};
+    let mut batch = vec![];
+    for plan in plans.all() {
+        let Some(price_id) = &plan.processor_price_id else {
+            continue;
+        };
+        let offer = PlanOffered {
+            plan: plan.id.clone(),
+            price_id: price_id.clone(),
+            amount: plan.amount,
+            currency: plan.currency.clone(),
+            period: plan.period,
+            renews: plan.renews,
+        };
+        let key = serde_json::to_string(&offer)?;
+        let event: DomainEvent = offer.into();
+        let metadata = Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::System("start-up".into()),
+            "plans-file",
+        );
+        batch.push(StreamAppend::new(
+            StreamId::plan(&plan.id),
+            ExpectedVersion::Any,
+            vec![EventData::for_processor_fact(&event, &key, metadata)?],
+        ));
+    }
+    if !batch.is_empty() {
+        store.append(batch).await?;
+    }
+    Ok(())
+}

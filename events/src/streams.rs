@@ -31,6 +31,10 @@ impl StreamId {
     pub fn subscription(subscription_id: &str) -> Self {
         StreamId(format!("subscription-{subscription_id}"))
     }
+    /// A plan's pairings with processor prices (`PlanOffered`).
+    pub fn plan(plan_id: &str) -> Self {
+        StreamId(format!("plan-{plan_id}"))
+    }
     /// One outgoing email's stream.
     pub fn email(email_id: Uuid) -> Self {
         StreamId(format!("email-{email_id}"))

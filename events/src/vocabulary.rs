@@ -454,6 +454,44 @@ pub struct SubscriptionCancellationUndone {
     pub undone_at: DateTime<Utc>,
 }
 
+/// The subscription was moved to another price (a plan change, in the
+/// processor's portal or by support): from its next invoice the customer
+/// pays the new price for the new price's period. The fact names prices
+/// only — which of our plans a price is comes from `PlanOffered`, so the
+/// stored fact never depends on the plans file of the day.
+/// Id: `SubscriptionPlanChanged:<subscription id>:<price id>:<changed at>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionPlanChanged {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// The price it is on now.
+    pub price_id: String,
+    /// The price it was on, when the processor said.
+    pub previous_price_id: Option<String>,
+    /// When the processor recorded the change.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// A plan of the plans file is sold at a processor price: recorded at
+/// start-up by `serve`/`run` whenever the pairing is new, so the log itself
+/// says which plan a price means (a plan change names only the price).
+/// Id: from every field, so the same pairing is recorded once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOffered {
+    /// The plan's id (from the plans file).
+    pub plan: String,
+    /// The processor's price id (`price_…`).
+    pub price_id: String,
+    /// Minor units of `currency`, each period.
+    pub amount: i64,
+    /// The currency of `amount`.
+    pub currency: Currency,
+    /// How long one paid period lasts.
+    pub period: Period,
+    /// Whether the processor charges again at each period's end.
+    pub renews: bool,
+}
+
 /// The subscription is over at the processor (cancelled now, at its period
 /// end, or after the last failed attempt). Id: `SubscriptionEnded:<subscription id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -595,6 +633,8 @@ vocabulary!(
     SubscriptionCancellationUndone,
     SubscriptionEnded,
     RenewalReminderDue,
+    SubscriptionPlanChanged,
+    PlanOffered,
 );
 
 /// The schema version new events of this type are written in.

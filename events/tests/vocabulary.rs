@@ -239,6 +239,22 @@ fn one_of_each() -> Vec<DomainEvent> {
             reason: Some("payment_failed".into()),
         }
         .into(),
+        SubscriptionPlanChanged {
+            subscription_id: "sub_1".into(),
+            price_id: "price_monthly_25".into(),
+            previous_price_id: Some("price_annual_249".into()),
+            changed_at: at,
+        }
+        .into(),
+        PlanOffered {
+            plan: "monthly".into(),
+            price_id: "price_monthly_25".into(),
+            amount: 2500,
+            currency: usd(),
+            period: payledger_events::Period::Month,
+            renews: true,
+        }
+        .into(),
         RenewalReminderDue {
             subscription_id: "sub_1".into(),
             renews_at: at,

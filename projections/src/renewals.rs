@@ -25,6 +25,8 @@ pub const LIFECYCLE: &[&str] = &[
     "SubscriptionCancellationScheduled",
     "SubscriptionCancellationUndone",
     "SubscriptionEnded",
+    "SubscriptionPlanChanged",
+    "PlanOffered",
 ];
 
 /// How long a renewing subscription keeps access past the end of what was
@@ -52,6 +54,15 @@ crate::record! {
         failed_attempt: i32 = INT4,
         next_attempt: Option<DateTime<Utc>> = TIMESTAMPTZ,
         unannounced: Option<String> = TEXT,
+        price_id: Option<String> = TEXT,
+        price_changed_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+    }
+}
+
+crate::record! {
+    RenewalPrice in "renewal_prices", key(price_id), indexes() {
+        price_id: String = TEXT,
+        plan: String = TEXT,
     }
 }
 
@@ -77,6 +88,8 @@ impl RenewalSubscription {
             failed_attempt: 0,
             next_attempt: None,
             unannounced: None,
+            price_id: None,
+            price_changed_at: None,
         }
     }
 
@@ -164,6 +177,7 @@ pub fn subscription_of(fact: &DomainEvent) -> Option<&str> {
         DomainEvent::SubscriptionCancellationScheduled(e) => &e.subscription_id,
         DomainEvent::SubscriptionCancellationUndone(e) => &e.subscription_id,
         DomainEvent::SubscriptionEnded(e) => &e.subscription_id,
+        DomainEvent::SubscriptionPlanChanged(e) => &e.subscription_id,
         _ => return None,
     })
 }
@@ -180,6 +194,8 @@ fn add_listed(list: &mut Option<String>, id: &str) {
 #[derive(Default)]
 pub struct Renewals {
     pub subscriptions: Table<RenewalSubscription>,
+    /// Which plan a processor price is (`PlanOffered`).
+    pub prices: Table<RenewalPrice>,
 }
 
 impl crate::table::TableJson for Renewals {
@@ -194,19 +210,24 @@ impl crate::table::TableJson for Renewals {
 
 impl Renewals {
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
-        self.subscriptions.flush(tx).await
+        self.subscriptions.flush(tx).await?;
+        self.prices.flush(tx).await
     }
 
     pub fn in_memory_only(&mut self) {
         self.subscriptions.in_memory_only();
+        self.prices.in_memory_only();
     }
 
     pub fn snapshot(&self) -> Vec<String> {
-        self.subscriptions.snapshot()
+        let mut rows = self.subscriptions.snapshot();
+        rows.extend(self.prices.snapshot());
+        rows
     }
 
     pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
-        self.subscriptions.copy_into(tx).await.map(|_| ())
+        self.subscriptions.copy_into(tx).await?;
+        self.prices.copy_into(tx).await.map(|_| ())
     }
 
     /// The paid invoices of a subscription.
@@ -282,6 +303,13 @@ impl Renewals {
         ledger: &mut Ledger,
         decoded: &DomainEvent,
     ) -> Result<Option<Standing>, Error> {
+        if let DomainEvent::PlanOffered(offer) = decoded {
+            self.prices.put(RenewalPrice {
+                price_id: offer.price_id.clone(),
+                plan: offer.plan.clone(),
+            });
+            return Ok(None);
+        }
         let Some(id) = subscription_of(decoded) else {
             return Ok(None);
         };
@@ -334,6 +362,12 @@ impl Renewals {
                 s.ended_at = Some(e.ended_at);
                 s.ended_reason = e.reason.clone();
             }
+            DomainEvent::SubscriptionPlanChanged(e)
+                if s.price_changed_at.is_none_or(|t| e.changed_at > t) =>
+            {
+                s.price_id = Some(e.price_id.clone());
+                s.price_changed_at = Some(e.changed_at);
+            }
             _ => {}
         }
         if before.as_ref() == Some(&s) {
@@ -380,6 +414,13 @@ impl Renewals {
         let Some(checkout) = ledger.checkouts.get(db, reference).await? else {
             return Ok(None);
         };
-        Ok(standing_of(&s, &checkout.email, &checkout.plan))
+        // A plan change names a price; the plan it means is the one the
+        // plans file offered at that price (the checkout's plan otherwise).
+        let plan = match &s.price_id {
+            Some(price) => self.prices.get(db, price).await?.map(|p| p.plan),
+            None => None,
+        }
+        .unwrap_or(checkout.plan);
+        Ok(standing_of(&s, &checkout.email, &plan))
     }
 }

@@ -25,6 +25,17 @@ CREATE TABLE renewal_subscriptions (
     next_attempt        TIMESTAMPTZ,
     -- emails owed while the customer was not known yet (`kind|key|payment`,
     -- space-separated): asked for once the subscription's customer is known
-    unannounced         TEXT
+    unannounced         TEXT,
+    -- the price it is on since its latest plan change (NULL: the
+    -- checkout's plan), and when that change was made
+    price_id            TEXT,
+    price_changed_at    TIMESTAMPTZ
 );
 CREATE INDEX renewal_subscriptions_checkout ON renewal_subscriptions (checkout_reference);
+
+-- Which plan a processor price is (PlanOffered): a plan change names only
+-- the price.
+CREATE TABLE renewal_prices (
+    price_id TEXT PRIMARY KEY,
+    plan     TEXT NOT NULL
+);

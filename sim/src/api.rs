@@ -657,6 +657,7 @@ async fn sim_charge(
                 .billing
                 .invoices
                 .iter()
+                .rev()
                 .find(|i| Some(i.id.as_str()) == invoice)
                 .and_then(|i| i.payment_id())
         })
@@ -664,6 +665,7 @@ async fn sim_charge(
     let charge_id = state
         .charges
         .iter()
+        .rev()
         .find(|c| c.payment_intent.as_ref().and_then(|p| p.id()) == pi.as_deref())
         .map(|c| c.id.clone());
     Ok(Json(json!({

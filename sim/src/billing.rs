@@ -11,7 +11,8 @@ use payledger_stripe::billing::{
     SubscriptionItem,
 };
 use payledger_stripe::objects::{Event, Expandable, List};
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// Days after the first failed attempt that the processor tries again.
 pub const RETRY_DAYS: [i64; 3] = [3, 5, 7];
@@ -56,8 +57,11 @@ pub struct SimSubscription {
     pub anchor: i64,
     pub price: SimPrice,
     pub email: Option<String>,
-    /// Periods billed so far (the first invoice is period 1).
+    /// Periods billed since `anchor` (the first invoice is period 1).
     pub billed: u32,
+    /// Periods billed before the anchor moved (a price change re-anchors
+    /// the periods at the end of the one paid).
+    pub billed_before: u32,
     pub failing: Option<Failing>,
 }
 
@@ -69,6 +73,11 @@ pub struct Billing {
     pub declines: HashMap<String, bool>,
     pub subscriptions: Vec<SimSubscription>,
     pub invoices: Vec<Invoice>,
+    // Lookups by id and address, so a burst of 100,000 renewals
+    // (`bench renewals`) costs what it costs the processor.
+    pub(crate) customer_by_email: HashMap<String, String>,
+    pub(crate) subscription_by_id: HashMap<String, usize>,
+    pub(crate) invoice_by_id: HashMap<String, usize>,
 }
 
 /// What is due next for a subscription, and when.
@@ -120,17 +129,15 @@ impl SimState {
     }
 
     fn customer_for(&mut self, email: Option<&str>, now: i64) -> String {
-        if let Some(found) = self
-            .billing
-            .customers
-            .iter()
-            .find(|c| email.is_some() && c.get("email").and_then(|e| e.as_str()) == email)
-        {
-            if let Some(id) = found.get("id").and_then(|i| i.as_str()) {
-                return id.to_string();
-            }
+        if let Some(id) = email.and_then(|e| self.billing.customer_by_email.get(e)) {
+            return id.clone();
         }
         let id = self.new_id("cus");
+        if let Some(e) = email {
+            self.billing
+                .customer_by_email
+                .insert(e.to_string(), id.clone());
+        }
         self.billing.customers.push(serde_json::json!({
             "id": id, "object": "customer", "email": email, "created": now,
         }));
@@ -231,12 +238,16 @@ impl SimState {
             cancellation_details: None,
             livemode: false,
         };
+        self.billing
+            .subscription_by_id
+            .insert(id.clone(), self.billing.subscriptions.len());
         self.billing.subscriptions.push(SimSubscription {
             object: object.clone(),
             anchor: now,
             price: price.clone(),
             email,
             billed: 0,
+            billed_before: 0,
             failing: None,
         });
         let created = self.record_event(
@@ -249,10 +260,7 @@ impl SimState {
         let (invoice, more) = self.bill_next_period(index, now, true)?;
         events.extend(more);
         let payment = self
-            .billing
-            .invoices
-            .iter()
-            .find(|i| i.id == invoice)
+            .invoice(&invoice)
             .and_then(|i| i.payment_id().map(str::to_string));
         Ok((id, invoice, payment, events))
     }
@@ -334,6 +342,9 @@ impl SimState {
             };
             (invoice, s.object.clone())
         };
+        self.billing
+            .invoice_by_id
+            .insert(invoice_id.clone(), self.billing.invoices.len());
         self.billing.invoices.push(invoice);
         let mut events = vec![];
         if !first {
@@ -355,7 +366,7 @@ impl SimState {
             .get(index)
             .cloned()
             .ok_or("no such subscription")?;
-        let first = s.billed == 1 && s.failing.is_none();
+        let first = s.billed + s.billed_before == 1 && s.failing.is_none();
         let mut events = vec![];
         if self.declines(s.email.as_deref()) && !first {
             let attempts = s.failing.as_ref().map_or(1, |f| f.attempts + 1);
@@ -440,11 +451,14 @@ impl SimState {
         Ok(events)
     }
 
+    pub fn invoice(&self, id: &str) -> Option<&Invoice> {
+        let i = *self.billing.invoice_by_id.get(id)?;
+        self.billing.invoices.get(i)
+    }
+
     fn invoice_mut(&mut self, id: &str) -> Result<&mut Invoice, String> {
-        self.billing
-            .invoices
-            .iter_mut()
-            .find(|i| i.id == id)
+        let i = self.billing.invoice_by_id.get(id).copied();
+        i.and_then(|i| self.billing.invoices.get_mut(i))
             .ok_or_else(|| format!("no such invoice: {id}"))
     }
 
@@ -475,10 +489,62 @@ impl SimState {
 
     pub fn subscription_index(&self, id: &str) -> Result<usize, String> {
         self.billing
-            .subscriptions
-            .iter()
-            .position(|s| s.object.id == id)
+            .subscription_by_id
+            .get(id)
+            .copied()
             .ok_or_else(|| format!("No such subscription: '{id}'"))
+    }
+
+    /// The subscription moves to `price` from its next renewal on (as with
+    /// `proration_behavior=none`): the periods are counted again from the
+    /// end of the one paid, in the new price's interval.
+    pub fn change_price(
+        &mut self,
+        index: usize,
+        price: SimPrice,
+        now: i64,
+    ) -> Result<Vec<Event>, String> {
+        let sub = self
+            .billing
+            .subscriptions
+            .get_mut(index)
+            .ok_or("no such subscription")?;
+        if sub.object.status == "canceled" {
+            return Err(format!("subscription {} is canceled", sub.object.id));
+        }
+        if sub.price.id == price.id {
+            return Ok(vec![]);
+        }
+        let previous_items = serde_json::to_value(&sub.object.items).map_err(|e| e.to_string())?;
+        let previous = serde_json::json!({
+            "items": previous_items,
+            "plan": {"id": sub.price.id, "object": "plan"},
+        });
+        let (_, end) = sub.period_bounds(sub.billed);
+        sub.billed_before += sub.billed;
+        sub.billed = 0;
+        sub.anchor = end;
+        if let Some(item) = sub.object.items.as_mut().and_then(|i| i.data.first_mut()) {
+            item.price = Some(Price {
+                id: price.id.clone(),
+                object: "price".into(),
+                unit_amount: Some(price.amount),
+                currency: Some(price.currency.clone()),
+                recurring: Some(Recurring {
+                    interval: price.period.as_str().into(),
+                    interval_count: 1,
+                }),
+            });
+        }
+        sub.price = price;
+        let object = sub.object.clone();
+        let event = self.record_event_with_previous(
+            "customer.subscription.updated",
+            self.subscription_json(&object),
+            previous,
+            now,
+        );
+        Ok(vec![event])
     }
 
     /// The customer (or support) cancels: at the period's end, or now; with
@@ -545,18 +611,23 @@ impl SimState {
     pub fn advance_clock(&mut self, target: i64) -> Result<(Vec<Event>, Vec<String>), String> {
         let mut events = vec![];
         let mut invoices = vec![];
-        loop {
-            let next = self
-                .billing
-                .subscriptions
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.due().map(|(t, d)| (t, i, d)))
-                .filter(|(t, _, _)| *t <= target)
-                .min_by_key(|(t, i, _)| (*t, *i));
-            let Some((when, index, due)) = next else {
-                break;
+        // What is due, earliest first; an entry whose subscription has
+        // moved on since it was queued is stale and skipped.
+        let mut queue: BinaryHeap<Reverse<(i64, usize)>> = self
+            .billing
+            .subscriptions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.due().map(|(t, _)| Reverse((t, i))))
+            .filter(|Reverse((t, _))| *t <= target)
+            .collect();
+        while let Some(Reverse((when, index))) = queue.pop() {
+            let Some((due_at, due)) = self.billing.subscriptions[index].due() else {
+                continue;
             };
+            if due_at != when {
+                continue;
+            }
             self.set_now(when.max(self.now()));
             let now = self.now();
             match due {
@@ -576,6 +647,11 @@ impl SimState {
                 }
                 Due::EndAtPeriodEnd => {
                     events.extend(self.end_subscription(index, now, "cancellation_requested")?);
+                }
+            }
+            if let Some((next, _)) = self.billing.subscriptions[index].due() {
+                if next <= target {
+                    queue.push(Reverse((next, index)));
                 }
             }
         }

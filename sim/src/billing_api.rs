@@ -100,10 +100,9 @@ async fn retrieve_subscription(
 ) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
     let s = state
-        .billing
-        .subscriptions
-        .iter()
-        .find(|s| s.object.id == id)
+        .subscription_index(&id)
+        .ok()
+        .and_then(|i| state.billing.subscriptions.get(i))
         .ok_or_else(|| missing("subscription", &id))?;
     Ok(Json(state.subscription_json(&s.object)))
 }
@@ -115,12 +114,16 @@ async fn update_subscription(
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(price) = param(&params, "items[0][price]") {
+        let price = price.to_string();
+        return once(&sim, &headers, "price", || change_price(&sim, &id, &price));
+    }
     let at_period_end = match param(&params, "cancel_at_period_end") {
         Some("true") => true,
         Some("false") => false,
         other => {
             return Err(invalid(format!(
-                "cancel_at_period_end must be true or false (got {other:?}); nothing else can be updated here"
+                "cancel_at_period_end must be true or false (got {other:?}), or items[0][price] a recurring price; nothing else can be updated here"
             )))
         }
     };
@@ -178,6 +181,23 @@ fn cancel(
             .cancel_subscription(id, at_period_end, immediately, now)
             .map_err(invalid)?;
         let index = state.subscription_index(id).map_err(invalid)?;
+        let shown = state.subscription_json(&state.billing.subscriptions[index].object);
+        (events, shown)
+    };
+    dispatch(sim, events);
+    Ok(Json(shown))
+}
+
+/// A plan change: the new price from the next renewal on.
+fn change_price(sim: &Simulator, id: &str, price: &str) -> Result<Json<Value>, ApiError> {
+    let (events, shown) = {
+        let mut state = sim.lock();
+        let index = state
+            .subscription_index(id)
+            .map_err(|_| missing("subscription", id))?;
+        let price = state.price(price).ok_or_else(|| missing("price", price))?;
+        let now = state.now();
+        let events = state.change_price(index, price, now).map_err(invalid)?;
         let shown = state.subscription_json(&state.billing.subscriptions[index].object);
         (events, shown)
     };
@@ -255,12 +275,7 @@ async fn retrieve_invoice(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let state = sim.lock();
-    let invoice = state
-        .billing
-        .invoices
-        .iter()
-        .find(|i| i.id == id)
-        .ok_or_else(|| missing("invoice", &id))?;
+    let invoice = state.invoice(&id).ok_or_else(|| missing("invoice", &id))?;
     Ok(Json(state.invoice_json(invoice)))
 }
 

@@ -15,6 +15,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     pub max_attempts: u32,
     pub request_timeout: Duration,
+    /// Deliveries in flight at once: the processor sends an endpoint a
+    /// bounded number of concurrent requests, and a burst of renewals must
+    /// not open a connection per event.
+    pub max_in_flight: usize,
 }
 
 impl Default for RetryPolicy {
@@ -24,6 +28,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(5),
             max_attempts: 40,
             request_timeout: Duration::from_secs(10),
+            max_in_flight: 32,
         }
     }
 }
@@ -36,7 +41,7 @@ pub fn dispatch(sim: &Simulator, events: Vec<Event>) {
             let faults = state.faults.clone();
             if state.roll(faults.drop) {
                 tracing::info!(event = %event.id, kind = %event.event_type, "fault: delivery dropped");
-                if let Some(stored) = state.events.iter_mut().find(|e| e.event.id == event.id) {
+                if let Some(stored) = state.stored_event_mut(&event.id) {
                     stored.dropped = true;
                 }
                 continue;
@@ -69,15 +74,18 @@ async fn deliver(sim: Simulator, event: Event, delay: Duration) {
     for attempt in 1..=policy.max_attempts {
         let down = {
             let mut state = sim.lock();
-            if let Some(stored) = state.events.iter_mut().find(|e| e.event.id == event.id) {
+            if let Some(stored) = state.stored_event_mut(&event.id) {
                 stored.attempts += 1;
             }
             state.faults.endpoint_down
         };
-        let ok = !down && post_signed(&sim, &url, &body, policy.request_timeout).await;
+        let ok = !down && {
+            let _permit = sim.in_flight.acquire().await;
+            post_signed(&sim, &url, &body, policy.request_timeout).await
+        };
         if ok {
             let mut state = sim.lock();
-            if let Some(stored) = state.events.iter_mut().find(|e| e.event.id == event.id) {
+            if let Some(stored) = state.stored_event_mut(&event.id) {
                 stored.delivered = true;
             }
             return;

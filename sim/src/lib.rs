@@ -37,6 +37,7 @@ pub struct Simulator {
     pub config: Arc<SimConfig>,
     state: Arc<Mutex<SimState>>,
     http: reqwest::Client,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Simulator {
@@ -48,7 +49,11 @@ impl Simulator {
         if !config.prices.is_empty() {
             state.billing.prices = config.prices.clone();
         }
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            config.retry.max_in_flight.max(1),
+        ));
         Simulator {
+            in_flight,
             config: Arc::new(config),
             state: Arc::new(Mutex::new(state)),
             http: reqwest::Client::new(),

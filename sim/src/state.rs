@@ -81,6 +81,9 @@ pub struct SimState {
     pub refunds: Vec<Refund>,
     pub disputes: Vec<Dispute>,
     pub events: Vec<StoredEvent>,
+    /// Event id → its place in `events`: delivery marks events by id, and a
+    /// month-end burst has hundreds of thousands of them.
+    event_index: HashMap<String, usize>,
     /// Idempotency-Key → the response first given for it.
     pub idempotent_responses: HashMap<String, serde_json::Value>,
     pub billing: crate::billing::Billing,
@@ -105,6 +108,7 @@ impl SimState {
             refunds: vec![],
             disputes: vec![],
             events: vec![],
+            event_index: HashMap::new(),
             idempotent_responses: HashMap::new(),
             billing: crate::billing::Billing {
                 prices: crate::billing::default_prices(),
@@ -133,6 +137,11 @@ impl SimState {
             .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         format!("{prefix}_{tail}")
+    }
+
+    pub fn stored_event_mut(&mut self, id: &str) -> Option<&mut StoredEvent> {
+        let i = *self.event_index.get(id)?;
+        self.events.get_mut(i)
     }
 
     pub fn roll(&mut self, probability: f64) -> bool {
@@ -223,6 +232,7 @@ impl SimState {
             pending_webhooks: Some(1),
             event_type: event_type.into(),
         };
+        self.event_index.insert(event.id.clone(), self.events.len());
         self.events.push(StoredEvent {
             event: event.clone(),
             delivered: false,

@@ -39,6 +39,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A month-end burst: N renewals due at one instant of the simulator's
+    /// clock, until applied, visible and emailed, beside the same callbacks
+    /// through the webhook alone; `run`'s memory at N/10 and N.
+    Renewals {
+        #[arg(long, default_value_t = 100_000)]
+        renewals: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Signed webhooks/s over loopback HTTP beside raw INSERTs, 8 and 32 clients.
     Webhook {
         /// Seconds per measured run.
@@ -72,6 +81,12 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             )
             .await?;
             output::print(json, &report, bench::projections::print_projection_report)?;
+        }
+        BenchCommand::Renewals { renewals, json } => {
+            let rows = bench::renewals::run_renewal_bench(&url, renewals).await?;
+            output::print(json, &rows, |rows| {
+                bench::renewals::print_renewal_report(rows)
+            })?;
         }
         BenchCommand::Reconcile { charges, json } => {
             let rows = bench::reconcile::run_reconcile_bench(&url, charges).await?;

@@ -109,6 +109,9 @@ async fn serving_state(
         config.secrets,
     )
     .with_site(config.site);
+    payledger::plans::record_offers(&state.store, &state.site.plans)
+        .await
+        .context("recording the plans file's prices (PlanOffered)")?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on PAYLEDGER_BIND={bind}"))?;

@@ -50,6 +50,16 @@ impl Reactors {
                     zone: crate::config::timezone()?,
                     ..Default::default()
                 };
+                if let Some(n) = crate::config::var("PAYLEDGER_MAIL_CONCURRENCY") {
+                    config.concurrency =
+                        n.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or(ConfigError::Invalid {
+                                name: "PAYLEDGER_MAIL_CONCURRENCY",
+                                reason: format!("{n:?} is not a positive number"),
+                            })?;
+                }
                 if let Some(n) = crate::config::var("PAYLEDGER_MAIL_MAX_ATTEMPTS") {
                     config.max_attempts =
                         n.parse()

@@ -2,7 +2,8 @@
 //! a lease a crashed sender's claim outlives by at most its length), renders
 //! and sends them, and records `EmailSent` / `EmailFailed` in the same
 //! transaction that settles the claim. A duplicate is possible only when a
-//! process dies between the SMTP server's acceptance and that commit.
+//! process dies between the SMTP server's acceptance and that commit — for
+//! each of the (at most `concurrency`) emails it had in flight then.
 
 use super::mail::{Mailer, SendFailure};
 use crate::plans::Plans;
@@ -25,6 +26,9 @@ use tokio_postgres::Row;
 pub struct SenderConfig {
     pub worker_id: String,
     pub batch: i64,
+    /// Recipients served at once within a claimed batch (one recipient's
+    /// messages go one after another, in the order they fell due).
+    pub concurrency: usize,
     pub lease: Duration,
     pub max_attempts: i32,
     pub first_backoff: Duration,
@@ -43,7 +47,8 @@ impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
             worker_id: format!("sender-{}", uuid::Uuid::new_v4().simple()),
-            batch: 20,
+            batch: 32,
+            concurrency: 4,
             lease: Duration::seconds(60),
             max_attempts: 8,
             first_backoff: Duration::seconds(5),
@@ -387,7 +392,11 @@ pub async fn send_due(
     let client = store.connection_for_own_tables().await?;
     client
         .execute(
-            "INSERT INTO email_deliveries (email_key) SELECT email_key FROM outgoing_emails WHERE status = ANY($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO email_deliveries (email_key)
+             SELECT o.email_key FROM outgoing_emails o
+             WHERE o.status = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM email_deliveries d WHERE d.email_key = o.email_key)
+             ON CONFLICT DO NOTHING",
             &[&&due[..]],
         )
         .await?;
@@ -404,9 +413,32 @@ pub async fn send_due(
         )
         .await?;
     drop(client);
-    let mut report = SendReport::default();
+    let mut by_recipient: Vec<(String, Vec<Row>)> = vec![];
     for row in claimed {
-        send_one(store, mailer, config, &row, &mut report).await?;
+        let recipient: String = row.get("recipient");
+        match by_recipient.iter_mut().find(|(r, _)| *r == recipient) {
+            Some((_, rows)) => rows.push(row),
+            None => by_recipient.push((recipient, vec![row])),
+        }
+    }
+    use futures_util::StreamExt;
+    let outcomes: Vec<Result<SendReport, StoreError>> =
+        futures_util::stream::iter(by_recipient.into_iter().map(|(_, rows)| async move {
+            let mut report = SendReport::default();
+            for row in rows {
+                send_one(store, mailer, config, &row, &mut report).await?;
+            }
+            Ok(report)
+        }))
+        .buffer_unordered(config.concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = SendReport::default();
+    for outcome in outcomes {
+        let r = outcome?;
+        report.sent += r.sent;
+        report.failed += r.failed;
+        report.given_up += r.given_up;
     }
     Ok(report)
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use payledger_events::{
     ChargeSource, Currency, InvoicePaid, InvoicePaymentFailed, StreamId,
     SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionEnded,
-    SubscriptionStarted,
+    SubscriptionPlanChanged, SubscriptionStarted,
 };
 
 /// The facts of a billing callback; `None` for a type this module does not
@@ -28,7 +28,9 @@ pub fn facts_of_billing_event(
         | "customer.subscription.paused"
         | "customer.subscription.resumed" => object::<Subscription>(event).and_then(|s| {
             let undone = was_scheduled(event) && !s.cancel_at_period_end;
-            facts_of_subscription(&s, when, undone)
+            let mut facts = facts_of_subscription(&s, when, undone)?;
+            facts.extend(plan_changed(event, &s, when)?);
+            Ok(facts)
         }),
         "invoice.paid" | "invoice.payment_succeeded" => object::<Invoice>(event)
             .and_then(|i| Ok(invoice_paid(&i, source)?.into_iter().collect())),
@@ -58,6 +60,44 @@ fn was_scheduled(event: &stripe::Event) -> bool {
         .and_then(|p| p.get("cancel_at_period_end"))
         .and_then(|v| v.as_bool())
         == Some(true)
+}
+
+/// An update that moved the subscription to another price: the processor
+/// names the old `items` (or the legacy `plan`) in `previous_attributes`.
+fn plan_changed(
+    event: &stripe::Event,
+    s: &Subscription,
+    when: DateTime<Utc>,
+) -> Result<Option<ProcessorFact>, String> {
+    let Some(previous) = event.data.previous_attributes.as_ref() else {
+        return Ok(None);
+    };
+    if previous.get("items").is_none() && previous.get("plan").is_none() {
+        return Ok(None);
+    }
+    let previous_price_id = previous
+        .pointer("/items/data/0/price/id")
+        .or_else(|| previous.pointer("/plan/id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let Some(price_id) = s.price_id().map(str::to_string) else {
+        return Err("a subscription update changed its items but names no price".into());
+    };
+    if previous_price_id.as_deref() == Some(price_id.as_str()) {
+        return Ok(None);
+    }
+    check_id("price id", &price_id)?;
+    Ok(Some(in_stream(
+        &s.id,
+        format!("{}:{price_id}:{}", s.id, when.timestamp()),
+        SubscriptionPlanChanged {
+            subscription_id: s.id.clone(),
+            price_id,
+            previous_price_id,
+            changed_at: when,
+        }
+        .into(),
+    )))
 }
 
 fn in_stream(

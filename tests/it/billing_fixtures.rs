@@ -219,3 +219,51 @@ fn a_subscription_checkout_session_states_the_start_not_a_second_payment() {
     };
     assert_eq!(s.checkout_reference.as_deref(), Some("c-2"));
 }
+
+#[test]
+fn an_update_that_moves_the_price_is_a_plan_change_and_one_that_does_not_is_none() {
+    let envelope_of_fixture = fixture("supabase-stripe-sync-engine__subscription_updated.json");
+    let sub = envelope_of_fixture["data"]["object"].clone();
+    let price = sub["items"]["data"][0]["price"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The fixture's own update changed only metadata.
+    let facts = facts_of(&envelope_of_fixture);
+    assert!(
+        !facts
+            .iter()
+            .any(|(_, e)| matches!(e, DomainEvent::SubscriptionPlanChanged(_))),
+        "{facts:?}"
+    );
+    // The same subscription, its previous items on another price.
+    let mut previous_items = sub["items"].clone();
+    previous_items["data"][0]["price"]["id"] = json!("price_old_plan");
+    let facts = facts_of(&envelope(
+        "customer.subscription.updated",
+        sub.clone(),
+        Some(json!({"items": previous_items, "plan": {"id": "price_old_plan"}})),
+    ));
+    let changes: Vec<_> = facts
+        .iter()
+        .filter_map(|(id, e)| match e {
+            DomainEvent::SubscriptionPlanChanged(c) => Some((*id, c.clone())),
+            _ => None,
+        })
+        .collect();
+    let [(id, change)] = changes.as_slice() else {
+        panic!("{facts:?}")
+    };
+    assert_eq!(change.price_id, price);
+    assert_eq!(change.previous_price_id.as_deref(), Some("price_old_plan"));
+    assert_eq!(change.changed_at.timestamp(), 1_700_000_000);
+    let sub_id = sub["id"].as_str().unwrap();
+    assert_eq!(
+        *id,
+        payledger_events::deterministic_event_id(
+            "SubscriptionPlanChanged",
+            &format!("{sub_id}:{price}:1700000000")
+        ),
+        "the same callback, through any door, is the same fact"
+    );
+}

@@ -236,6 +236,63 @@ async fn a_cancellation_at_period_end_keeps_access_until_then_and_an_undo_renews
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_shows_the_new_plan_now_and_its_price_and_period_from_the_next_renewal() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let sub = shop.subscription_of(ANN).await;
+    let paid_end = date(&shop.access(ANN).await["period_end"]);
+
+    // The customer moves to the monthly plan in the processor's portal.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/subscriptions/{sub}", shop.shop.sim_base))
+        .bearer_auth("sk_test")
+        .form(&[("items[0][price]", "price_monthly_25")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    shop.settle().await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["plan"], "monthly", "{access}");
+    assert_eq!(access["status"], "active");
+    assert_eq!(
+        date(&access["period_end"]),
+        paid_end,
+        "a plan change alone never extends access"
+    );
+    assert_eq!(count_events(&t, "SubscriptionPlanChanged").await, 1);
+
+    // The next renewal charges the new price for one month.
+    let answer = shop.advance_days(366).await;
+    assert_eq!(answer["invoices"].as_array().unwrap().len(), 1, "{answer}");
+    let access = shop.access(ANN).await;
+    assert_eq!(access["plan"], "monthly", "{access}");
+    let end = date(&access["period_end"]);
+    assert!(
+        end > paid_end && end <= paid_end + chrono::Duration::days(31),
+        "one month past the paid year: {access}"
+    );
+    let c = t.db.pool.get().await.unwrap();
+    let amounts: Vec<i64> = c
+        .query(
+            "SELECT (payload->>'amount')::bigint FROM events WHERE event_type = 'InvoicePaid' ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        amounts,
+        vec![24900, 2500],
+        "the year, then one month at $25"
+    );
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_the_ledger_never_saw_a_checkout_for_is_an_orphan_charge() {
     let t = TestDb::new().await;
     let shop = open_renewing_shop(&t, None).await;

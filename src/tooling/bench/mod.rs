@@ -5,6 +5,7 @@
 pub mod append;
 pub mod projections;
 pub mod reconcile;
+pub mod renewals;
 pub mod webhook;
 
 use deadpool_postgres::Pool;

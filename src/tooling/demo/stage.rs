@@ -30,6 +30,11 @@ pub struct Stage {
     pub checks: u32,
     pub failures: u32,
     pub quiet: bool,
+    /// The simulator itself, for what only a benchmark asks of it.
+    pub sim: Simulator,
+    /// `run` follows the simulator's clock (the demo's year later); a
+    /// benchmark of the renewal burst leaves it on the machine's.
+    pub follow_sim_clock: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -113,6 +118,7 @@ impl Stage {
             prices: vec![],
         });
         tokio::spawn(payledger_sim::serve(sim.clone(), listener));
+        let serving = sim.clone();
         say!(
             quiet,
             "processor simulator at {sim_base}; mail goes to {}",
@@ -134,6 +140,8 @@ impl Stage {
             checks: 0,
             failures: 0,
             quiet,
+            sim: serving,
+            follow_sim_clock: true,
         })
     }
 
@@ -194,7 +202,10 @@ impl Stage {
             .env("PAYLEDGER_PENDING_WINDOW", "2m")
             .env("PAYLEDGER_RECONCILE_EVERY", "off")
             // Step 6 moves the simulator's clock a year; `run` follows it.
-            .env("PAYLEDGER_FOLLOW_SIM_CLOCK", "1")
+            .env(
+                "PAYLEDGER_FOLLOW_SIM_CLOCK",
+                if self.follow_sim_clock { "1" } else { "0" },
+            )
             .env("PAYLEDGER_RENEWAL_RECHECK", "2s")
             .env_remove("SMTP_URL")
             .env_remove("PAYLEDGER_ALERT_WEBHOOK")
@@ -243,6 +254,10 @@ impl Stage {
             .append(true)
             .open(path)
             .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    pub fn server_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop_server(&mut self) {

@@ -188,6 +188,7 @@ pub async fn start_sim_speaking(
             max_backoff: std::time::Duration::from_millis(500),
             max_attempts: 200,
             request_timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
         api_version: api_version.map(str::to_string),
         prices: vec![],

@@ -76,6 +76,10 @@ pub async fn open_shop_clocked(
         vec![WEBHOOK_SECRET.into()],
     )
     .with_site(site);
+    // As `serve` does at start-up.
+    payledger::plans::record_offers(&state.store, &state.site.plans)
+        .await
+        .unwrap();
     let router = payledger::http::router_with(state, extra);
     tokio::spawn(payledger::http::serve_router(
         listener,
