@@ -26,6 +26,10 @@ use tokio_postgres::Row;
 pub struct SenderConfig {
     pub worker_id: String,
     pub batch: i64,
+    /// How often, at most, the outbox is compared with the sender's
+    /// deliveries while due ones are known (always when they run short).
+    pub sync_every: std::time::Duration,
+    pub sync: SyncClock,
     /// Recipients served at once within a claimed batch (one recipient's
     /// messages go one after another, in the order they fell due).
     pub concurrency: usize,
@@ -48,6 +52,8 @@ impl Default for SenderConfig {
         SenderConfig {
             worker_id: format!("sender-{}", uuid::Uuid::new_v4().simple()),
             batch: 32,
+            sync_every: std::time::Duration::from_secs(2),
+            sync: SyncClock::default(),
             concurrency: 4,
             lease: Duration::seconds(60),
             max_attempts: 8,
@@ -60,6 +66,22 @@ impl Default for SenderConfig {
             pending_window: Duration::minutes(3),
             zone: chrono_tz::UTC,
         }
+    }
+}
+
+/// When the sender last compared the outbox with its deliveries; shared by
+/// the clones of one sender's configuration.
+#[derive(Clone, Default)]
+pub struct SyncClock(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl SyncClock {
+    fn due(&self, every: std::time::Duration) -> bool {
+        let last = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_none_or(|t| t.elapsed() >= every)
+    }
+
+    fn done(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
 }
 
@@ -380,6 +402,28 @@ enum Settle {
 }
 
 const CLAIM: &str = include_str!("claim_emails.sql");
+const SYNC: &str = include_str!("sync_deliveries.sql");
+
+async fn claim(
+    client: &deadpool_postgres::Object,
+    config: &SenderConfig,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let due = [EmailStatus::Pending.as_str(), EmailStatus::Failed.as_str()];
+    client
+        .query(
+            CLAIM,
+            &[
+                &config.worker_id,
+                &(now + config.lease),
+                &now,
+                &batch,
+                &&due[..],
+            ],
+        )
+        .await
+}
 
 /// One pass: claim up to `batch` due rows and try each once.
 pub async fn send_due(
@@ -390,28 +434,20 @@ pub async fn send_due(
     let now = store.clock().now();
     let due = [EmailStatus::Pending.as_str(), EmailStatus::Failed.as_str()];
     let client = store.connection_for_own_tables().await?;
-    client
-        .execute(
-            "INSERT INTO email_deliveries (email_key)
-             SELECT o.email_key FROM outgoing_emails o
-             WHERE o.status = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM email_deliveries d WHERE d.email_key = o.email_key)
-             ON CONFLICT DO NOTHING",
-            &[&&due[..]],
-        )
-        .await?;
-    let claimed = client
-        .query(
-            CLAIM,
-            &[
-                &config.worker_id,
-                &(now + config.lease),
-                &now,
-                &config.batch,
-                &&due[..],
-            ],
-        )
-        .await?;
+    // The outbox is compared with what the sender knows (a scan of every
+    // pending email) only when the known due ones run short, or every
+    // `sync_every`: during a burst the claims stay cheap.
+    let mut claimed = if config.sync.due(config.sync_every) {
+        vec![]
+    } else {
+        claim(&client, config, now, config.batch).await?
+    };
+    if claimed.len() < usize::try_from(config.batch).unwrap_or(0) {
+        client.execute(SYNC, &[&&due[..], &now]).await?;
+        config.sync.done();
+        let more = config.batch - i64::try_from(claimed.len()).unwrap_or(0);
+        claimed.extend(claim(&client, config, now, more).await?);
+    }
     drop(client);
     let mut by_recipient: Vec<(String, Vec<Row>)> = vec![];
     for row in claimed {

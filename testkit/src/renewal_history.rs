@@ -164,3 +164,35 @@ pub fn ended(sub: &str, ended_at: DateTime<Utc>, reason: &str) -> anyhow::Result
     };
     Ok((StreamId::subscription(sub), fact(e, sub)?))
 }
+
+/// The plans file offers `plan` at `price` (as `serve` records at start-up).
+pub fn offered(plan: &str, price: &str) -> anyhow::Result<Fact> {
+    let (amount, period) = match plan {
+        "monthly" => (2500, Period::Month),
+        _ => (24900, Period::Year),
+    };
+    let e = PlanOffered {
+        plan: plan.into(),
+        price_id: price.into(),
+        amount,
+        currency: usd()?,
+        period,
+        renews: true,
+    };
+    let key = serde_json::to_string(&e)?;
+    Ok((StreamId::plan(plan), fact(e, &key)?))
+}
+
+/// The subscription moved to `price` at `changed_at`.
+pub fn plan_changed(sub: &str, price: &str, changed_at: DateTime<Utc>) -> anyhow::Result<Fact> {
+    let e = SubscriptionPlanChanged {
+        subscription_id: sub.into(),
+        price_id: price.into(),
+        previous_price_id: None,
+        changed_at,
+    };
+    Ok((
+        StreamId::subscription(sub),
+        fact(e, &format!("{sub}:{price}:{}", changed_at.timestamp()))?,
+    ))
+}

@@ -1,4 +1,4 @@
-//! The sender killed with SIGKILL at random moments while 500 emails are
+//! The sender killed with SIGKILL at random moments while 1,500 emails are
 //! due: every email is delivered at least once, and a duplicate is only
 //! possible in the window between the SMTP server's acceptance and the
 //! `EmailSent` commit — so a kill duplicates at most as many emails as one
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use uuid::Uuid;
 
-const EMAILS: usize = 500;
+const EMAILS: usize = 1500;
 
 fn spawn_worker(t: &TestDb, sink: &SmtpSink) -> Child {
     Command::new(env!("CARGO_BIN_EXE_payledger"))

@@ -305,3 +305,38 @@ fn a_renewal_of_a_subscription_no_checkout_bought_is_a_renewal_orphan_until_it_i
         day(2028, 3, 1)
     );
 }
+
+#[test]
+fn the_latest_plan_change_names_the_plan_in_any_order_and_never_extends_access() {
+    let offers = vec![
+        r::offered("annual", "price_annual_249").unwrap(),
+        r::offered("monthly", "price_monthly_25").unwrap(),
+    ];
+    let (_, mut story) = bought("annual", anchor(), 1);
+    story.push(r::plan_changed(SUB, "price_monthly_25", day(2026, 5, 1)).unwrap());
+    story.push(r::plan_changed(SUB, "price_annual_249", day(2026, 6, 1)).unwrap());
+    story.push(r::plan_changed(SUB, "price_monthly_25", day(2026, 7, 1)).unwrap());
+    let mut orders: Vec<Vec<Fact>> = (0..story.len())
+        .map(|k| {
+            let mut o = story.clone();
+            o.rotate_left(k);
+            o
+        })
+        .collect();
+    orders.push(story.iter().rev().cloned().collect());
+    for order in orders {
+        let rows = given(offers.clone()).when_all(order).then();
+        let sub = rows.one("subscriptions");
+        assert_eq!(sub.field("plan"), "monthly", "the change of 1 July");
+        assert_eq!(
+            time(&sub, "period_end"),
+            day(2027, 3, 1),
+            "the paid year, no more"
+        );
+    }
+    // A price no plan was offered at: the checkout's plan stays.
+    let (_, mut story) = bought("annual", anchor(), 1);
+    story.push(r::plan_changed(SUB, "price_unknown", day(2026, 5, 1)).unwrap());
+    let rows = given(offers).when_all(story).then();
+    assert_eq!(rows.one("subscriptions").field("plan"), "annual");
+}
