@@ -35,6 +35,10 @@ impl StreamId {
     pub fn plan(plan_id: &str) -> Self {
         StreamId(format!("plan-{plan_id}"))
     }
+    /// An endpoint of the product's application (spec §13).
+    pub fn app_webhook_endpoint(endpoint_id: &str) -> Self {
+        StreamId(format!("app-webhook-{endpoint_id}"))
+    }
     /// One outgoing email's stream.
     pub fn email(email_id: Uuid) -> Self {
         StreamId(format!("email-{email_id}"))

@@ -492,6 +492,55 @@ pub struct PlanOffered {
     pub renews: bool,
 }
 
+/// An endpoint of the product's application is told of every change of
+/// access (spec §13). The secret itself is never in the log (an auditor's
+/// export must not sign messages): only its fingerprint.
+/// Id: `AppWebhookEndpointAdded:<endpoint id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookEndpointAdded {
+    /// `ep_…`.
+    pub endpoint_id: String,
+    /// Where messages are posted.
+    pub url: String,
+    /// The message types it wants (`subscription.renewed`, …); empty: all.
+    pub types: Vec<String>,
+    /// The first 16 hex digits of the SHA-256 of the secret.
+    pub secret_fingerprint: String,
+}
+
+/// No more messages go to the endpoint: by a person, an answer `410 Gone`,
+/// or five days of failures. Id: `AppWebhookEndpointDisabled:<endpoint id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookEndpointDisabled {
+    /// `ep_…`.
+    pub endpoint_id: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The endpoint signs with a new secret; the previous one keeps signing
+/// beside it until `previous_valid_until`.
+/// Id: `AppWebhookSecretRotated:<endpoint id>:<fingerprint>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookSecretRotated {
+    /// `ep_…`.
+    pub endpoint_id: String,
+    /// The new secret's fingerprint.
+    pub secret_fingerprint: String,
+    /// Until when the previous secret signs too.
+    pub previous_valid_until: DateTime<Utc>,
+}
+
+/// The messages since `since` are sent to the endpoint again, with their
+/// original ids. Id: random (each request is its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookReplayRequested {
+    /// `ep_…`.
+    pub endpoint_id: String,
+    /// Messages of changes recorded at or after this moment.
+    pub since: DateTime<Utc>,
+}
+
 /// The subscription is over at the processor (cancelled now, at its period
 /// end, or after the last failed attempt). Id: `SubscriptionEnded:<subscription id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -635,6 +684,10 @@ vocabulary!(
     RenewalReminderDue,
     SubscriptionPlanChanged,
     PlanOffered,
+    AppWebhookEndpointAdded,
+    AppWebhookEndpointDisabled,
+    AppWebhookSecretRotated,
+    AppWebhookReplayRequested,
 );
 
 /// The schema version new events of this type are written in.

@@ -246,6 +246,29 @@ fn one_of_each() -> Vec<DomainEvent> {
             changed_at: at,
         }
         .into(),
+        AppWebhookEndpointAdded {
+            endpoint_id: "ep_1".into(),
+            url: "https://app.example/hooks".into(),
+            types: vec!["subscription.renewed".into()],
+            secret_fingerprint: "0123456789abcdef".into(),
+        }
+        .into(),
+        AppWebhookEndpointDisabled {
+            endpoint_id: "ep_1".into(),
+            reason: "410 Gone".into(),
+        }
+        .into(),
+        AppWebhookSecretRotated {
+            endpoint_id: "ep_1".into(),
+            secret_fingerprint: "fedcba9876543210".into(),
+            previous_valid_until: at,
+        }
+        .into(),
+        AppWebhookReplayRequested {
+            endpoint_id: "ep_1".into(),
+            since: at,
+        }
+        .into(),
         PlanOffered {
             plan: "monthly".into(),
             price_id: "price_monthly_25".into(),

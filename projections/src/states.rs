@@ -106,6 +106,16 @@ state_enum!(
 );
 
 state_enum!(
+    /// A message to the product's application (`app_webhook_deliveries.status`).
+    AppWebhookStatus, "application webhook status" {
+        Pending = "pending",
+        Sent = "sent",
+        /// Every retry used.
+        Failed = "failed",
+    }
+);
+
+state_enum!(
     /// `discrepancies.status`.
     DiscrepancyStatus, "discrepancy status" {
         Open = "open",

@@ -39,7 +39,8 @@ impl Projection for Subscriptions {
         // v3: buying again after a refund is not a duplicate charge.
         // v4: a charge reconciliation found is activated as a rescue.
         // v5: renewals (spec §12); periods in calendar months and years.
-        5
+        // v6: each change of access is a versioned message (spec §13).
+        6
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
@@ -55,7 +56,7 @@ impl Projection for Subscriptions {
         include_str!("payledger_access.sql")
     }
     fn public_tables(&self) -> &'static [&'static str] {
-        &["subscriptions"]
+        &["subscriptions", "subscription_changes"]
     }
     fn rows(&self) -> Box<dyn ProjectionRows> {
         Box::<SubscriptionRows>::default()
@@ -77,6 +78,27 @@ crate::record! {
         renews_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
         cancel_at_period_end: bool = BOOL,
         grace_until: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        version: i64 = INT8,
+    }
+}
+
+crate::record! {
+    /// One change of a customer's access, as the product's application is
+    /// told of it (spec §13): `version` counts the changes of that address.
+    SubscriptionChange in "subscription_changes", key(email, version), indexes() {
+        email: String = TEXT,
+        version: i64 = INT8,
+        message_type: String = TEXT,
+        active: bool = BOOL,
+        plan: String = TEXT,
+        status: String = TEXT,
+        period_end: DateTime<Utc> = TIMESTAMPTZ,
+        activation: String = TEXT,
+        renews_at: Option<DateTime<Utc>> = TIMESTAMPTZ,
+        cancel_at_period_end: bool = BOOL,
+        reference: Option<String> = TEXT,
+        changed_at: DateTime<Utc> = TIMESTAMPTZ,
+        position: i64 = INT8,
     }
 }
 
@@ -87,16 +109,119 @@ pub struct SubscriptionRows {
     ledger: Ledger,
     renewals: Renewals,
     subscriptions: Table<Subscription>,
+    changes: Table<SubscriptionChange>,
+    /// The rows the event being applied wrote, as they were before it.
+    touched: Vec<(String, Option<Subscription>)>,
 }
 
 crate::projection_rows!(SubscriptionRows {
     ledger,
     renewals,
-    subscriptions
+    subscriptions,
+    changes
 });
+
+/// The message a change of access is (spec §13); `None` when nothing the
+/// application is told about changed.
+pub fn message_type(before: Option<&Subscription>, after: &Subscription) -> Option<&'static str> {
+    use SubscriptionStatus as S;
+    let told = |s: &Subscription| {
+        (
+            s.plan.clone(),
+            s.status.clone(),
+            s.period_end,
+            s.activation.clone(),
+            s.renews_at,
+            s.cancel_at_period_end,
+        )
+    };
+    if before.is_some_and(|b| told(b) == told(after)) {
+        return None;
+    }
+    let status = after.status.parse::<S>().ok();
+    let was = before.and_then(|b| b.status.parse::<S>().ok());
+    Some(match status {
+        Some(S::PastDue) => "subscription.past_due",
+        Some(S::Canceled) => "subscription.canceled",
+        Some(S::Ended) | Some(S::Revoked) => "subscription.ended",
+        Some(S::Refunded) => "subscription.refunded",
+        Some(S::Disputed) => "subscription.disputed",
+        Some(S::Active) => match (before, was) {
+            (None, _) => "subscription.activated",
+            (Some(_), Some(S::Active)) => match before {
+                Some(b) if after.period_end > b.period_end => "subscription.renewed",
+                _ => "subscription.updated",
+            },
+            (Some(_), Some(S::Ended) | Some(S::Revoked) | Some(S::Refunded)) => {
+                "subscription.activated"
+            }
+            (Some(_), _) => "subscription.reactivated",
+        },
+        None => "subscription.updated",
+    })
+}
+
+/// Whether the row grants access at `at` (past due kept while retried, as
+/// `/api/access` does by default).
+fn grants_access_at(s: &Subscription, at: DateTime<Utc>) -> bool {
+    use SubscriptionStatus as S;
+    let in_grace = s.grace_until.is_some_and(|g| g > at);
+    match s.status.parse::<S>() {
+        Ok(S::Active | S::PastDue) => s.period_end > at || in_grace,
+        Ok(S::Canceled) => s.period_end > at,
+        _ => false,
+    }
+}
 
 impl SubscriptionRows {
     async fn apply_event(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        self.touched.clear();
+        self.apply_rules(db, event, decoded).await?;
+        for (email, was) in std::mem::take(&mut self.touched) {
+            let Some(mut now) = self.subscriptions.get(db, &email).await? else {
+                continue;
+            };
+            let version = was.as_ref().map_or(0, |w| w.version);
+            now.version = version;
+            if let Some(kind) = message_type(was.as_ref(), &now) {
+                now.version = version + 1;
+                self.changes.put(SubscriptionChange {
+                    email: now.email.clone(),
+                    version: now.version,
+                    message_type: kind.into(),
+                    active: grants_access_at(&now, event.recorded_at),
+                    plan: now.plan.clone(),
+                    status: now.status.clone(),
+                    period_end: now.period_end,
+                    activation: now.activation.clone(),
+                    renews_at: now.renews_at,
+                    cancel_at_period_end: now.cancel_at_period_end,
+                    reference: now.payment_id.clone(),
+                    changed_at: event.recorded_at,
+                    position: event.position,
+                });
+            }
+            self.subscriptions.put(now);
+        }
+        Ok(())
+    }
+
+    /// Writes a row, remembering how it was before this event.
+    async fn put_row(&mut self, db: Db<'_>, row: Subscription) -> Result<(), Error> {
+        if !self.touched.iter().any(|(e, _)| *e == row.email) {
+            let before = self.subscriptions.get(db, &row.email).await?;
+            self.touched.push((row.email.clone(), before));
+        }
+        self.subscriptions.put(row);
+        Ok(())
+    }
+
+    async fn apply_rules(
         &mut self,
         db: Db<'_>,
         event: &RecordedEvent,
@@ -112,21 +237,26 @@ impl SubscriptionRows {
                     .get(db, &email)
                     .await?
                     .map_or(end, |s| s.period_end.max(end));
-                self.subscriptions.put(Subscription {
-                    email,
-                    plan: g.plan.clone(),
-                    status: SubscriptionStatus::Active.as_str().into(),
-                    period_start: event.recorded_at,
-                    period_end: kept_end,
-                    activation: "grant".into(),
-                    payment_id: None,
-                    reason: Some(g.reason.clone()),
-                    updated_position: position,
-                    subscription_id: None,
-                    renews_at: None,
-                    cancel_at_period_end: false,
-                    grace_until: None,
-                });
+                self.put_row(
+                    db,
+                    Subscription {
+                        email,
+                        plan: g.plan.clone(),
+                        status: SubscriptionStatus::Active.as_str().into(),
+                        period_start: event.recorded_at,
+                        period_end: kept_end,
+                        activation: "grant".into(),
+                        payment_id: None,
+                        reason: Some(g.reason.clone()),
+                        updated_position: position,
+                        subscription_id: None,
+                        renews_at: None,
+                        cancel_at_period_end: false,
+                        grace_until: None,
+                        version: 0,
+                    },
+                )
+                .await?;
                 return Ok(());
             }
             DomainEvent::SubscriptionRevoked(r) => {
@@ -134,7 +264,7 @@ impl SubscriptionRows {
                     s.status = SubscriptionStatus::Revoked.as_str().into();
                     s.reason = Some(r.reason.clone());
                     s.updated_position = position;
-                    self.subscriptions.put(s);
+                    self.put_row(db, s).await?;
                 }
                 return Ok(());
             }
@@ -168,21 +298,26 @@ impl SubscriptionRows {
                         .get(db, &email)
                         .await?
                         .and_then(|s| s.subscription_id);
-                    self.subscriptions.put(Subscription {
-                        email,
-                        plan,
-                        status: SubscriptionStatus::Active.as_str().into(),
-                        period_start: start,
-                        period_end: end,
-                        activation: activation.as_str().into(),
-                        payment_id: Some(payment_id),
-                        reason: None,
-                        updated_position: position,
-                        subscription_id: renewing.clone(),
-                        renews_at: None,
-                        cancel_at_period_end: false,
-                        grace_until: None,
-                    });
+                    self.put_row(
+                        db,
+                        Subscription {
+                            email,
+                            plan,
+                            status: SubscriptionStatus::Active.as_str().into(),
+                            period_start: start,
+                            period_end: end,
+                            activation: activation.as_str().into(),
+                            payment_id: Some(payment_id),
+                            reason: None,
+                            updated_position: position,
+                            subscription_id: renewing.clone(),
+                            renews_at: None,
+                            cancel_at_period_end: false,
+                            grace_until: None,
+                            version: 0,
+                        },
+                    )
+                    .await?;
                     // The subscription's own facts came first: they, not
                     // this payment alone, say where it stands.
                     if let Some(id) = renewing {
@@ -280,26 +415,31 @@ impl SubscriptionRows {
         let period_start = existing.as_ref().map_or(standing.paid_from, |s| {
             s.period_start.min(standing.paid_from)
         });
-        self.subscriptions.put(Subscription {
-            email: standing.email.clone(),
-            plan: standing.plan.clone(),
-            status,
-            period_start,
-            period_end: standing.access_until,
-            activation: existing
-                .as_ref()
-                .map_or("checkout".into(), |s| s.activation.clone()),
-            payment_id: standing
-                .last_payment_id
-                .clone()
-                .or(existing.as_ref().and_then(|s| s.payment_id.clone())),
-            reason: None,
-            updated_position: position,
-            subscription_id: Some(standing.subscription_id.clone()),
-            renews_at: standing.renews_at,
-            cancel_at_period_end: standing.cancel_at_period_end,
-            grace_until: standing.grace_until,
-        });
+        self.put_row(
+            db,
+            Subscription {
+                email: standing.email.clone(),
+                plan: standing.plan.clone(),
+                status,
+                period_start,
+                period_end: standing.access_until,
+                activation: existing
+                    .as_ref()
+                    .map_or("checkout".into(), |s| s.activation.clone()),
+                payment_id: standing
+                    .last_payment_id
+                    .clone()
+                    .or(existing.as_ref().and_then(|s| s.payment_id.clone())),
+                reason: None,
+                updated_position: position,
+                subscription_id: Some(standing.subscription_id.clone()),
+                renews_at: standing.renews_at,
+                cancel_at_period_end: standing.cancel_at_period_end,
+                grace_until: standing.grace_until,
+                version: 0,
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -322,7 +462,7 @@ impl SubscriptionRows {
             }
             s.status = status.into();
             s.updated_position = position;
-            self.subscriptions.put(s);
+            self.put_row(db, s).await?;
         }
         Ok(())
     }

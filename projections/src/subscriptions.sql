@@ -17,5 +17,32 @@ CREATE TABLE subscriptions (
     subscription_id      TEXT,
     renews_at            TIMESTAMPTZ,
     cancel_at_period_end BOOLEAN NOT NULL,
-    grace_until          TIMESTAMPTZ
+    grace_until          TIMESTAMPTZ,
+    -- how many changes of this customer's access the application was told
+    -- of (subscription_changes)
+    version              BIGINT NOT NULL
 );
+
+-- Every change of a customer's access, as the product's application is
+-- told of it (spec §13): a message per change, `version` increasing per
+-- address so an application can drop a stale one.
+CREATE TABLE subscription_changes (
+    email                TEXT NOT NULL,
+    version              BIGINT NOT NULL,
+    -- subscription.activated | renewed | past_due | canceled | ended |
+    -- refunded | disputed | reactivated | updated
+    message_type         TEXT NOT NULL,
+    active               BOOLEAN NOT NULL,
+    plan                 TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    period_end           TIMESTAMPTZ NOT NULL,
+    activation           TEXT NOT NULL,
+    renews_at            TIMESTAMPTZ,
+    cancel_at_period_end BOOLEAN NOT NULL,
+    -- the payment behind it
+    reference            TEXT,
+    changed_at           TIMESTAMPTZ NOT NULL,
+    position             BIGINT NOT NULL,
+    PRIMARY KEY (email, version)
+);
+CREATE INDEX subscription_changes_position ON subscription_changes (position);

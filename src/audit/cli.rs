@@ -134,7 +134,7 @@ pub async fn run(
 }
 
 /// A moment as people type it: RFC 3339, or a day (its start, UTC).
-fn moment(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn moment(text: &str) -> Result<DateTime<Utc>, String> {
     parse_moment(text, false)
 }
 

@@ -2,6 +2,7 @@
 //! command reads its flags and settings first, so a wrong one changes
 //! nothing, then connects and does its work.
 
+mod app_webhooks;
 mod audit;
 mod bench;
 mod output;
@@ -79,6 +80,12 @@ enum Command {
     /// Every customer situation and what the page, the API and the status
     /// email say in it (the table of docs/communication.md).
     Situations,
+    /// The product application's endpoints: add, list, disable,
+    /// rotate-secret, replay, deliveries (spec §13).
+    AppWebhooks {
+        #[command(subcommand)]
+        command: app_webhooks::AppWebhookCommand,
+    },
     /// Benchmarks against the local PostgreSQL.
     Bench {
         #[command(subcommand)]
@@ -129,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => tools::demo(&cli, args).await,
         Command::ProcessorSim(args) => tools::processor_sim(args).await,
         Command::Bench { command } => bench::run(&cli, command).await,
+        Command::AppWebhooks { command } => app_webhooks::run(&cli, command).await,
         Command::Settings { markdown } => Ok(tools::settings(*markdown)),
         Command::Situations => {
             print!("{}", payledger::situation::table_markdown());

@@ -3,6 +3,7 @@
 //! models (and the auditors) see it.
 
 pub mod alerts;
+pub mod app_webhooks;
 pub mod mail;
 pub mod renewal_check;
 mod renewal_view;
@@ -26,6 +27,10 @@ pub struct Reactors {
     pub renewal_check: Option<(crate::processor::client::ProcessorClient, chrono::Duration)>,
     /// Records the reminders owed before yearly renewals.
     pub reminders: renewal_check::Reminders,
+    /// Tells the product's application (spec §13); the URL and secret of
+    /// `PAYLEDGER_APP_WEBHOOK_URL` / `_SECRET`, when set.
+    pub app_webhooks: app_webhooks::sender::AppWebhookConfig,
+    pub app_webhook_endpoint: Option<(String, String)>,
 }
 
 impl Reactors {
@@ -143,6 +148,33 @@ impl Reactors {
                 tracing::warn!(error = %e, "the check before a renewing plan's access ends is off")
             }
         }
+        match (
+            crate::config::var("PAYLEDGER_APP_WEBHOOK_URL"),
+            crate::config::var("PAYLEDGER_APP_WEBHOOK_SECRET"),
+        ) {
+            (Some(url), Some(secret)) => {
+                app_webhooks::signing::valid_secret(secret.trim()).map_err(|reason| {
+                    ConfigError::Invalid {
+                        name: "PAYLEDGER_APP_WEBHOOK_SECRET",
+                        reason,
+                    }
+                })?;
+                reactors.app_webhook_endpoint = Some((url.trim().into(), secret.trim().into()));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    name: "PAYLEDGER_APP_WEBHOOK_SECRET",
+                    reason: "PAYLEDGER_APP_WEBHOOK_URL is set; messages need a secret to be signed with (whsec_ + base64 of 24 or more random bytes)".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "PAYLEDGER_APP_WEBHOOK_URL",
+                    reason: "PAYLEDGER_APP_WEBHOOK_SECRET is set but no URL to send to".into(),
+                })
+            }
+            (None, None) => {}
+        }
         Ok(reactors)
     }
 
@@ -200,6 +232,20 @@ impl Reactors {
                         _ = stop.changed() => return,
                     }
                 }
+            }));
+        }
+        {
+            let (store, stop) = (store.clone(), stop.clone());
+            let (config, endpoint) = (self.app_webhooks, self.app_webhook_endpoint);
+            tasks.push(tokio::spawn(async move {
+                if let Some((url, secret)) = endpoint {
+                    if let Err(e) =
+                        app_webhooks::endpoints::ensure_configured(&store, &url, &secret).await
+                    {
+                        tracing::error!(error = %e, "PAYLEDGER_APP_WEBHOOK_URL: the endpoint could not be recorded");
+                    }
+                }
+                app_webhooks::sender::run(store, config, stop).await;
             }));
         }
         if let Some(config) = self.alerts {

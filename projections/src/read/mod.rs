@@ -5,6 +5,7 @@
 pub mod customer_status;
 pub mod discrepancies;
 pub mod outgoing_emails;
+pub mod subscription_changes;
 pub mod subscriptions;
 pub mod timeline;
 
