@@ -531,6 +531,25 @@ pub struct AppWebhookSecretRotated {
     pub previous_valid_until: DateTime<Utc>,
 }
 
+/// A message to the application used every retry without a 2xx: it will
+/// not be sent again unless replayed. Opens `app_webhook_undeliverable`.
+/// Id: `AppWebhookMessageFailed:<message id>:<attempts>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookMessageFailed {
+    /// `ep_…`.
+    pub endpoint_id: String,
+    /// The message's `webhook-id`.
+    pub message_id: String,
+    /// The customer the message is about.
+    pub email: String,
+    /// The message type (`subscription.renewed`, …).
+    pub message_type: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last attempt's outcome (status code or error).
+    pub last_error: String,
+}
+
 /// The messages since `since` are sent to the endpoint again, with their
 /// original ids. Id: random (each request is its own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -688,6 +707,7 @@ vocabulary!(
     AppWebhookEndpointDisabled,
     AppWebhookSecretRotated,
     AppWebhookReplayRequested,
+    AppWebhookMessageFailed,
 );
 
 /// The schema version new events of this type are written in.

@@ -269,6 +269,15 @@ fn one_of_each() -> Vec<DomainEvent> {
             since: at,
         }
         .into(),
+        AppWebhookMessageFailed {
+            endpoint_id: "ep_1".into(),
+            message_id: "msg_1".into(),
+            email: "ann@example.com".into(),
+            message_type: "subscription.renewed".into(),
+            attempts: 8,
+            last_error: "503".into(),
+        }
+        .into(),
         PlanOffered {
             plan: "monthly".into(),
             price_id: "price_monthly_25".into(),

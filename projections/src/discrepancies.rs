@@ -27,6 +27,7 @@ const TYPES: &[&str] = &[
     "DiscrepancyResolved",
     "ProcessorDisagreement",
     "ProcessorEventConflict",
+    "AppWebhookMessageFailed",
 ];
 
 struct Opening<'a> {
@@ -50,7 +51,8 @@ impl Projection for Discrepancies {
         // v6: suggested commands say what the queue's run lines say.
         // v7: a subscription's invoices account for their payments; a
         //     renewal found by asking the processor is renewal_not_applied.
-        7
+        // v8: app_webhook_undeliverable.
+        8
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
@@ -120,6 +122,21 @@ impl DiscrepancyRows {
                     amount: None,
                     currency: None,
                     email: None,
+                    action,
+                };
+                return self.open(db, event, opening).await;
+            }
+            DomainEvent::AppWebhookMessageFailed(f) => {
+                let action = format!(
+                    "the application's endpoint {} never acknowledged message {} ({} about {}) after {} attempts (last: {}): fix the endpoint, then payledger app-webhooks replay {} --since <when it broke> --as NAME, and payledger support resolve",
+                    f.endpoint_id, f.message_id, f.message_type, f.email, f.attempts, f.last_error, f.endpoint_id
+                );
+                let opening = Opening {
+                    kind: DiscrepancyKind::AppWebhookUndeliverable.as_str(),
+                    subject: &f.message_id,
+                    amount: None,
+                    currency: None,
+                    email: Some(&f.email),
                     action,
                 };
                 return self.open(db, event, opening).await;

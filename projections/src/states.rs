@@ -141,6 +141,8 @@ state_enum!(
         RenewalNotApplied = "renewal_not_applied",
         /// A renewal paid for a subscription no checkout in the ledger bought.
         RenewalOrphan = "renewal_orphan",
+        /// A message to the product's application used every retry.
+        AppWebhookUndeliverable = "app_webhook_undeliverable",
     }
 );
 

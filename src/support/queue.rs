@@ -57,6 +57,7 @@ fn command_for(
         DiscrepancyKind::ProcessorDisagreement => format!("payledger support find {}", shell_word(raw_subject.split(':').next().unwrap_or(raw_subject))),
         DiscrepancyKind::DisputeOpened => format!("payledger support find {subject}"),
         DiscrepancyKind::RenewalOrphan => format!("payledger support find {email}   (then grant access or refund: the processor renewed a subscription no checkout bought)"),
+        DiscrepancyKind::AppWebhookUndeliverable => "payledger app-webhooks list   (then, the endpoint fixed: payledger app-webhooks replay ENDPOINT --since WHEN --as NAME)".into(),
         DiscrepancyKind::RenewalNotApplied => format!(
             "payledger support reply {email}   (then: payledger support resolve {} --note \"told the customer\" --as NAME)",
             shell_word(&format!("{}:{raw_subject}", DiscrepancyKind::RenewalNotApplied.as_str()))

@@ -326,3 +326,113 @@ async fn a_410_disables_the_endpoint_and_replay_resends_with_the_original_ids() 
         "nothing more goes to a disabled endpoint"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_a_day_gets_every_message_afterwards_in_order_per_customer() {
+    let t = TestDb::new().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let store = store_at(&t, &clock);
+    let app = receiver().await;
+    endpoints::add(&store, &app.url, vec![], &Actor::Support("ann".into()))
+        .await
+        .unwrap();
+    app.status.store(503, Ordering::SeqCst);
+    const CUSTOMERS: usize = 20;
+    let mut history = vec![];
+    for i in 0..CUSTOMERS {
+        let checkout = Uuid::new_v4();
+        let email = format!("down{i}@example.com");
+        let payment = format!("pi_down_{i}");
+        history.push(checkout_started(checkout, &email, 24900));
+        history.push(charge(&payment, Some(checkout), Some(&email), 24900, 0));
+        history.push(refunded(&payment, &format!("re_down_{i}"), 24900));
+    }
+    append_batched(&t.store(), history, 50).await;
+    project_everything(&t.db.pool).await;
+
+    // A day of the schedule passes with the receiver down.
+    let mut passes = 0;
+    let day_later = clock.now() + chrono::Duration::hours(24);
+    while clock.now() < day_later {
+        deliver(&store).await;
+        clock.advance(chrono::Duration::minutes(20));
+        passes += 1;
+    }
+    let tried_while_down = app.got.lock().unwrap().len();
+    assert!(
+        tried_while_down >= CUSTOMERS,
+        "every customer's first message was tried"
+    );
+    app.status.store(200, Ordering::SeqCst);
+    // The last retries of the schedule (10 h apart) come within a day more.
+    for _ in 0..30 {
+        deliver(&store).await;
+        clock.advance(chrono::Duration::hours(1));
+    }
+    let got = app.got.lock().unwrap().clone();
+    let ok: Vec<&Received> = got[tried_while_down..].iter().collect();
+    let mut by_customer: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for m in &ok {
+        let b = body(m);
+        by_customer
+            .entry(b["data"]["email"].as_str().unwrap().to_string())
+            .or_default()
+            .push(b["data"]["version"].as_i64().unwrap());
+    }
+    assert_eq!(by_customer.len(), CUSTOMERS, "{passes} passes");
+    for (email, versions) in &by_customer {
+        assert_eq!(
+            versions,
+            &vec![1, 2],
+            "{email}: every message once it is up, in order"
+        );
+    }
+    let ids: std::collections::BTreeSet<&str> = ok.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), 2 * CUSTOMERS, "each webhook-id delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_uses_every_retry_opens_app_webhook_undeliverable_and_the_next_goes_on() {
+    let t = TestDb::new().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let store = store_at(&t, &clock);
+    let app = receiver().await;
+    endpoints::add(&store, &app.url, vec![], &Actor::Support("ann".into()))
+        .await
+        .unwrap();
+    app.status.store(500, Ordering::SeqCst);
+    bought(&t, "dan@example.com", "pi_app_5").await;
+    for _ in 0..40 {
+        deliver(&store).await;
+        clock.advance(chrono::Duration::hours(1));
+    }
+    assert_eq!(
+        app.got.lock().unwrap().len(),
+        8,
+        "the first try and seven retries"
+    );
+    assert_eq!(count_events(&t, "AppWebhookMessageFailed").await, 1);
+    project_everything(&t.db.pool).await;
+    let c = t.db.pool.get().await.unwrap();
+    let open: i64 = c
+        .query_one(
+            "SELECT count(*) FROM discrepancies WHERE kind = 'app_webhook_undeliverable' AND status = 'open' AND customer_email = 'dan@example.com'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1);
+    // A failed message does not hold the customer's next one back.
+    app.status.store(200, Ordering::SeqCst);
+    append_batched(
+        &t.store(),
+        vec![refunded("pi_app_5", "re_app_5", 24900)],
+        10,
+    )
+    .await;
+    project_everything(&t.db.pool).await;
+    deliver(&store).await;
+    let last = app.got.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(body(&last)["type"], "subscription.refunded");
+}

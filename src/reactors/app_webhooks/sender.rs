@@ -7,9 +7,12 @@
 //! endpoint.
 
 use super::{endpoints, queue, signing};
+use crate::store::{EventStore, ExpectedVersion, StreamAppend};
 use crate::store::{PgEventStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
-use payledger_events::Actor;
+use payledger_events::{
+    Actor, AppWebhookMessageFailed, DomainEvent, EventData, Metadata, StreamId,
+};
 use payledger_projections::states::AppWebhookStatus as Status;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -69,7 +72,7 @@ FROM (
     FOR UPDATE OF d2 SKIP LOCKED
 ) due
 WHERE d.endpoint_id = due.endpoint_id AND d.email = due.email AND d.version = due.version
-RETURNING d.endpoint_id, d.email, d.version, d.message_id, d.body, d.attempts,
+RETURNING d.endpoint_id, d.email, d.version, d.message_id, d.message_type, d.body, d.attempts,
           (SELECT url FROM app_webhook_endpoints e WHERE e.endpoint_id = d.endpoint_id) AS url";
 
 /// One pass: queue what changed, send what is due.
@@ -263,6 +266,34 @@ async fn deliver_one(
     }
     if let Settled::Failed = settled {
         tracing::warn!(endpoint = %endpoint, message = %id, "an application webhook is undeliverable after every retry");
+        let failed: DomainEvent = AppWebhookMessageFailed {
+            endpoint_id: endpoint.clone(),
+            message_id: id.clone(),
+            email: email.clone(),
+            message_type: row.get("message_type"),
+            attempts: u32::try_from(attempt).unwrap_or(0),
+            last_error: status.map_or_else(
+                || error.clone().unwrap_or_default(),
+                |s| format!("HTTP {s}"),
+            ),
+        }
+        .into();
+        let metadata = Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::System("app-webhooks".into()),
+            "app-webhooks",
+        );
+        store
+            .append(vec![StreamAppend::new(
+                StreamId::app_webhook_endpoint(&endpoint),
+                ExpectedVersion::Any,
+                vec![EventData::for_processor_fact(
+                    &failed,
+                    &format!("{id}:{attempt}"),
+                    metadata,
+                )?],
+            )])
+            .await?;
     }
     Ok(settled)
 }
