@@ -61,6 +61,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_MAIL_MAX_ATTEMPTS", "8", "attempts before an email is undeliverable"),
     setting("PAYLEDGER_APP_WEBHOOK_URL", "", "one endpoint of the product's application told of every change of access (spec §13), without the CLI"),
     setting("PAYLEDGER_APP_WEBHOOK_SECRET", "", "its signing secret: whsec_ + base64 of 24 or more random bytes (secret)"),
+    setting("PAYLEDGER_APP_WEBHOOK_LEASE", "60s", "how long a claimed application webhook is held by one worker (a killed worker's claim expires after it)"),
     setting("PAYLEDGER_MAIL_CONCURRENCY", "4", "recipients one sender serves at once (a crash may duplicate up to this many emails)"),
     setting("PAYLEDGER_RESCUE_GRACE", "2m", "how long an unmatched charge waits for its checkout before auto-rescue"),
     setting("PAYLEDGER_ALERT_WEBHOOK", "", "where support alerts are posted (JSON)"),

@@ -148,6 +148,8 @@ impl Reactors {
                 tracing::warn!(error = %e, "the check before a renewing plan's access ends is off")
             }
         }
+        reactors.app_webhooks.lease =
+            duration_setting("PAYLEDGER_APP_WEBHOOK_LEASE", chrono::Duration::seconds(60))?;
         match (
             crate::config::var("PAYLEDGER_APP_WEBHOOK_URL"),
             crate::config::var("PAYLEDGER_APP_WEBHOOK_SECRET"),

@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod app_webhook_crash;
 mod app_webhooks;
 mod architecture;
 mod bad_input;

@@ -109,16 +109,11 @@ pub async fn deliver_due(
         .await?;
     drop(client);
     let mut report = DeliveryReport::default();
-    // One customer's message per endpoint at most is claimed at a time,
-    // so all of them can go at once.
-    let outcomes = futures_util::future::join_all(
-        claimed
-            .iter()
-            .map(|row| deliver_one(store, http, config, row)),
-    )
-    .await;
-    for outcome in outcomes {
-        match outcome? {
+    // One at a time: a crash between the application's 2xx and the record
+    // of it re-sends at most the one message in flight, so duplicates never
+    // outnumber crashes (spec §13).
+    for row in &claimed {
+        match deliver_one(store, http, config, row).await? {
             Settled::Sent => report.sent += 1,
             Settled::Retry => report.retrying += 1,
             Settled::Failed => report.failed += 1,
