@@ -151,6 +151,12 @@ pub async fn run(cli: &Cli, command: &AppWebhookCommand) -> anyhow::Result<ExitC
         } => {
             let attempts = endpoints::deliveries(&store, endpoint_id, *failed).await?;
             output::print(*json, &attempts, |list| {
+                if list.is_empty() {
+                    println!(
+                        "no {}attempts to {endpoint_id} yet",
+                        if *failed { "failed " } else { "" }
+                    );
+                }
                 for a in list {
                     println!(
                         "{}  {}  attempt {}  {}  {} ms  {}{}",

@@ -1,4 +1,4 @@
-//! `work` killed with SIGKILL at random moments while 1,000 messages to the
+//! `work` killed with SIGKILL at random moments while 2,000 messages to the
 //! product's application are due: every message arrives (each webhook-id
 //! at least once), and a duplicate is only the one message in flight when
 //! a kill landed — duplicates never outnumber the kills.
@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-const MESSAGES: usize = 1000;
+const MESSAGES: usize = 2000;
 
 fn spawn_worker(t: &TestDb, url: &str, secret: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_payledger"))
@@ -96,7 +96,7 @@ async fn work_killed_twenty_times_delivers_every_message_with_duplicates_only_fr
     let mut rng = rand::rng();
     while kills < 25 && distinct(&got) < MESSAGES {
         let mut worker = spawn_worker(&t, &url, &secret);
-        tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(200..900))).await;
+        tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(150..600))).await;
         let due = distinct(&got) < MESSAGES;
         let _ = worker.kill();
         let _ = worker.wait();

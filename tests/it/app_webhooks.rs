@@ -436,3 +436,46 @@ async fn a_message_that_uses_every_retry_opens_app_webhook_undeliverable_and_the
     let last = app.got.lock().unwrap().last().cloned().unwrap();
     assert_eq!(body(&last)["type"], "subscription.refunded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_five_days_is_disabled() {
+    let t = TestDb::new().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let store = store_at(&t, &clock);
+    let app = receiver().await;
+    endpoints::add(&store, &app.url, vec![], &Actor::Support("ann".into()))
+        .await
+        .unwrap();
+    app.status.store(502, Ordering::SeqCst);
+    let started = clock.now();
+    for day in 0..7 {
+        // Something to say every day, so attempts go on past the schedule
+        // of any one message.
+        bought(
+            &t,
+            &format!("day{day}@example.com"),
+            &format!("pi_day_{day}"),
+        )
+        .await;
+        for _ in 0..24 {
+            deliver(&store).await;
+            clock.advance(chrono::Duration::hours(1));
+        }
+        let enabled = endpoints::list(&store).await.unwrap()[0].enabled;
+        let failing_for = clock.now() - started;
+        if failing_for < chrono::Duration::days(5) {
+            assert!(enabled, "still enabled after {failing_for}");
+        }
+    }
+    let list = endpoints::list(&store).await.unwrap();
+    assert!(!list[0].enabled, "disabled after five days of failures");
+    assert!(
+        list[0]
+            .disabled_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("5 days"),
+        "{list:?}"
+    );
+    assert_eq!(count_events(&t, "AppWebhookEndpointDisabled").await, 1);
+}
