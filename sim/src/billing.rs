@@ -88,6 +88,20 @@ enum Due {
     EndAtPeriodEnd,
 }
 
+/// A recurring price as the processor shows it on a subscription item.
+fn price_object(price: &SimPrice) -> Price {
+    Price {
+        id: price.id.clone(),
+        object: "price".into(),
+        unit_amount: Some(price.amount),
+        currency: Some(price.currency.clone()),
+        recurring: Some(Recurring {
+            interval: price.period.as_str().into(),
+            interval_count: 1,
+        }),
+    }
+}
+
 fn unix(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp()
 }
@@ -217,16 +231,7 @@ impl SimState {
                 object: "list".into(),
                 data: vec![SubscriptionItem {
                     id: item_id,
-                    price: Some(Price {
-                        id: price.id.clone(),
-                        object: "price".into(),
-                        unit_amount: Some(price.amount),
-                        currency: Some(price.currency.clone()),
-                        recurring: Some(Recurring {
-                            interval: price.period.as_str().into(),
-                            interval_count: 1,
-                        }),
-                    }),
+                    price: Some(price_object(price)),
                     current_period_start: Some(now),
                     current_period_end: Some(end),
                 }],
@@ -525,16 +530,7 @@ impl SimState {
         sub.billed = 0;
         sub.anchor = end;
         if let Some(item) = sub.object.items.as_mut().and_then(|i| i.data.first_mut()) {
-            item.price = Some(Price {
-                id: price.id.clone(),
-                object: "price".into(),
-                unit_amount: Some(price.amount),
-                currency: Some(price.currency.clone()),
-                recurring: Some(Recurring {
-                    interval: price.period.as_str().into(),
-                    interval_count: 1,
-                }),
-            });
+            item.price = Some(price_object(&price));
         }
         sub.price = price;
         let object = sub.object.clone();

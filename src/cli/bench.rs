@@ -83,7 +83,8 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             output::print(json, &report, bench::projections::print_projection_report)?;
         }
         BenchCommand::Renewals { renewals, json } => {
-            let rows = bench::renewals::run_renewal_bench(&url, renewals).await?;
+            let bar = output::progress_unless(json, renewals as u64, "renewals");
+            let rows = bench::renewals::run_renewal_bench(&url, renewals, &bar).await?;
             output::print(json, &rows, |rows| {
                 bench::renewals::print_renewal_report(rows)
             })?;

@@ -772,6 +772,10 @@ fn a_malformed_database_url_never_prints_its_password() {
 /// Runs `payledger ARGS` with one setting; it must refuse to start, without
 /// a panic; what it said.
 fn refused(args: &[&str], env: (&str, &str)) -> String {
+    refused_with(args, &[env])
+}
+
+fn refused_with(args: &[&str], envs: &[(&str, &str)]) -> String {
     {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_payledger"))
             .args(args)
@@ -783,7 +787,7 @@ fn refused(args: &[&str], env: (&str, &str)) -> String {
                 "PAYLEDGER_PLANS",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/plans.example.toml"),
             )
-            .env(env.0, env.1)
+            .envs(envs.iter().copied())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stderr).to_string();
@@ -811,6 +815,49 @@ fn bad_renewal_settings_are_refused_by_name() {
         text.contains("PAYLEDGER_FOLLOW_SIM_CLOCK") && text.contains("loopback"),
         "{text}"
     );
+}
+
+#[test]
+fn bad_mail_and_application_webhook_settings_are_refused_by_name() {
+    const URL: (&str, &str) = ("PAYLEDGER_APP_WEBHOOK_URL", "https://app.example/hooks");
+    const SECRET: (&str, &str) = (
+        "PAYLEDGER_APP_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    const MAIL: (&str, &str) = ("SMTP_URL", "smtp://127.0.0.1:2525");
+    for (envs, named) in [
+        (
+            vec![MAIL, ("PAYLEDGER_MAIL_CONCURRENCY", "0")],
+            "PAYLEDGER_MAIL_CONCURRENCY",
+        ),
+        (
+            vec![MAIL, ("PAYLEDGER_MAIL_CONCURRENCY", "many")],
+            "PAYLEDGER_MAIL_CONCURRENCY",
+        ),
+        (
+            vec![("PAYLEDGER_APP_WEBHOOK_LEASE", "forever")],
+            "PAYLEDGER_APP_WEBHOOK_LEASE",
+        ),
+        // A URL with no secret to sign with, a secret with nowhere to go.
+        (vec![URL], "PAYLEDGER_APP_WEBHOOK_SECRET"),
+        (vec![SECRET], "PAYLEDGER_APP_WEBHOOK_URL"),
+        // Too short, or not what Standard Webhooks libraries accept.
+        (
+            vec![URL, ("PAYLEDGER_APP_WEBHOOK_SECRET", "whsec_c2hvcnQ=")],
+            "PAYLEDGER_APP_WEBHOOK_SECRET",
+        ),
+        (
+            vec![URL, ("PAYLEDGER_APP_WEBHOOK_SECRET", "hunter2")],
+            "PAYLEDGER_APP_WEBHOOK_SECRET",
+        ),
+    ] {
+        let text = refused_with(&["work"], &envs);
+        assert!(text.contains(named), "{envs:?}: {text}");
+        assert!(
+            !text.contains("hunter2"),
+            "a secret is never printed: {text}"
+        );
+    }
 }
 
 #[test]

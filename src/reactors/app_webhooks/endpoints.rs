@@ -72,6 +72,28 @@ fn metadata(actor: &Actor, source: &str) -> Metadata {
     Metadata::new(uuid::Uuid::new_v4(), actor.clone(), source)
 }
 
+/// Appends one event to the endpoint's stream inside `tx`, beside the
+/// state the same transaction writes.
+async fn append_in(
+    store: &PgEventStore,
+    tx: &deadpool_postgres::Transaction<'_>,
+    endpoint_id: &str,
+    expected: ExpectedVersion,
+    data: EventData,
+) -> Result<(), EndpointError> {
+    store
+        .append_in(
+            tx,
+            &[StreamAppend::new(
+                StreamId::app_webhook_endpoint(endpoint_id),
+                expected,
+                vec![data],
+            )],
+        )
+        .await?;
+    Ok(())
+}
+
 fn check_url(url: &str) -> Result<(), EndpointError> {
     let parsed =
         url::Url::parse(url).map_err(|e| EndpointError::BadUrl(url.into(), e.to_string()))?;
@@ -128,20 +150,14 @@ async fn add_with(
     .into();
     let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
-    store
-        .append_in(
-            &tx,
-            &[StreamAppend::new(
-                StreamId::app_webhook_endpoint(endpoint_id),
-                ExpectedVersion::NoStream,
-                vec![EventData::for_processor_fact(
-                    &event,
-                    endpoint_id,
-                    metadata(actor, "app-webhooks"),
-                )?],
-            )],
-        )
-        .await?;
+    append_in(
+        store,
+        &tx,
+        endpoint_id,
+        ExpectedVersion::NoStream,
+        EventData::for_processor_fact(&event, endpoint_id, metadata(actor, "app-webhooks"))?,
+    )
+    .await?;
     // Told of changes from now on: the cursor starts at the latest change
     // (none yet when the read models were never installed).
     let latest = payledger_projections::read::subscription_changes::latest_position(&tx).await?;
@@ -272,20 +288,14 @@ pub async fn disable(
     .into();
     let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
-    store
-        .append_in(
-            &tx,
-            &[StreamAppend::new(
-                StreamId::app_webhook_endpoint(endpoint_id),
-                ExpectedVersion::Any,
-                vec![EventData::for_processor_fact(
-                    &event,
-                    endpoint_id,
-                    metadata(actor, "app-webhooks"),
-                )?],
-            )],
-        )
-        .await?;
+    append_in(
+        store,
+        &tx,
+        endpoint_id,
+        ExpectedVersion::Any,
+        EventData::for_processor_fact(&event, endpoint_id, metadata(actor, "app-webhooks"))?,
+    )
+    .await?;
     tx.execute(
         "UPDATE app_webhook_endpoints SET enabled = false, disabled_reason = $2 WHERE endpoint_id = $1",
         &[&endpoint_id, &reason],
@@ -317,20 +327,18 @@ pub async fn rotate_secret(
     .into();
     let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
-    store
-        .append_in(
-            &tx,
-            &[StreamAppend::new(
-                StreamId::app_webhook_endpoint(endpoint_id),
-                ExpectedVersion::Any,
-                vec![EventData::for_processor_fact(
-                    &event,
-                    &format!("{endpoint_id}:{fingerprint}"),
-                    metadata(actor, "app-webhooks"),
-                )?],
-            )],
-        )
-        .await?;
+    append_in(
+        store,
+        &tx,
+        endpoint_id,
+        ExpectedVersion::Any,
+        EventData::for_processor_fact(
+            &event,
+            &format!("{endpoint_id}:{fingerprint}"),
+            metadata(actor, "app-webhooks"),
+        )?,
+    )
+    .await?;
     tx.execute(
         "UPDATE app_webhook_secrets SET valid_until = $2
          WHERE endpoint_id = $1 AND (valid_until IS NULL OR valid_until > $2)",
@@ -366,20 +374,18 @@ pub async fn replay(
     .into();
     let mut client = store.connection_for_own_tables().await?;
     let tx = client.transaction().await?;
-    store
-        .append_in(
-            &tx,
-            &[StreamAppend::new(
-                StreamId::app_webhook_endpoint(endpoint_id),
-                ExpectedVersion::Any,
-                vec![EventData::new(
-                    &event,
-                    uuid::Uuid::new_v4(),
-                    metadata(actor, "app-webhooks"),
-                )?],
-            )],
-        )
-        .await?;
+    append_in(
+        store,
+        &tx,
+        endpoint_id,
+        ExpectedVersion::Any,
+        EventData::new(
+            &event,
+            uuid::Uuid::new_v4(),
+            metadata(actor, "app-webhooks"),
+        )?,
+    )
+    .await?;
     let queued = super::queue::queue_changes(&tx, endpoint_id, Some(since)).await?;
     let again = tx
         .execute(

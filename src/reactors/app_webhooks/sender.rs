@@ -7,7 +7,7 @@
 //! endpoint.
 
 use super::{endpoints, queue, signing};
-use crate::store::{EventStore, ExpectedVersion, StreamAppend};
+use crate::store::{ExpectedVersion, StreamAppend};
 use crate::store::{PgEventStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use payledger_events::{
@@ -112,8 +112,21 @@ pub async fn deliver_due(
     // One at a time: a crash between the application's 2xx and the record
     // of it re-sends at most the one message in flight, so duplicates never
     // outnumber crashes (spec §13).
+    // The signing secrets, read once per endpoint per pass.
+    let mut signing_secrets = std::collections::HashMap::new();
     for row in &claimed {
-        match deliver_one(store, http, config, row).await? {
+        let endpoint: String = row.get("endpoint_id");
+        if let std::collections::hash_map::Entry::Vacant(slot) = signing_secrets.entry(endpoint) {
+            let found = secrets(store, slot.key(), now).await?;
+            slot.insert(found);
+        }
+    }
+    for row in &claimed {
+        let endpoint: String = row.get("endpoint_id");
+        let keys = signing_secrets
+            .get(&endpoint)
+            .map_or(&[][..], Vec::as_slice);
+        match deliver_one(store, http, config, row, keys).await? {
             Settled::Sent => report.sent += 1,
             Settled::Retry => report.retrying += 1,
             Settled::Failed => report.failed += 1,
@@ -152,6 +165,7 @@ async fn deliver_one(
     http: &reqwest::Client,
     config: &AppWebhookConfig,
     row: &Row,
+    keys: &[String],
 ) -> Result<Settled, StoreError> {
     let endpoint: String = row.get("endpoint_id");
     let email: String = row.get("email");
@@ -162,12 +176,7 @@ async fn deliver_one(
     let attempt = row.get::<_, i32>("attempts") + 1;
     let now = store.clock().now();
     let timestamp = now.timestamp();
-    let signature = signing::signature_header(
-        &secrets(store, &endpoint, now).await?,
-        &id,
-        timestamp,
-        &body,
-    );
+    let signature = signing::signature_header(keys, &id, timestamp, &body);
     crate::failpoint::hit("app_webhooks.before_send");
     let started = Instant::now();
     let answer = http
@@ -236,7 +245,44 @@ async fn deliver_one(
         )
         .await?
         .get(0);
+    // In the transaction that settles it: a failed message always has its
+    // discrepancy.
+    if let Settled::Failed = settled {
+        tracing::warn!(endpoint = %endpoint, message = %id, "an application webhook is undeliverable after every retry");
+        let failed: DomainEvent = AppWebhookMessageFailed {
+            endpoint_id: endpoint.clone(),
+            message_id: id.clone(),
+            email: email.clone(),
+            message_type: row.get("message_type"),
+            attempts: u32::try_from(attempt).unwrap_or(0),
+            last_error: status.map_or_else(
+                || error.clone().unwrap_or_default(),
+                |s| format!("HTTP {s}"),
+            ),
+        }
+        .into();
+        let metadata = Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::System("app-webhooks".into()),
+            "app-webhooks",
+        );
+        store
+            .append_in(
+                &tx,
+                &[StreamAppend::new(
+                    StreamId::app_webhook_endpoint(&endpoint),
+                    ExpectedVersion::Any,
+                    vec![EventData::for_processor_fact(
+                        &failed,
+                        &format!("{id}:{attempt}"),
+                        metadata,
+                    )?],
+                )],
+            )
+            .await?;
+    }
     tx.commit().await?;
+    store.appended();
     let gone = status == Some(410);
     let failing_too_long =
         failing_since.is_some_and(|f| now - f >= Duration::days(DISABLE_AFTER_DAYS));
@@ -258,37 +304,6 @@ async fn deliver_one(
             endpoints::EndpointError::Store(s) => s,
             other => StoreError::Unavailable(other.to_string()),
         })?;
-    }
-    if let Settled::Failed = settled {
-        tracing::warn!(endpoint = %endpoint, message = %id, "an application webhook is undeliverable after every retry");
-        let failed: DomainEvent = AppWebhookMessageFailed {
-            endpoint_id: endpoint.clone(),
-            message_id: id.clone(),
-            email: email.clone(),
-            message_type: row.get("message_type"),
-            attempts: u32::try_from(attempt).unwrap_or(0),
-            last_error: status.map_or_else(
-                || error.clone().unwrap_or_default(),
-                |s| format!("HTTP {s}"),
-            ),
-        }
-        .into();
-        let metadata = Metadata::new(
-            uuid::Uuid::new_v4(),
-            Actor::System("app-webhooks".into()),
-            "app-webhooks",
-        );
-        store
-            .append(vec![StreamAppend::new(
-                StreamId::app_webhook_endpoint(&endpoint),
-                ExpectedVersion::Any,
-                vec![EventData::for_processor_fact(
-                    &failed,
-                    &format!("{id}:{attempt}"),
-                    metadata,
-                )?],
-            )])
-            .await?;
     }
     Ok(settled)
 }

@@ -12,11 +12,9 @@
 //! `run` stays on the machine's clock here: the check before access ends
 //! and the reminders run on payledger's own schedule, not in the burst.
 
-use super::fresh_bench_database;
 use crate::tooling::demo::stage::Stage;
-use payledger::clock::{Clock, SystemClock};
+use payledger::clock::SystemClock;
 use payledger::processor::signature;
-use payledger::state::AppState;
 use payledger::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use payledger_events::*;
 use serde::Serialize;
@@ -28,6 +26,8 @@ const SECRET: &str = "whsec_demo";
 const API_TOKEN: &str = "demo-token";
 const PRICE: &str = "price_annual_249";
 const CLIENTS: usize = 32;
+/// How long any one milestone may take before the bench gives up.
+const LIMIT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Serialize)]
 pub struct RenewalBenchRow {
@@ -129,17 +129,22 @@ fn far_future() -> At {
 /// since `since`.
 async fn until_count(
     stage: &Stage,
+    bar: &indicatif::ProgressBar,
+    what: &'static str,
     sql: &str,
     at: At,
     n: i64,
     since: Instant,
-    limit: Duration,
 ) -> anyhow::Result<f64> {
+    let limit = LIMIT;
     loop {
         let got: i64 = {
             let c = stage.db.pool.get().await?;
             c.query_one(sql, &[&at]).await?.get(0)
         };
+        bar.set_message(what);
+        bar.set_length(u64::try_from(n).unwrap_or(0));
+        bar.set_position(u64::try_from(got).unwrap_or(0));
         if got >= n {
             return Ok(since.elapsed().as_secs_f64());
         }
@@ -155,20 +160,7 @@ async fn until_count(
 /// The burst's callbacks through the webhook alone: a fresh database, the
 /// server in this process, 32 clients.
 async fn webhook_only(database_url: &str, bodies: Vec<String>) -> anyhow::Result<f64> {
-    let db = fresh_bench_database(database_url).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(
-        PgEventStore::new(db.pool.clone(), clock.clone()),
-        clock,
-        vec![SECRET.to_string()],
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
-    tokio::spawn(payledger::http::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let (_db, url) = super::webhook::serve_fresh(database_url, SECRET).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -229,7 +221,11 @@ async fn api_sample(
     Ok(checked)
 }
 
-async fn one_size(database_url: &str, n: usize) -> anyhow::Result<RenewalBenchRow> {
+async fn one_size(
+    database_url: &str,
+    n: usize,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<RenewalBenchRow> {
     let mut stage = Stage::set_up(database_url, "payledger_bench_renewals", true, true, 11).await?;
     stage.follow_sim_clock = false;
     let _ = std::fs::remove_dir_all(&stage.mail_dir);
@@ -244,20 +240,22 @@ async fn one_size(database_url: &str, n: usize) -> anyhow::Result<RenewalBenchRo
     let n64 = i64::try_from(n)?;
     until_count(
         &stage,
+        bar,
+        "first invoices paid",
         "SELECT count(*) FROM subscriptions WHERE status = 'active' AND renews_at < $1",
         far_future(),
         n64,
         seeding,
-        Duration::from_secs(3600),
     )
     .await?;
     until_count(
         &stage,
+        bar,
+        "confirmations sent",
         "SELECT count(*) FROM outgoing_emails WHERE kind = 'confirmation' AND status = 'sent' AND requested_at < $1",
         far_future(),
         n64,
         seeding,
-        Duration::from_secs(3600),
     )
     .await?;
     let seed_seconds = seeding.elapsed().as_secs_f64();
@@ -275,32 +273,34 @@ async fn one_size(database_url: &str, n: usize) -> anyhow::Result<RenewalBenchRo
     stage
         .sim_post("/_sim/clock/advance", serde_json::json!({"days": 366}))
         .await?;
-    let limit = Duration::from_secs(3600);
     let applied_seconds = until_count(
         &stage,
+        bar,
+        "renewals applied",
         "SELECT count(*) FROM subscriptions WHERE status = 'active' AND period_end > $1",
         first_end,
         n64,
         burst,
-        limit,
     )
     .await?;
     let visible_seconds = until_count(
         &stage,
+        bar,
+        "renewals visible",
         "SELECT count(*) FROM payledger_access WHERE active AND period_end > $1",
         first_end,
         n64,
         burst,
-        limit,
     )
     .await?;
     let emailed_seconds = until_count(
         &stage,
+        bar,
+        "receipts sent",
         "SELECT count(*) FROM outgoing_emails WHERE kind = 'renewal_receipt' AND status = 'sent' AND requested_at < $1",
         far_future(),
         n64,
         burst,
-        limit,
     )
     .await?;
     let api_sample_checked = api_sample(&stage, n, first_end).await?;
@@ -332,11 +332,13 @@ async fn one_size(database_url: &str, n: usize) -> anyhow::Result<RenewalBenchRo
 pub async fn run_renewal_bench(
     database_url: &str,
     renewals: usize,
+    bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<RenewalBenchRow>> {
     let mut rows = vec![];
     for n in [(renewals / 10).max(1), renewals] {
-        rows.push(one_size(database_url, n).await?);
+        rows.push(one_size(database_url, n, bar).await?);
     }
+    bar.finish_and_clear();
     Ok(rows)
 }
 

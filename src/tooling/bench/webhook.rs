@@ -117,16 +117,18 @@ fn webhook_op(
     }
 }
 
-pub async fn run_webhook_bench(
+/// A fresh bench database and the real server on it, in this process;
+/// the database and the webhook URL.
+pub async fn serve_fresh(
     database_url: &str,
-    seconds: f64,
-) -> anyhow::Result<Vec<WebhookBenchRow>> {
+    secret: &str,
+) -> anyhow::Result<(payledger::db::Database, String)> {
     let db = fresh_bench_database(database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = AppState::new(
         PgEventStore::new(db.pool.clone(), clock.clone()),
         clock,
-        vec![SECRET.to_string()],
+        vec![secret.to_string()],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
@@ -135,6 +137,14 @@ pub async fn run_webhook_bench(
         state,
         std::future::pending(),
     ));
+    Ok((db, url))
+}
+
+pub async fn run_webhook_bench(
+    database_url: &str,
+    seconds: f64,
+) -> anyhow::Result<Vec<WebhookBenchRow>> {
+    let (db, url) = serve_fresh(database_url, SECRET).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
