@@ -15,6 +15,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Append to the application's verified 2xx at a steady rate (p50/p99),
+    /// and messages/s to a fast receiver beside the email sender's.
+    AppWebhooks {
+        /// Changes of access per second during the latency run.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of the latency run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Messages (and confirmation emails) owed at once in the throughput run.
+        #[arg(long, default_value_t = 5_000)]
+        messages: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Projection rebuild speed beside a plain read, and append-to-row latency.
     Projections {
         /// Customers of the generated mixed history (about 3 events each:
@@ -64,6 +79,16 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
         BenchCommand::Append { seconds, json } => {
             let report = bench::append::run_append_bench(&url, seconds).await?;
             output::print(json, &report, bench::append::print_append_report)?;
+        }
+        BenchCommand::AppWebhooks {
+            rate,
+            seconds,
+            messages,
+            json,
+        } => {
+            let report =
+                bench::app_webhooks::run_app_webhook_bench(&url, rate, seconds, messages).await?;
+            output::print(json, &report, bench::app_webhooks::print_app_webhook_report)?;
         }
         BenchCommand::Projections {
             purchases,

@@ -50,6 +50,18 @@ async fn the_demo_holds_every_check_and_sigterm_stops_its_shop() {
     assert!(!text.contains("(no heading)"), "{text}");
     // The year later: a renewal, a declined card updated, a lost webhook found.
     assert!(text.contains("Step 5: A year later"), "{text}");
+    // The product's application is told, and verifies every message.
+    for told in [
+        "told subscription.activated",
+        "told subscription.renewed",
+        "told subscription.past_due",
+        "told subscription.reactivated",
+        "told subscription.canceled",
+        "told subscription.ended",
+    ] {
+        assert!(text.contains(told), "the demo never said {told:?}\n{text}");
+    }
+    assert!(!text.contains("NOT VERIFIED"), "{text}");
     let shop = shop.expect("the demo said where the shop runs");
     let health = format!("{shop}/healthz");
     assert!(reqwest::get(&health).await.is_ok_and(|r| r.status() == 200));

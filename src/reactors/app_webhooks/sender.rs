@@ -75,6 +75,24 @@ WHERE d.endpoint_id = due.endpoint_id AND d.email = due.email AND d.version = du
 RETURNING d.endpoint_id, d.email, d.version, d.message_id, d.message_type, d.body, d.attempts,
           (SELECT url FROM app_webhook_endpoints e WHERE e.endpoint_id = d.endpoint_id) AS url";
 
+/// Records an attempt ($1 endpoint, $2 message, $3 attempt, $4 when, $5
+/// status code, $6 latency, $7 error, $8 answer), moves the message ($9
+/// email, $10 version) to $11 due at $12, and keeps the endpoint's
+/// `failing_since` ($13: the attempt succeeded); returns that.
+const SETTLE: &str = "
+WITH attempt AS (
+    INSERT INTO app_webhook_attempts
+      (endpoint_id, message_id, attempt, attempted_at, status_code, latency_ms, error, response)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+), message AS (
+    UPDATE app_webhook_deliveries
+    SET status = $11, attempts = $3, next_attempt_at = $12, claimed_by = NULL, lease_until = '-infinity'
+    WHERE endpoint_id = $1 AND email = $9 AND version = $10
+)
+UPDATE app_webhook_endpoints
+SET failing_since = CASE WHEN $13 THEN NULL ELSE COALESCE(failing_since, $4) END
+WHERE endpoint_id = $1 RETURNING failing_since";
+
 /// One pass: queue what changed, send what is due.
 pub async fn deliver_due(
     store: &PgEventStore,
@@ -212,15 +230,6 @@ async fn deliver_one(
             None => Settled::Failed,
         }
     };
-    let mut client = store.connection_for_own_tables().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO app_webhook_attempts
-           (endpoint_id, message_id, attempt, attempted_at, status_code, latency_ms, error, response)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&endpoint, &id, &attempt, &now, &status, &latency_ms, &error, &response],
-    )
-    .await?;
     let (new_status, next) = match settled {
         Settled::Sent => (Status::Sent, now),
         Settled::Failed => (Status::Failed, now),
@@ -229,60 +238,38 @@ async fn deliver_one(
             (Status::Pending, now + Duration::seconds(wait))
         }
     };
-    tx.execute(
-        "UPDATE app_webhook_deliveries
-         SET status = $4, attempts = $5, next_attempt_at = $6, claimed_by = NULL, lease_until = '-infinity'
-         WHERE endpoint_id = $1 AND email = $2 AND version = $3",
-        &[&endpoint, &email, &version, &new_status.as_str(), &attempt, &next],
-    )
-    .await?;
-    let failing_since: Option<DateTime<Utc>> = tx
-        .query_one(
-            "UPDATE app_webhook_endpoints
-             SET failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
-             WHERE endpoint_id = $1 RETURNING failing_since",
-            &[&endpoint, &ok, &now],
-        )
-        .await?
-        .get(0);
-    // In the transaction that settles it: a failed message always has its
-    // discrepancy.
-    if let Settled::Failed = settled {
-        tracing::warn!(endpoint = %endpoint, message = %id, "an application webhook is undeliverable after every retry");
-        let failed: DomainEvent = AppWebhookMessageFailed {
-            endpoint_id: endpoint.clone(),
-            message_id: id.clone(),
-            email: email.clone(),
-            message_type: row.get("message_type"),
-            attempts: u32::try_from(attempt).unwrap_or(0),
-            last_error: status.map_or_else(
-                || error.clone().unwrap_or_default(),
-                |s| format!("HTTP {s}"),
-            ),
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+        &endpoint,
+        &id,
+        &attempt,
+        &now,
+        &status,
+        &latency_ms,
+        &error,
+        &response,
+        &email,
+        &version,
+        &new_status.as_str(),
+        &next,
+        &ok,
+    ];
+    let mut client = store.connection_for_own_tables().await?;
+    // One statement settles the attempt, the message and the endpoint's
+    // health, in autocommit: the sender is sequential, so its round trips
+    // are its pace.
+    let failing_since: Option<DateTime<Utc>> = match settled {
+        Settled::Sent | Settled::Retry => client.query_one(SETTLE, &params).await?.get(0),
+        // In the transaction that settles it: a failed message always has
+        // its discrepancy.
+        Settled::Failed => {
+            let tx = client.transaction().await?;
+            let failing_since = tx.query_one(SETTLE, &params).await?.get(0);
+            record_failure(store, &tx, row, attempt, status, error.as_deref()).await?;
+            tx.commit().await?;
+            store.appended();
+            failing_since
         }
-        .into();
-        let metadata = Metadata::new(
-            uuid::Uuid::new_v4(),
-            Actor::System("app-webhooks".into()),
-            "app-webhooks",
-        );
-        store
-            .append_in(
-                &tx,
-                &[StreamAppend::new(
-                    StreamId::app_webhook_endpoint(&endpoint),
-                    ExpectedVersion::Any,
-                    vec![EventData::for_processor_fact(
-                        &failed,
-                        &format!("{id}:{attempt}"),
-                        metadata,
-                    )?],
-                )],
-            )
-            .await?;
-    }
-    tx.commit().await?;
-    store.appended();
+    };
     let gone = status == Some(410);
     let failing_too_long =
         failing_since.is_some_and(|f| now - f >= Duration::days(DISABLE_AFTER_DAYS));
@@ -306,6 +293,53 @@ async fn deliver_one(
         })?;
     }
     Ok(settled)
+}
+
+/// The message failed for good: `AppWebhookMessageFailed`, which opens
+/// `app_webhook_undeliverable` and alerts.
+async fn record_failure(
+    store: &PgEventStore,
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &Row,
+    attempt: i32,
+    status: Option<i32>,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let endpoint: String = row.get("endpoint_id");
+    let id: String = row.get("message_id");
+    tracing::warn!(endpoint = %endpoint, message = %id, "an application webhook is undeliverable after every retry");
+    let failed: DomainEvent = AppWebhookMessageFailed {
+        endpoint_id: endpoint.clone(),
+        message_id: id.clone(),
+        email: row.get("email"),
+        message_type: row.get("message_type"),
+        attempts: u32::try_from(attempt).unwrap_or(0),
+        last_error: status.map_or_else(
+            || error.unwrap_or_default().to_string(),
+            |s| format!("HTTP {s}"),
+        ),
+    }
+    .into();
+    let metadata = Metadata::new(
+        uuid::Uuid::new_v4(),
+        Actor::System("app-webhooks".into()),
+        "app-webhooks",
+    );
+    store
+        .append_in(
+            tx,
+            &[StreamAppend::new(
+                StreamId::app_webhook_endpoint(&endpoint),
+                ExpectedVersion::Any,
+                vec![EventData::for_processor_fact(
+                    &failed,
+                    &format!("{id}:{attempt}"),
+                    metadata,
+                )?],
+            )],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Delivers until `stop`; a database hiccup is logged and retried.

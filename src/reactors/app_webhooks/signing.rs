@@ -55,6 +55,55 @@ fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
     Some(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
 }
 
+/// How far a message's `webhook-timestamp` may be from now (the Standard
+/// Webhooks libraries' tolerance), so a captured message cannot be replayed
+/// later.
+pub const TIMESTAMP_TOLERANCE_SECONDS: i64 = 300;
+
+/// Why a message was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unverified {
+    NoSignature,
+    StaleTimestamp,
+    BadSecret,
+}
+
+/// What an application does on receipt: some `v1,` signature in `header`
+/// matches under `secret` (compared in constant time) and the timestamp
+/// is within the tolerance of `now`.
+pub fn verify(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &str,
+    header: &str,
+    now: i64,
+) -> Result<(), Unverified> {
+    if (now - timestamp).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(Unverified::StaleTimestamp);
+    }
+    let key = secret
+        .strip_prefix("whsec_")
+        .and_then(|k| B64.decode(k).ok())
+        .ok_or(Unverified::BadSecret)?;
+    let matches = |signature: &str| {
+        let Ok(expected) = B64.decode(signature) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+            return false;
+        };
+        mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    };
+    header
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(matches)
+        .then_some(())
+        .ok_or(Unverified::NoSignature)
+}
+
 /// The message id: the same for a change and an endpoint on every retry
 /// and replay.
 pub fn message_id(endpoint_id: &str, email: &str, version: i64) -> String {
@@ -77,6 +126,26 @@ mod tests {
             r#"{"test": 2432232314}"#,
         );
         assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn verify_accepts_either_signature_of_a_rotation_and_refuses_tampering() {
+        let (old, new) = (new_secret(), new_secret());
+        let header = signature_header(&[new.clone(), old.clone()], "msg_1", 1000, "{}");
+        assert_eq!(verify(&old, "msg_1", 1000, "{}", &header, 1010), Ok(()));
+        assert_eq!(verify(&new, "msg_1", 1000, "{}", &header, 1010), Ok(()));
+        assert_eq!(
+            verify(&new_secret(), "msg_1", 1000, "{}", &header, 1010),
+            Err(Unverified::NoSignature)
+        );
+        assert_eq!(
+            verify(&old, "msg_1", 1000, "{ }", &header, 1010),
+            Err(Unverified::NoSignature)
+        );
+        assert_eq!(
+            verify(&old, "msg_1", 1000, "{}", &header, 2000),
+            Err(Unverified::StaleTimestamp)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! same process and the same run, and reports the ratio: the machine is
 //! shared and noisy, so absolute numbers are context, the ratio is the figure.
 
+pub mod app_webhooks;
 pub mod append;
 pub mod projections;
 pub mod reconcile;

@@ -3,6 +3,7 @@
 //! is really killed, and a mail directory. Every claim printed is checked;
 //! the exit status says whether all held.
 
+mod application;
 pub mod stage;
 mod year_later;
 
@@ -37,6 +38,7 @@ pub async fn run(database_url: &str, reset: bool, keep_running: bool) -> anyhow:
 }
 
 async fn play(s: &mut Stage) -> anyhow::Result<()> {
+    let app = application::connect(s).await?;
     let ann = s.email("ann");
     s.step(1, "A normal purchase of the $249 one-year plan");
     s.start_server(None).await?;
@@ -58,6 +60,7 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
             s.mail_dir.display()
         ),
     );
+    application::check_told(s, &app, "subscription.activated", &ann).await;
 
     let bea = s.email("bea");
     s.step(
@@ -131,6 +134,7 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
     s.check(rescued, "auto-rescue matched it (amount fits exactly one plan, email on the charge): subscription active");
     let mail = s.wait_mail(&cal, "Your account is active", 20).await;
     s.check(mail == 1, "one rescue email (and no plain confirmation)");
+    application::check_told(s, &app, "subscription.activated", &cal).await;
 
     let pat = s.email("pat");
     s.step(4, "A case for a person: a charge with no email on it");
@@ -175,5 +179,6 @@ async fn play(s: &mut Stage) -> anyhow::Result<()> {
     let mail = s.wait_mail(&pat, "Your account is active", 20).await;
     s.check(mail == 1, "one rescue email");
 
-    year_later::a_year_later(s, &ann, &bea).await
+    let dee = year_later::a_year_later(s, &app, &ann, &bea).await?;
+    application::leaving(s, &app, &ann, &dee).await
 }

@@ -35,6 +35,9 @@ pub struct Stage {
     /// `run` follows the simulator's clock (the demo's year later); a
     /// benchmark of the renewal burst leaves it on the machine's.
     pub follow_sim_clock: bool,
+    /// The product's application (spec §13): its URL and secret, given to
+    /// `run` as PAYLEDGER_APP_WEBHOOK_URL / _SECRET.
+    pub app_webhook: Option<(String, String)>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -142,6 +145,7 @@ impl Stage {
             quiet,
             sim: serving,
             follow_sim_clock: true,
+            app_webhook: None,
         })
     }
 
@@ -212,6 +216,14 @@ impl Stage {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(self.run_log());
+        match &self.app_webhook {
+            Some((url, secret)) => c
+                .env("PAYLEDGER_APP_WEBHOOK_URL", url)
+                .env("PAYLEDGER_APP_WEBHOOK_SECRET", secret),
+            None => c
+                .env_remove("PAYLEDGER_APP_WEBHOOK_URL")
+                .env_remove("PAYLEDGER_APP_WEBHOOK_SECRET"),
+        };
         match failpoints {
             Some(f) => c.env("PAYLEDGER_FAILPOINTS", f),
             None => c.env_remove("PAYLEDGER_FAILPOINTS"),
@@ -757,7 +769,7 @@ impl Stage {
     }
 
     pub async fn end_state(&mut self) {
-        say!(self.quiet, "\n== Step 6: The end state");
+        say!(self.quiet, "\n== Step 7: The end state");
         if let Ok(c) = self.db.pool.get().await {
             if let Ok(rows) = c.query("SELECT email, plan, status, activation, period_end FROM subscriptions ORDER BY email", &[]).await {
                 say!(self.quiet, "  subscriptions:");

@@ -3,13 +3,20 @@
 //! works, a card that declines and is updated, and a renewal whose webhook
 //! is lost for good — found by asking the processor before access ends.
 
+use super::application::check_told;
 use super::stage::Stage;
+use crate::tooling::app_receiver::AppReceiver;
 use payledger_projections::states::DiscrepancyStatus;
 use serde_json::json;
 
 /// `ann` and `bea` bought in step 1 and 2; `dee` buys now, so her renewal
-/// comes a little after theirs.
-pub async fn a_year_later(s: &mut Stage, ann: &str, bea: &str) -> anyhow::Result<()> {
+/// comes a little after theirs. Returns `dee`.
+pub async fn a_year_later(
+    s: &mut Stage,
+    app: &AppReceiver,
+    ann: &str,
+    bea: &str,
+) -> anyhow::Result<String> {
     let dee = s.email("dee");
     s.step(5, "A year later: the processor renews every subscription");
     s.sim_faults(json!({})).await?;
@@ -35,11 +42,13 @@ pub async fn a_year_later(s: &mut Stage, ann: &str, bea: &str) -> anyhow::Result
         ann_new > ann_end,
         &format!("{ann}'s access now runs to {}", ann_new.format("%Y-%m-%d")),
     );
+    check_told(s, app, "subscription.renewed", ann).await;
     let dunning = s.wait_mail(bea, "did not go through", 30).await;
     s.check(
         dunning == 1,
         &format!("{bea}'s card was declined: one email, with the way to update it"),
     );
+    check_told(s, app, "subscription.past_due", bea).await;
     let reference = s.reference_of(bea).await?;
     let page = s.get(&format!("/status/{reference}")).await?;
     s.says(bea, &page, "Update your card");
@@ -63,6 +72,7 @@ pub async fn a_year_later(s: &mut Stage, ann: &str, bea: &str) -> anyhow::Result
         status == "active",
         &format!("{bea} is active again ({status})"),
     );
+    check_told(s, app, "subscription.reactivated", bea).await;
 
     // Dee's renewal: every webhook about it is lost.
     s.sim_faults(json!({"drop": 1.0})).await?;
@@ -89,5 +99,6 @@ pub async fn a_year_later(s: &mut Stage, ann: &str, bea: &str) -> anyhow::Result
         open,
         &format!("the discrepancy view shows what happened: {subject}"),
     );
-    Ok(())
+    check_told(s, app, "subscription.renewed", &dee).await;
+    Ok(dee)
 }
