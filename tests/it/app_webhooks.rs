@@ -479,3 +479,53 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
     );
     assert_eq!(count_events(&t, "AppWebhookEndpointDisabled").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_resends_exactly_the_messages_since_its_timestamp_and_disable_stops_delivery() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let app = receiver().await;
+    let ann = Actor::Support("ann".into());
+    let added = endpoints::add(&store, &app.url, vec![], &ann)
+        .await
+        .unwrap();
+    bought(&t, "early@example.com", "pi_app_early").await;
+    // Message timestamps are whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let since = chrono::Utc::now();
+    bought(&t, "late1@example.com", "pi_app_late1").await;
+    bought(&t, "late2@example.com", "pi_app_late2").await;
+    deliver(&store).await;
+    let first: Vec<Received> = app.got.lock().unwrap().clone();
+    assert_eq!(first.len(), 3);
+
+    let n = endpoints::replay(&store, &added.endpoint_id, since, &ann)
+        .await
+        .unwrap();
+    assert_eq!(
+        n, 2,
+        "the two changes since the timestamp, not the one before"
+    );
+    deliver(&store).await;
+    let replayed: Vec<Received> = app.got.lock().unwrap()[3..].to_vec();
+    let emails: Vec<String> = replayed
+        .iter()
+        .map(|m| body(m)["data"]["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(emails, ["late1@example.com", "late2@example.com"]);
+    for m in &replayed {
+        let original = first.iter().find(|f| f.body == m.body).unwrap();
+        assert_eq!(m.id, original.id, "a replay keeps each message's id");
+    }
+
+    assert!(endpoints::disable(&store, &added.endpoint_id, "test", &ann)
+        .await
+        .unwrap());
+    bought(&t, "after@example.com", "pi_app_after").await;
+    deliver(&store).await;
+    assert_eq!(
+        app.got.lock().unwrap().len(),
+        5,
+        "nothing goes to an endpoint disabled with `disable`"
+    );
+}
