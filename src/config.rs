@@ -70,6 +70,10 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_RECONCILE_OVERLAP", "5m", "how far each scheduled window reaches back into the last"),
     setting("PAYLEDGER_RECONCILE_FIRST_WINDOW", "3d", "the first scheduled run's window"),
     setting("PAYLEDGER_PROJECTION_BATCH", "500", "events a projection applies per transaction"),
+    setting("PAYLEDGER_GROUP_COMMIT", "on", "group concurrent appends into one statement and commit (`off`: one each)"),
+    setting("PAYLEDGER_GROUP_COMMIT_MAX", "64", "the most appends one grouped statement writes"),
+    setting("PAYLEDGER_GROUP_COMMIT_WRITERS", "4", "grouped statements in flight at once"),
+    setting("PAYLEDGER_GROUP_COMMIT_WINDOW_US", "0", "microseconds a group waits for more appends (0: takes what queued while the writers were busy)"),
     setting("PAYLEDGER_AUDIT_KEY", "", "path of the Ed25519 key for signed checkpoints (signing or verifying)"),
     setting("PAYLEDGER_AUDIT_DIR", ".", "where checkpoints are written"),
     setting("PAYLEDGER_AUDIT_EVERY", "1h", "how often `work` writes a checkpoint (with PAYLEDGER_AUDIT_KEY)"),
@@ -236,6 +240,40 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     duration
         .filter(|d| *d <= chrono::Duration::days(MAX_DURATION_DAYS))
         .ok_or_else(|| format!("{text:?}: at most {MAX_DURATION_DAYS}d (a hundred years)"))
+}
+
+/// Group commit for the appends of `serve` and `work` (`None`: off).
+pub fn group_commit() -> Result<Option<payledger_store::GroupCommitConfig>, ConfigError> {
+    let on = match var("PAYLEDGER_GROUP_COMMIT").as_deref().map(str::trim) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "PAYLEDGER_GROUP_COMMIT",
+                reason: format!("{other:?}: expected on or off"),
+            })
+        }
+    };
+    let number = |name: &'static str, default: u64, least: u64| -> Result<u64, ConfigError> {
+        match var(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n >= least && *n <= 1_000_000)
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    reason: format!("{raw:?} is not a number from {least} to 1000000"),
+                }),
+        }
+    };
+    let config = payledger_store::GroupCommitConfig {
+        max_appends: usize::try_from(number("PAYLEDGER_GROUP_COMMIT_MAX", 64, 1)?).unwrap_or(64),
+        writers: usize::try_from(number("PAYLEDGER_GROUP_COMMIT_WRITERS", 4, 1)?).unwrap_or(4),
+        window: std::time::Duration::from_micros(number("PAYLEDGER_GROUP_COMMIT_WINDOW_US", 0, 0)?),
+    };
+    Ok(on.then_some(config))
 }
 
 /// The longest duration any setting or flag accepts.

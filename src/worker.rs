@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     /// The reactors' and reconciliation's "now" (the machine's, or the
     /// simulator's with PAYLEDGER_FOLLOW_SIM_CLOCK).
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    /// Group commit for the reactors' and reconciliation's appends.
+    pub group_commit: Option<crate::store::GroupCommitConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -38,6 +40,7 @@ impl Default for WorkerConfig {
             reactors: Default::default(),
             checkpoints: None,
             clock: std::sync::Arc::new(SystemClock),
+            group_commit: None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl WorkerConfig {
             }
         }
         config.reactors = crate::reactors::Reactors::from_env()?;
+        config.group_commit = crate::config::group_commit()?;
         let database = crate::config::var("DATABASE_URL")
             .and_then(|u| u.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_dbname().map(str::to_string))
@@ -128,14 +132,14 @@ pub async fn run(
             }
         })
     };
+    let mut store = PgEventStore::new(pool.clone(), config.clock.clone());
+    if let Some(group) = config.group_commit {
+        store = store.with_group_commit(group);
+    }
     let reconciler = config.reconcile.map(|(processor, every)| {
-        let store = PgEventStore::new(pool.clone(), config.clock.clone());
-        tokio::spawn(schedule::run(store, processor, every, stop.clone()))
+        tokio::spawn(schedule::run(store.clone(), processor, every, stop.clone()))
     });
-    let reactors = config.reactors.spawn(
-        PgEventStore::new(pool.clone(), config.clock.clone()),
-        stop.clone(),
-    );
+    let reactors = config.reactors.spawn(store, stop.clone());
     let checkpoints = config
         .checkpoints
         .map(|s| tokio::spawn(crate::audit::schedule::run(pool.clone(), s, stop.clone())));

@@ -83,6 +83,7 @@ struct ServeConfig {
     bind: std::net::SocketAddr,
     secrets: Vec<String>,
     site: payledger::pages::Site,
+    group_commit: Option<payledger::store::GroupCommitConfig>,
 }
 
 impl ServeConfig {
@@ -92,6 +93,7 @@ impl ServeConfig {
             bind,
             secrets: payledger::config::webhook_secrets()?,
             site: payledger::pages::Site::from_env(bind)?,
+            group_commit: payledger::config::group_commit()?,
         })
     }
 }
@@ -103,12 +105,11 @@ async fn serving_state(
 ) -> anyhow::Result<(payledger::http::AppState, tokio::net::TcpListener)> {
     payledger::pages::install_metrics();
     let bind = config.bind;
-    let state = payledger::http::AppState::new(
-        payledger::store::PgEventStore::new(db.pool.clone(), clock.clone()),
-        clock,
-        config.secrets,
-    )
-    .with_site(config.site);
+    let mut store = payledger::store::PgEventStore::new(db.pool.clone(), clock.clone());
+    if let Some(group) = config.group_commit {
+        store = store.with_group_commit(group);
+    }
+    let state = payledger::http::AppState::new(store, clock, config.secrets).with_site(config.site);
     payledger::plans::record_offers(&state.store, &state.site.plans)
         .await
         .context("recording the plans file's prices (PlanOffered)")?;

@@ -8,6 +8,7 @@ mod chain;
 pub mod clock;
 mod error;
 pub mod feed;
+mod group_commit;
 mod memory;
 mod notify;
 mod postgres;
@@ -17,6 +18,7 @@ pub use chain::{
     ChainReport,
 };
 pub use error::StoreError;
+pub use group_commit::{GroupCommitConfig, GroupCommitStats};
 pub use memory::InMemoryEventStore;
 pub use notify::{AppendListener, AppendNotifier, Subscription, EVENTS_CHANNEL};
 pub use postgres::{event_with, read_all_with, PgEventStore};

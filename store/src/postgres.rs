@@ -1,5 +1,6 @@
 use super::{AppendNotifier, AppendOutcome, EventOutcome, EventStore, StoreError, StreamAppend};
 use crate::clock::Clock;
+use crate::group_commit::{GroupCommitConfig, GroupCommitStats, GroupCommitter};
 use deadpool_postgres::{GenericClient, Pool};
 use payledger_events::{Checkpoint, DomainEvent, EventData, RecordedEvent, StreamId};
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,7 @@ pub struct PgEventStore {
     pool: Pool,
     clock: Arc<dyn Clock>,
     notifier: Option<AppendNotifier>,
+    group: Option<GroupCommitter>,
 }
 
 impl PgEventStore {
@@ -37,7 +39,23 @@ impl PgEventStore {
             pool,
             clock,
             notifier,
+            group: None,
         }
+    }
+
+    /// This store with group commit: `append` and `append_unless_stored`
+    /// from every clone are grouped (needs a tokio runtime). `append_in`
+    /// stays single: its caller owns the transaction.
+    pub fn with_group_commit(mut self, config: GroupCommitConfig) -> Self {
+        self.group = None;
+        let single = self.clone();
+        self.group = Some(GroupCommitter::spawn(single, config));
+        self
+    }
+
+    /// What group commit did so far (`None` without it).
+    pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        self.group.as_ref().map(GroupCommitter::stats)
     }
 
     /// A store that never sends `NOTIFY`; readers then find events by polling.
@@ -46,6 +64,7 @@ impl PgEventStore {
             pool,
             clock,
             notifier: None,
+            group: None,
         }
     }
 
@@ -195,52 +214,8 @@ impl PgEventStore {
                     .await?
             }
         };
-        let mut stored = HashMap::new();
-        for row in &rows {
-            if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
-                stored.insert(
-                    id,
-                    (
-                        row.get::<_, i64>("position"),
-                        row.get::<_, i64>("stream_version"),
-                    ),
-                );
-            }
-        }
-        if stored.is_empty() {
-            // Nothing stored although something was new: a stream was not at
-            // its required version, so the statement inserted nothing at all.
-            for row in &rows {
-                let head: i64 = row.get("head");
-                let required: Option<i64> = row.get("required");
-                let stream: &str = row.get("stream_id");
-                if row.get::<_, bool>("has_fresh") && required.is_some_and(|r| r != head) {
-                    if let Some(part) = batch.iter().find(|p| p.stream.as_str() == stream) {
-                        return Err(StoreError::Conflict {
-                            stream: part.stream.clone(),
-                            expected: part.expected,
-                            actual: head,
-                        });
-                    }
-                }
-            }
-        }
-        let mut outcome = AppendOutcome::default();
-        for part in batch {
-            for e in &part.events {
-                outcome.events.push(match stored.remove(&e.event_id) {
-                    Some((position, stream_version)) => EventOutcome::Stored {
-                        event_id: e.event_id,
-                        position,
-                        stream_version,
-                    },
-                    None => EventOutcome::Duplicate {
-                        event_id: e.event_id,
-                    },
-                });
-            }
-        }
-        Ok(outcome)
+        let rows: Vec<&Row> = rows.iter().collect();
+        outcome_from_rows(batch, &rows)
     }
 
     /// One stored event by its id, as stored (its position, stream and
@@ -366,6 +341,21 @@ impl PgEventStore {
         if batch.iter().all(|s| s.events.is_empty()) {
             return Err(StoreError::EmptyAppend);
         }
+        match &self.group {
+            Some(group) => {
+                let merged = merge_parts_of_one_stream(batch)?;
+                group.append(merged, guard).await
+            }
+            None => self.append_alone(batch, guard).await,
+        }
+    }
+
+    /// One append in its own statement, retried after a lost race.
+    pub(crate) async fn append_alone(
+        &self,
+        batch: &[StreamAppend],
+        guard: Option<Uuid>,
+    ) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
         let outcome = loop {
             match self.append_once(batch, guard).await {
@@ -385,6 +375,61 @@ impl PgEventStore {
         }
         Ok(outcome)
     }
+}
+
+/// What an append did, from the rows its statement returned (one per
+/// stored event, at least one per stream): each event stored or a
+/// duplicate, or the conflict that stopped the whole append.
+pub(crate) fn outcome_from_rows(
+    batch: &[StreamAppend],
+    rows: &[&Row],
+) -> Result<AppendOutcome, StoreError> {
+    let mut stored = HashMap::new();
+    for row in rows {
+        if let Some(id) = row.get::<_, Option<Uuid>>("event_id") {
+            stored.insert(
+                id,
+                (
+                    row.get::<_, i64>("position"),
+                    row.get::<_, i64>("stream_version"),
+                ),
+            );
+        }
+    }
+    if stored.is_empty() {
+        // Nothing stored although something was new: a stream was not at
+        // its required version, so the statement inserted nothing at all.
+        for row in rows {
+            let head: i64 = row.get("head");
+            let required: Option<i64> = row.get("required");
+            let stream: &str = row.get("stream_id");
+            if row.get::<_, bool>("has_fresh") && required.is_some_and(|r| r != head) {
+                if let Some(part) = batch.iter().find(|p| p.stream.as_str() == stream) {
+                    return Err(StoreError::Conflict {
+                        stream: part.stream.clone(),
+                        expected: part.expected,
+                        actual: head,
+                    });
+                }
+            }
+        }
+    }
+    let mut outcome = AppendOutcome::default();
+    for part in batch {
+        for e in &part.events {
+            outcome.events.push(match stored.remove(&e.event_id) {
+                Some((position, stream_version)) => EventOutcome::Stored {
+                    event_id: e.event_id,
+                    position,
+                    stream_version,
+                },
+                None => EventOutcome::Duplicate {
+                    event_id: e.event_id,
+                },
+            });
+        }
+    }
+    Ok(outcome)
 }
 
 /// Several parts for one stream become one part whose events get
@@ -413,16 +458,18 @@ pub(crate) fn merge_parts_of_one_stream(
 }
 
 /// The per-event arrays the batch statements take.
-struct EventColumns<'a> {
-    streams: Vec<&'a str>,
-    ids: Vec<Uuid>,
-    types: Vec<&'a str>,
-    payloads: Vec<&'a serde_json::Value>,
-    metadata: Vec<serde_json::Value>,
+pub(crate) struct EventColumns<'a> {
+    pub(crate) streams: Vec<&'a str>,
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) types: Vec<&'a str>,
+    pub(crate) payloads: Vec<&'a serde_json::Value>,
+    pub(crate) metadata: Vec<serde_json::Value>,
 }
 
 impl<'a> EventColumns<'a> {
-    fn of(events: &[(&'a StreamAppend, &'a EventData)]) -> Result<Self, serde_json::Error> {
+    pub(crate) fn of(
+        events: &[(&'a StreamAppend, &'a EventData)],
+    ) -> Result<Self, serde_json::Error> {
         Ok(EventColumns {
             streams: events.iter().map(|(p, _)| p.stream.as_str()).collect(),
             ids: events.iter().map(|(_, e)| e.event_id).collect(),

@@ -20,6 +20,7 @@ mod emails;
 mod event_store;
 mod fuzz_smoke;
 mod gap_safety;
+mod group_commit;
 mod hash_chain;
 mod immutability;
 mod notifications;

@@ -1,5 +1,5 @@
-//! The store contract: one suite, run against PostgreSQL and against the
-//! in-memory store, so both backends mean the same by append, duplicate,
+//! The store contract: one suite, run against PostgreSQL (with and without
+//! group commit) and against the in-memory store, so both backends mean the same by append, duplicate,
 //! conflict and order. Backend-specific checks (races between connections,
 //! migrations, an unreachable server) stay in `event_store.rs`.
 
@@ -19,6 +19,18 @@ macro_rules! contract {
                 async fn $name() {
                     let t = super::TestDb::new().await;
                     super::$name(&t.store()).await;
+                }
+            )*
+        }
+        mod postgres_grouped {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let t = super::TestDb::new().await;
+                    let store = t
+                        .store()
+                        .with_group_commit(payledger::store::GroupCommitConfig::default());
+                    super::$name(&store).await;
                 }
             )*
         }

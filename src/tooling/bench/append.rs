@@ -2,7 +2,7 @@
 //! INSERT of the same bytes, at the same concurrency, in the same run. The
 //! ratio is the figure; absolute numbers depend on the machine's fsync.
 
-use super::{fresh_bench_database, measure, raw_insert_op};
+use super::{fresh_bench_database, measure, raw_batched_insert_op, raw_insert_op};
 use chrono::Utc;
 use payledger::clock::SystemClock;
 use payledger::db::DbError;
@@ -22,6 +22,12 @@ pub struct AppendBenchRow {
     pub appends_per_s: f64,
     pub ratio: f64,
     pub appends_without_notify_per_s: f64,
+    /// The same appends through group commit (its defaults).
+    pub grouped_appends_per_s: f64,
+    pub grouped_ratio: f64,
+    /// Raw INSERTs batched the way group commit batches appends.
+    pub raw_batched_per_s: f64,
+    pub grouped_ratio_to_batched: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +80,8 @@ pub async fn run_append_bench(
     let with_notify = PgEventStore::new(db.pool.clone(), Arc::new(SystemClock));
     let without_notify =
         PgEventStore::without_notifications(db.pool.clone(), Arc::new(SystemClock));
+    let grouped = PgEventStore::new(db.pool.clone(), Arc::new(SystemClock))
+        .with_group_commit(payledger::config::group_commit()?.unwrap_or_default());
 
     // Measure the steady state: a live table has rows and statistics
     // (autovacuum analyzes it as it grows). Generic plans made against an
@@ -101,12 +109,26 @@ pub async fn run_append_bench(
         let quiet = measure(writers, run_for, append_op(without_notify.clone(), 1))
             .await
             .per_second;
+        let grouped = measure(writers, run_for, append_op(grouped.clone(), 1))
+            .await
+            .per_second;
+        let raw_batched = measure(
+            writers,
+            run_for,
+            raw_batched_insert_op(db.pool.clone(), raw_sample),
+        )
+        .await
+        .per_second;
         single.push(AppendBenchRow {
             writers,
             raw_inserts_per_s: raw,
             appends_per_s: appends,
             ratio: appends / raw.max(1e-9),
             appends_without_notify_per_s: quiet,
+            grouped_appends_per_s: grouped,
+            grouped_ratio: grouped / raw.max(1e-9),
+            raw_batched_per_s: raw_batched,
+            grouped_ratio_to_batched: grouped / raw_batched.max(1e-9),
         });
     }
     let (batch_size, batch_writers) = (50, 4);
@@ -163,17 +185,27 @@ pub fn print_append_report(r: &AppendBenchReport) {
         r.seconds_per_run
     );
     println!(
-        "{:>8} {:>16} {:>16} {:>8} {:>22}",
-        "writers", "raw INSERT/s", "append/s", "ratio", "append/s (no NOTIFY)"
+        "{:>8} {:>14} {:>12} {:>7} {:>22} {:>11} {:>7}",
+        "writers",
+        "raw INSERT/s",
+        "append/s",
+        "ratio",
+        "append/s (no NOTIFY)",
+        "grouped/s",
+        "ratio"
     );
     for row in &r.single {
         println!(
-            "{:>8} {:>16.0} {:>16.0} {:>8.2} {:>22.0}",
+            "{:>8} {:>14.0} {:>12.0} {:>7.2} {:>22.0} {:>11.0} {:>7.2} {:>15.0} {:>8.2}",
             row.writers,
             row.raw_inserts_per_s,
             row.appends_per_s,
             row.ratio,
-            row.appends_without_notify_per_s
+            row.appends_without_notify_per_s,
+            row.grouped_appends_per_s,
+            row.grouped_ratio,
+            row.raw_batched_per_s,
+            row.grouped_ratio_to_batched
         );
     }
     println!(

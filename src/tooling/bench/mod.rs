@@ -155,3 +155,84 @@ pub(crate) fn reset_peak() -> f64 {
 pub(crate) fn peak_growth_mb(base_kb: f64) -> f64 {
     (proc_status_kb("VmHWM:") - base_kb).max(0.0) / 1024.0
 }
+
+/// The raw baseline batched the way group commit batches: an insert that
+/// finds a writer free and nobody waiting goes alone; otherwise it queues,
+/// and a free writer takes everything queued (up to 64) into one
+/// multi-row `INSERT`. Every caller is answered after its statement.
+pub fn raw_batched_insert_op(
+    pool: Pool,
+    make: fn(u64) -> Option<(Uuid, serde_json::Value, serde_json::Value)>,
+) -> impl Fn(usize, u64) -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync + Clone + 'static
+{
+    type Row = (Uuid, serde_json::Value, serde_json::Value);
+    type Waiting = (Row, tokio::sync::oneshot::Sender<bool>);
+    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Waiting>();
+    let writers = Arc::new(tokio::sync::Semaphore::new(4));
+    let (former_pool, former_writers) = (pool.clone(), writers.clone());
+    tokio::spawn(async move {
+        while let Some(first) = queued.recv().await {
+            let Ok(slot) = former_writers.clone().acquire_owned().await else {
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < 64 {
+                match queued.try_recv() {
+                    Ok(w) => group.push(w),
+                    Err(_) => break,
+                }
+            }
+            let pool = former_pool.clone();
+            tokio::spawn(async move {
+                let ok = insert_rows(&pool, group.iter().map(|w| &w.0)).await;
+                for (_, reply) in group {
+                    let _ = reply.send(ok);
+                }
+                drop(slot);
+            });
+        }
+    });
+    move |_, i| {
+        let (pool, queue, writers) = (pool.clone(), queue.clone(), writers.clone());
+        Box::pin(async move {
+            let Some(row) = make(i) else { return 0 };
+            if let Ok(_slot) = writers.try_acquire() {
+                return u64::from(insert_rows(&pool, std::iter::once(&row)).await);
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if queue.send((row, reply)).is_err() {
+                return 0;
+            }
+            u64::from(answer.await.unwrap_or(false))
+        })
+    }
+}
+
+async fn insert_rows<'a>(
+    pool: &Pool,
+    rows: impl Iterator<Item = &'a (Uuid, serde_json::Value, serde_json::Value)>,
+) -> bool {
+    let (mut streams, mut ids, mut payloads, mut metadata) = (vec![], vec![], vec![], vec![]);
+    for (id, payload, meta) in rows {
+        streams.push(format!("payment-{id}"));
+        ids.push(*id);
+        payloads.push(payload);
+        metadata.push(meta);
+    }
+    let Ok(c) = pool.get().await else {
+        return false;
+    };
+    let Ok(st) = c
+        .prepare_cached(
+            "INSERT INTO bench_raw_insert (stream_id, event_id, event_type, payload, metadata, recorded_at)
+             SELECT s, e, 'ChargeSucceeded', p, m, now()
+             FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[]) AS r(s, e, p, m)",
+        )
+        .await
+    else {
+        return false;
+    };
+    c.execute(&st, &[&streams, &ids, &payloads, &metadata])
+        .await
+        .is_ok()
+}

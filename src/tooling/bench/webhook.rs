@@ -6,7 +6,7 @@ use super::{fresh_bench_database, measure, raw_insert_op, Measured};
 use payledger::clock::{Clock, SystemClock};
 use payledger::processor::signature;
 use payledger::state::AppState;
-use payledger::store::PgEventStore;
+use payledger::store::{GroupCommitConfig, PgEventStore};
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,8 +23,14 @@ pub struct WebhookBenchRow {
     /// Two rows per statement: the verbatim record and the fact, which is
     /// what one webhook stores.
     pub raw_pair_inserts_per_s: f64,
+    /// One statement and one commit per webhook (group commit off).
+    pub webhooks_alone_per_s: f64,
+    /// With group commit (the default of `serve` and `run`).
     pub webhooks_per_s: f64,
+    /// Appends per grouped statement during the grouped run.
+    pub appends_per_group: f64,
     pub ratio: f64,
+    pub ratio_alone: f64,
     pub ratio_to_pair: f64,
     pub webhook_p50_ms: f64,
     pub webhook_p99_ms: f64,
@@ -117,19 +123,29 @@ fn webhook_op(
     }
 }
 
-/// A fresh bench database and the real server on it, in this process;
-/// the database and the webhook URL.
+/// A fresh bench database and the real server on it (with `serve`'s
+/// default group commit), in this process; the database and the webhook URL.
 pub async fn serve_fresh(
     database_url: &str,
     secret: &str,
 ) -> anyhow::Result<(payledger::db::Database, String)> {
     let db = fresh_bench_database(database_url).await?;
+    let (url, _) = serve_on(&db, secret, Some(GroupCommitConfig::default())).await?;
+    Ok((db, url))
+}
+
+/// The real server on `db`, in this process: its webhook URL and store.
+async fn serve_on(
+    db: &payledger::db::Database,
+    secret: &str,
+    group: Option<GroupCommitConfig>,
+) -> anyhow::Result<(String, PgEventStore)> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(
-        PgEventStore::new(db.pool.clone(), clock.clone()),
-        clock,
-        vec![secret.to_string()],
-    );
+    let mut store = PgEventStore::new(db.pool.clone(), clock.clone());
+    if let Some(g) = group {
+        store = store.with_group_commit(g);
+    }
+    let state = AppState::new(store.clone(), clock, vec![secret.to_string()]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
     tokio::spawn(payledger::http::serve(
@@ -137,14 +153,21 @@ pub async fn serve_fresh(
         state,
         std::future::pending(),
     ));
-    Ok((db, url))
+    Ok((url, store))
 }
 
 pub async fn run_webhook_bench(
     database_url: &str,
     seconds: f64,
 ) -> anyhow::Result<Vec<WebhookBenchRow>> {
-    let (db, url) = serve_fresh(database_url, SECRET).await?;
+    let db = fresh_bench_database(database_url).await?;
+    let (url, grouped) = serve_on(
+        &db,
+        SECRET,
+        Some(payledger::config::group_commit()?.unwrap_or_default()),
+    )
+    .await?;
+    let (alone_url, _) = serve_on(&db, SECRET, None).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -170,14 +193,29 @@ pub async fn run_webhook_bench(
         let raw: Measured =
             measure(clients, run_for, raw_insert_op(db.pool.clone(), raw_sample)).await;
         let pair: Measured = measure(clients, run_for, raw_pair_op(db.pool.clone())).await;
+        let alone: Measured = measure(
+            clients,
+            run_for,
+            webhook_op(http.clone(), alone_url.clone()),
+        )
+        .await;
+        let before = grouped.group_commit_stats().unwrap_or_default();
         let hooks: Measured =
             measure(clients, run_for, webhook_op(http.clone(), url.clone())).await;
+        let after = grouped.group_commit_stats().unwrap_or_default();
+        let statements =
+            (after.group_statements - before.group_statements) + (after.alone - before.alone);
+        let appends =
+            (after.grouped_appends - before.grouped_appends) + (after.alone - before.alone);
         rows.push(WebhookBenchRow {
             clients,
             raw_inserts_per_s: raw.per_second,
             raw_pair_inserts_per_s: pair.per_second,
+            webhooks_alone_per_s: alone.per_second,
             webhooks_per_s: hooks.per_second,
+            appends_per_group: appends as f64 / statements.max(1) as f64,
             ratio: hooks.per_second / raw.per_second.max(1e-9),
+            ratio_alone: alone.per_second / raw.per_second.max(1e-9),
             ratio_to_pair: hooks.per_second / pair.per_second.max(1e-9),
             webhook_p50_ms: hooks.p50_ms,
             webhook_p99_ms: hooks.p99_ms,
@@ -191,23 +229,29 @@ pub async fn run_webhook_bench(
 pub fn print_webhook_report(rows: &[WebhookBenchRow], seconds: f64) {
     println!("webhook ingestion benchmark ({seconds}s per run, loopback HTTP, local PostgreSQL)");
     println!(
-        "{:>8} {:>13} {:>13} {:>10} {:>6} {:>8} {:>18} {:>16}",
+        "{:>8} {:>12} {:>12} {:>11} {:>7} {:>10} {:>7} {:>6} {:>8} {:>18} {:>16}",
         "clients",
         "raw 1-row/s",
         "raw 2-row/s",
-        "webhook/s",
+        "alone/s",
+        "ratio",
+        "grouped/s",
+        "group",
         "ratio",
         "ratio/2",
-        "webhook p50/p99 ms",
+        "grouped p50/p99 ms",
         "raw p50/p99 ms"
     );
     for r in rows {
         println!(
-            "{:>8} {:>13.0} {:>13.0} {:>10.0} {:>6.2} {:>8.2} {:>18} {:>16}",
+            "{:>8} {:>12.0} {:>12.0} {:>11.0} {:>7.2} {:>10.0} {:>7.1} {:>6.2} {:>8.2} {:>18} {:>16}",
             r.clients,
             r.raw_inserts_per_s,
             r.raw_pair_inserts_per_s,
+            r.webhooks_alone_per_s,
+            r.ratio_alone,
             r.webhooks_per_s,
+            r.appends_per_group,
             r.ratio,
             r.ratio_to_pair,
             format!("{:.2} / {:.2}", r.webhook_p50_ms, r.webhook_p99_ms),
