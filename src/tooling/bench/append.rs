@@ -185,13 +185,15 @@ pub fn print_append_report(r: &AppendBenchReport) {
         r.seconds_per_run
     );
     println!(
-        "{:>8} {:>14} {:>12} {:>7} {:>22} {:>11} {:>7}",
+        "{:>8} {:>14} {:>12} {:>7} {:>22} {:>11} {:>7} {:>15} {:>8}",
         "writers",
         "raw INSERT/s",
         "append/s",
         "ratio",
         "append/s (no NOTIFY)",
         "grouped/s",
+        "ratio",
+        "raw batched/s",
         "ratio"
     );
     for row in &r.single {
