@@ -333,48 +333,36 @@ async fn append_group(
     let one_event_per_stream = requests
         .iter()
         .all(|r| r.batch.iter().all(|p| p.events.len() == 1));
-    let rows = if one_event_per_stream {
-        let required: Vec<Option<i64>> = fresh.iter().map(|(p, _)| p.expected.required()).collect();
-        let statement = client.prepare_cached(APPEND_GROUP_EACH_SQL).await?;
-        client
-            .query(
-                &statement,
-                &[
-                    &groups,
-                    &c.streams,
-                    &c.ids,
-                    &c.types,
-                    &c.payloads,
-                    &c.metadata,
-                    &required,
-                    &guard_groups,
-                    &guards,
-                    &recorded_at,
-                ],
-            )
-            .await?
+    let required: Vec<Option<i64>> = fresh.iter().map(|(p, _)| p.expected.required()).collect();
+    // Both statements take the events first and the guards last; between
+    // them, the one-event-per-stream shape takes each event's required
+    // version, the general one its streams with theirs.
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &groups,
+        &c.streams,
+        &c.ids,
+        &c.types,
+        &c.payloads,
+        &c.metadata,
+    ];
+    let sql = if one_event_per_stream {
+        params.push(&required);
+        APPEND_GROUP_EACH_SQL
     } else {
-        let statement = client.prepare_cached(APPEND_GROUP_SQL).await?;
-        client
-            .query(
-                &statement,
-                &[
-                    &groups,
-                    &c.streams,
-                    &c.ids,
-                    &c.types,
-                    &c.payloads,
-                    &c.metadata,
-                    &part_groups,
-                    &part_streams,
-                    &part_required,
-                    &guard_groups,
-                    &guards,
-                    &recorded_at,
-                ],
-            )
-            .await?
+        params.extend([
+            &part_groups as &(dyn tokio_postgres::types::ToSql + Sync),
+            &part_streams,
+            &part_required,
+        ]);
+        APPEND_GROUP_SQL
     };
+    params.extend([
+        &guard_groups as &(dyn tokio_postgres::types::ToSql + Sync),
+        &guards,
+        &recorded_at,
+    ]);
+    let statement = client.prepare_cached(sql).await?;
+    let rows = client.query(&statement, &params).await?;
     Ok(requests
         .iter()
         .enumerate()

@@ -251,3 +251,57 @@ async fn connections_cut_mid_group_never_answer_stored_for_an_event_that_is_not_
     let stats = store.group_commit_stats().unwrap();
     assert!(stats.group_statements > 0, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_several_events_per_stream_gives_consecutive_versions_and_keeps_conflicts_apart()
+{
+    let t = TestDb::new().await;
+    let plain = t.store();
+    let moved = StreamId::payment("pi_group_moved");
+    plain
+        .append_to_stream(moved.clone(), ExpectedVersion::Any, vec![any_event()])
+        .await
+        .unwrap();
+    let store = grouped_by(plain, 2);
+    let ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let (conflict, success) = tokio::join!(
+        store.append_to_stream(
+            moved,
+            ExpectedVersion::NoStream,
+            vec![event_with_id(ids[0]), any_event()]
+        ),
+        store.append(vec![
+            StreamAppend::new(
+                StreamId::payment("pi_group_two"),
+                ExpectedVersion::NoStream,
+                vec![event_with_id(ids[1]), event_with_id(ids[2])],
+            ),
+            StreamAppend::new(
+                StreamId::payment("pi_group_other"),
+                ExpectedVersion::Any,
+                vec![any_event()],
+            ),
+        ]),
+    );
+    assert!(
+        matches!(conflict, Err(StoreError::Conflict { actual: 1, .. })),
+        "{conflict:?}"
+    );
+    let versions: Vec<i64> = success
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| match e {
+            EventOutcome::Stored { stream_version, .. } => *stream_version,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(versions, [1, 2, 1]);
+    let stats = store.group_commit_stats().unwrap();
+    assert_eq!((stats.group_statements, stats.grouped_appends), (1, 2));
+    let mut stored = stored_ids(&t, &ids).await;
+    stored.sort();
+    let mut expected = ids[1..].to_vec();
+    expected.sort();
+    assert_eq!(stored, expected);
+}
