@@ -743,3 +743,60 @@ async fn the_access_view_keeps_a_past_due_customer_unless_the_setting_revokes() 
         "revoked when the setting says so"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_learns_a_failed_renewal_attempt_whose_webhooks_were_lost_once() {
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    shop.sim_post("/_sim/cards", json!({"email": ANN, "outcome": "decline"}))
+        .await;
+    shop.shop.sim.set_faults(payledger_sim::Faults {
+        drop: 1.0,
+        ..Default::default()
+    });
+    shop.advance_days(366).await;
+    shop.shop.sim.set_faults(payledger_sim::Faults::default());
+    assert_eq!(
+        count_events(&t, "InvoicePaymentFailed").await,
+        0,
+        "the ledger heard nothing of the failed attempt"
+    );
+
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let now = payledger::clock::Clock::now(shop.clock.as_ref());
+    for _ in 0..2 {
+        payledger::reconcile::reconcile(
+            &store,
+            &processor_client(&shop.shop.sim_base),
+            // The renewal fell due a day before the clock stopped.
+            now - chrono::Duration::days(3),
+            now,
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    let sources: Vec<String> = t
+        .client()
+        .await
+        .query(
+            "SELECT metadata->>'source' FROM events WHERE event_type = 'InvoicePaymentFailed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        sources,
+        ["reconciliation"],
+        "learnt by reconciliation, once, however often it runs"
+    );
+    project_everything(&t.db.pool).await;
+    let access = shop.access(ANN).await;
+    assert_eq!(access["status"], "past_due", "{access}");
+    assert_eq!(access["active"], true, "kept while the processor retries");
+}
