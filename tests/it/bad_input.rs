@@ -838,6 +838,23 @@ fn bad_mail_and_application_webhook_settings_are_refused_by_name() {
             vec![("PAYLEDGER_APP_WEBHOOK_LEASE", "forever")],
             "PAYLEDGER_APP_WEBHOOK_LEASE",
         ),
+        // Group commit: on or off, and sizes that make sense.
+        (
+            vec![("PAYLEDGER_GROUP_COMMIT", "maybe")],
+            "PAYLEDGER_GROUP_COMMIT",
+        ),
+        (
+            vec![("PAYLEDGER_GROUP_COMMIT_MAX", "0")],
+            "PAYLEDGER_GROUP_COMMIT_MAX",
+        ),
+        (
+            vec![("PAYLEDGER_GROUP_COMMIT_WRITERS", "-1")],
+            "PAYLEDGER_GROUP_COMMIT_WRITERS",
+        ),
+        (
+            vec![("PAYLEDGER_GROUP_COMMIT_WINDOW_US", "1ms")],
+            "PAYLEDGER_GROUP_COMMIT_WINDOW_US",
+        ),
         // A URL with no secret to sign with, a secret with nowhere to go.
         (vec![URL], "PAYLEDGER_APP_WEBHOOK_SECRET"),
         (vec![SECRET], "PAYLEDGER_APP_WEBHOOK_URL"),
