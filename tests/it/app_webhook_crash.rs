@@ -41,7 +41,10 @@ async fn work_killed_twenty_times_delivers_every_message_with_duplicates_only_fr
     let g = got.clone();
     let app = axum::Router::new().route(
         "/hooks",
-        axum::routing::post(move |headers: axum::http::HeaderMap| {
+        // Reads the body as an application does: a server that answers
+        // before reading it may reset the connection under the sender,
+        // which then cannot know the message arrived (a retry, not a loss).
+        axum::routing::post(move |headers: axum::http::HeaderMap, _body: String| {
             let g = g.clone();
             async move {
                 let id = headers
