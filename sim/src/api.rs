@@ -123,12 +123,12 @@ pub(crate) fn list<T: Serialize>(
 }
 
 /// [`list`] of stored records, each shown as the object it holds.
-pub(crate) fn list_shown<T, S: Serialize>(
-    items: &[T],
+pub(crate) fn list_shown<'a, T, S: Serialize>(
+    items: &'a [T],
     id: impl Fn(&T) -> &str,
     created: impl Fn(&T) -> i64,
     keep: impl Fn(&T) -> bool,
-    show: impl Fn(&T) -> &S,
+    show: impl Fn(&'a T) -> S,
     params: &Params,
     url: &str,
 ) -> Result<Json<Value>, ApiError> {
@@ -161,7 +161,7 @@ pub(crate) fn list_shown<T, S: Serialize>(
             && gt.is_none_or(|b| c > b)
             && lt.is_none_or(|b| c < b)
     };
-    let newest_first: Vec<&T> = items.iter().rev().collect();
+    let newest_first: Vec<&'a T> = items.iter().rev().collect();
     // As Stripe does, the cursor is a place in the whole ordering, not in the
     // filtered list: an object that stopped matching the filter between two
     // pages (an event delivered meanwhile) still marks where to go on.
@@ -175,12 +175,12 @@ pub(crate) fn list_shown<T, S: Serialize>(
         }
         None => 0,
     };
-    let filtered: Vec<&T> = newest_first[after_cursor..]
+    let filtered: Vec<&'a T> = newest_first[after_cursor..]
         .iter()
         .copied()
         .filter(|x| in_window(x) && keep(x))
         .collect();
-    let page: Vec<&S> = filtered.iter().take(limit).map(|x| show(x)).collect();
+    let page: Vec<S> = filtered.iter().take(limit).map(|x| show(x)).collect();
     let has_more = filtered.len() > page.len();
     Ok(Json(
         json!({ "object": "list", "url": url, "has_more": has_more, "data": page }),
@@ -381,13 +381,13 @@ async fn list_events(
     };
     list_shown(
         &state.events,
-        |e| &e.event.id,
-        |e| e.event.created,
+        |e| &e.id,
+        |e| e.created,
         |e| {
-            kind.as_deref().is_none_or(|k| e.event.event_type == k)
+            kind.as_deref().is_none_or(|k| e.event_type == k)
                 && delivery.is_none_or(|d| e.delivered == d)
         },
-        |e| &e.event,
+        |e| e.wire(),
         &params,
         "/v1/events",
     )

@@ -3,6 +3,7 @@
 //! that moves only when told. Failed renewals are retried 3, 5 and 7 days
 //! after the first attempt; after the last failure the subscription ends.
 
+use crate::state::Recorded;
 use crate::state::SimState;
 use payledger_events::{period_end, Period};
 use payledger_stripe::billing::{
@@ -10,7 +11,7 @@ use payledger_stripe::billing::{
     LinePeriod, Price, Recurring, StatusTransitions, Subscription, SubscriptionDetails,
     SubscriptionItem,
 };
-use payledger_stripe::objects::{Event, Expandable, List};
+use payledger_stripe::objects::{Expandable, List};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -208,7 +209,7 @@ impl SimState {
         email: Option<String>,
         metadata: BTreeMap<String, String>,
         now: i64,
-    ) -> Result<(String, String, Option<String>, Vec<Event>), String> {
+    ) -> Result<(String, String, Option<String>, Vec<Recorded>), String> {
         let customer = self.customer_for(email.as_deref(), now);
         let id = self.new_id("sub");
         let item_id = self.new_id("si");
@@ -276,7 +277,7 @@ impl SimState {
         index: usize,
         now: i64,
         first: bool,
-    ) -> Result<(String, Vec<Event>), String> {
+    ) -> Result<(String, Vec<Recorded>), String> {
         let invoice_id = self.new_id("in");
         let (invoice, sub) = {
             let s = self
@@ -364,7 +365,12 @@ impl SimState {
     }
 
     /// One attempt to collect an open invoice with the customer's card.
-    fn collect(&mut self, index: usize, invoice_id: &str, now: i64) -> Result<Vec<Event>, String> {
+    fn collect(
+        &mut self,
+        index: usize,
+        invoice_id: &str,
+        now: i64,
+    ) -> Result<Vec<Recorded>, String> {
         let s = self
             .billing
             .subscriptions
@@ -472,7 +478,7 @@ impl SimState {
         index: usize,
         now: i64,
         reason: &str,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Recorded>, String> {
         let sub = self
             .billing
             .subscriptions
@@ -508,7 +514,7 @@ impl SimState {
         index: usize,
         price: SimPrice,
         now: i64,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Recorded>, String> {
         let sub = self
             .billing
             .subscriptions
@@ -552,7 +558,7 @@ impl SimState {
         at_period_end: bool,
         immediately: bool,
         now: i64,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Recorded>, String> {
         let index = self.subscription_index(id)?;
         if self.billing.subscriptions[index].object.status == "canceled" {
             return Err(format!("subscription {id} is already canceled"));
@@ -584,7 +590,7 @@ impl SimState {
     }
 
     /// The card was updated: the failing invoice is tried again now.
-    pub fn retry_now(&mut self, customer_email: &str, now: i64) -> Result<Vec<Event>, String> {
+    pub fn retry_now(&mut self, customer_email: &str, now: i64) -> Result<Vec<Recorded>, String> {
         let due: Vec<(usize, String)> = self
             .billing
             .subscriptions
@@ -604,7 +610,7 @@ impl SimState {
 
     /// Moves the clock to `target`, doing every renewal, retry and
     /// scheduled cancellation due on the way, in time order.
-    pub fn advance_clock(&mut self, target: i64) -> Result<(Vec<Event>, Vec<String>), String> {
+    pub fn advance_clock(&mut self, target: i64) -> Result<(Vec<Recorded>, Vec<String>), String> {
         let mut events = vec![];
         let mut invoices = vec![];
         // What is due, earliest first; an entry whose subscription has

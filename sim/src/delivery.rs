@@ -2,7 +2,7 @@
 //! exponential backoff on non-2xx or timeout, and bent by the fault switches.
 
 use super::Simulator;
-use payledger_stripe::objects::Event;
+use crate::state::Recorded;
 use payledger_stripe::signature;
 use rand::Rng;
 use std::time::Duration;
@@ -34,7 +34,7 @@ impl Default for RetryPolicy {
 }
 
 /// Schedules delivery of freshly recorded events, applying the faults.
-pub fn dispatch(sim: &Simulator, events: Vec<Event>) {
+pub fn dispatch(sim: &Simulator, events: Vec<Recorded>) {
     for event in events {
         let (copies, delay) = {
             let mut state = sim.lock();
@@ -61,11 +61,8 @@ pub fn dispatch(sim: &Simulator, events: Vec<Event>) {
     }
 }
 
-async fn deliver(sim: Simulator, event: Event, delay: Duration) {
+async fn deliver(sim: Simulator, event: Recorded, delay: Duration) {
     let Some(url) = sim.config.webhook_url.clone() else {
-        return;
-    };
-    let Ok(body) = serde_json::to_vec(&event) else {
         return;
     };
     tokio::time::sleep(delay).await;
@@ -81,7 +78,12 @@ async fn deliver(sim: Simulator, event: Event, delay: Duration) {
         };
         let ok = !down && {
             let _permit = sim.in_flight.acquire().await;
-            post_signed(&sim, &url, &body, policy.request_timeout).await
+            // Read only once it may go: what waits holds no body.
+            let body = sim.lock().event_body(&event.id);
+            match body {
+                Some(body) => post_signed(&sim, &url, &body, policy.request_timeout).await,
+                None => return,
+            }
         };
         if ok {
             let mut state = sim.lock();

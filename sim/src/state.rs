@@ -62,13 +62,34 @@ pub struct NewSession {
     pub subscription_metadata: BTreeMap<String, String>,
 }
 
+/// An event as kept: its wire form as text. As a JSON tree an invoice's
+/// event is several times its text, and a month-end burst of renewals
+/// keeps hundreds of thousands of events.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub event: Event,
+    pub id: String,
+    pub created: i64,
+    pub event_type: String,
+    pub body: Box<str>,
     pub delivered: bool,
     pub attempts: u32,
     /// The `drop` fault took it: it will never be delivered.
     pub dropped: bool,
+}
+
+impl StoredEvent {
+    /// The event as the processor shows it.
+    pub fn wire(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A recorded event, named for delivery (which reads its body when it
+/// sends, so a burst waiting to be sent holds only names).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub id: String,
+    pub event_type: String,
 }
 
 pub struct SimState {
@@ -144,6 +165,12 @@ impl SimState {
         self.events.get_mut(i)
     }
 
+    /// The body to send for an event.
+    pub fn event_body(&self, id: &str) -> Option<Vec<u8>> {
+        let i = *self.event_index.get(id)?;
+        self.events.get(i).map(|e| e.body.as_bytes().to_vec())
+    }
+
     pub fn roll(&mut self, probability: f64) -> bool {
         probability > 0.0 && self.rng.random::<f64>() < probability
     }
@@ -197,7 +224,7 @@ impl SimState {
         event_type: &str,
         object: serde_json::Value,
         created: i64,
-    ) -> Event {
+    ) -> Recorded {
         self.record_event_as(event_type, object, None, created)
     }
 
@@ -208,7 +235,7 @@ impl SimState {
         object: serde_json::Value,
         previous: serde_json::Value,
         created: i64,
-    ) -> Event {
+    ) -> Recorded {
         self.record_event_as(event_type, object, Some(previous), created)
     }
 
@@ -218,7 +245,7 @@ impl SimState {
         object: serde_json::Value,
         previous_attributes: Option<serde_json::Value>,
         created: i64,
-    ) -> Event {
+    ) -> Recorded {
         let event = Event {
             id: self.new_id("evt"),
             object: "event".into(),
@@ -232,14 +259,22 @@ impl SimState {
             pending_webhooks: Some(1),
             event_type: event_type.into(),
         };
+        // A tree of JSON values always serialises.
+        let body = serde_json::to_string(&event).unwrap_or_default();
         self.event_index.insert(event.id.clone(), self.events.len());
         self.events.push(StoredEvent {
-            event: event.clone(),
+            id: event.id.clone(),
+            created,
+            event_type: event.event_type.clone(),
+            body: body.into_boxed_str(),
             delivered: false,
             attempts: 0,
             dropped: false,
         });
-        event
+        Recorded {
+            id: event.id,
+            event_type: event.event_type,
+        }
     }
 
     /// Takes the customer's money for an open session: payment intent,
@@ -249,7 +284,7 @@ impl SimState {
         session_id: &str,
         email: Option<String>,
         now: i64,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Recorded>, String> {
         let session = self
             .sessions
             .iter()
@@ -321,7 +356,7 @@ impl SimState {
         email: Option<String>,
         invoice: Option<&str>,
         now: i64,
-    ) -> Result<(String, String, Vec<Event>), String> {
+    ) -> Result<(String, String, Vec<Recorded>), String> {
         self.charge_card_with(amount, currency, email, invoice, BTreeMap::new(), now)
     }
 
@@ -333,7 +368,7 @@ impl SimState {
         invoice: Option<&str>,
         metadata: BTreeMap<String, String>,
         now: i64,
-    ) -> Result<(String, String, Vec<Event>), String> {
+    ) -> Result<(String, String, Vec<Recorded>), String> {
         let pi_id = self.new_id("pi");
         let ch_id = self.new_id("ch");
         let charge = Charge {

@@ -304,18 +304,13 @@ async fn the_next_page_comes_even_when_the_cursor_event_was_delivered_meanwhile(
             .events
             .iter()
             .rev()
-            .map(|e| e.event.id.clone())
+            .map(|e| e.id.clone())
             .collect::<Vec<_>>()
     };
     let first = undelivered(None).await;
     assert_eq!(first, all[..2]);
     let cursor = first[1].clone();
-    for e in sim
-        .lock()
-        .events
-        .iter_mut()
-        .filter(|e| e.event.id == cursor)
-    {
+    for e in sim.lock().events.iter_mut().filter(|e| e.id == cursor) {
         e.delivered = true;
     }
     let second = undelivered(Some(cursor)).await;

@@ -307,8 +307,8 @@ async fn one_size(
     let run_peak_rss_mb = proc_kb(pid, "VmHWM:") / 1024.0;
     let bodies: Vec<String> = stage.sim.lock().events[before..]
         .iter()
-        .map(|e| serde_json::to_string(&e.event))
-        .collect::<Result<_, _>>()?;
+        .map(|e| e.body.to_string())
+        .collect();
     stage.stop_server();
     let burst_callbacks = bodies.len();
     let webhook_only_seconds = webhook_only(database_url, bodies).await?;
