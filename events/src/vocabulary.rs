@@ -588,6 +588,33 @@ pub struct RenewalReminderDue {
     pub currency: Currency,
 }
 
+/// Asked about a subscription before its access ended, the processor's
+/// answer and the ledger do not fit together, even with every fact the
+/// answer held appended. Id:
+/// `SubscriptionDisagreement:<subscription id>:<kind>:<ledger period end>`,
+/// so one paid period's disagreement is recorded once however often asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionDisagreement {
+    /// The processor's subscription id (`sub_…`).
+    pub subscription_id: String,
+    /// Whose access it is, when the ledger knows.
+    pub email: Option<String>,
+    /// `no_paid_period` (the ledger grants access now but nothing paid
+    /// covers now), `status` (the processor's status is not the ledger's)
+    /// or `period` (paid periods that end on different days).
+    pub kind: String,
+    /// The ledger's status of the subscription.
+    pub ledger_status: String,
+    /// The end of what the ledger has seen paid.
+    pub ledger_period_end: DateTime<Utc>,
+    /// The processor's status (`active`, `past_due`, `unpaid`, …).
+    pub processor_status: String,
+    /// The end of the processor's current period, if it names one.
+    pub processor_period_end: Option<DateTime<Utc>>,
+    /// The disagreement in words.
+    pub detail: String,
+}
+
 /// Why a stored event cannot be read as a [`DomainEvent`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -701,6 +728,7 @@ vocabulary!(
     SubscriptionCancellationUndone,
     SubscriptionEnded,
     RenewalReminderDue,
+    SubscriptionDisagreement,
     SubscriptionPlanChanged,
     PlanOffered,
     AppWebhookEndpointAdded,

@@ -294,6 +294,17 @@ fn one_of_each() -> Vec<DomainEvent> {
             currency: usd(),
         }
         .into(),
+        SubscriptionDisagreement {
+            subscription_id: "sub_1".into(),
+            email: Some("ann@example.com".into()),
+            kind: "status".into(),
+            ledger_status: "active".into(),
+            ledger_period_end: at,
+            processor_status: "past_due".into(),
+            processor_period_end: Some(at),
+            detail: "the processor says past_due".into(),
+        }
+        .into(),
     ]
 }
 

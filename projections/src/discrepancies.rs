@@ -13,6 +13,14 @@ use tokio_postgres::Error;
 
 pub struct Discrepancies;
 
+/// `SubscriptionDisagreement.kind` of access kept with nothing paid for now.
+pub const NO_PAID_PERIOD: &str = "no_paid_period";
+
+/// One subscription's disagreement about one paid period.
+fn period_subject(subscription: &str, ledger_period_end: DateTime<Utc>) -> String {
+    format!("{subscription}:{}", ledger_period_end.timestamp())
+}
+
 const TYPES: &[&str] = &[
     "CheckoutStarted",
     "ChargeSucceeded",
@@ -28,6 +36,7 @@ const TYPES: &[&str] = &[
     "ProcessorDisagreement",
     "ProcessorEventConflict",
     "AppWebhookMessageFailed",
+    "SubscriptionDisagreement",
 ];
 
 struct Opening<'a> {
@@ -52,7 +61,8 @@ impl Projection for Discrepancies {
         // v7: a subscription's invoices account for their payments; a
         //     renewal found by asking the processor is renewal_not_applied.
         // v8: app_webhook_undeliverable.
-        8
+        // v9: access_without_paid_period, subscription_disagreement.
+        9
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
@@ -137,6 +147,29 @@ impl DiscrepancyRows {
                     amount: None,
                     currency: None,
                     email: Some(&f.email),
+                    action,
+                };
+                return self.open(db, event, opening).await;
+            }
+            DomainEvent::SubscriptionDisagreement(d) => {
+                let (kind, action) = if d.kind == NO_PAID_PERIOD {
+                    (
+                        DiscrepancyKind::AccessWithoutPaidPeriod,
+                        format!("{}: the customer keeps access only for the renewal's grace; check the subscription at the processor (payledger support find {}), then grant, cancel or payledger support resolve", d.detail, shell_word(d.email.as_deref().unwrap_or(&d.subscription_id))),
+                    )
+                } else {
+                    (
+                        DiscrepancyKind::SubscriptionDisagreement,
+                        format!("{}: compare the subscription at the processor with payledger support find {}, then payledger reconcile --since 30d or payledger support resolve", d.detail, shell_word(d.email.as_deref().unwrap_or(&d.subscription_id))),
+                    )
+                };
+                let subject = period_subject(&d.subscription_id, d.ledger_period_end);
+                let opening = Opening {
+                    kind: kind.as_str(),
+                    subject: &subject,
+                    amount: None,
+                    currency: None,
+                    email: d.email.as_deref(),
                     action,
                 };
                 return self.open(db, event, opening).await;
@@ -274,6 +307,8 @@ impl DiscrepancyRows {
         event: &RecordedEvent,
         decoded: &DomainEvent,
     ) -> Result<(), Error> {
+        self.close_subscription_disagreements(db, event, decoded)
+            .await?;
         let mut known = vec![];
         if let Some(s) = self.renewals.track(db, &mut self.ledger, decoded).await? {
             known.push(s.subscription_id);
@@ -325,6 +360,45 @@ impl DiscrepancyRows {
                 )
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// What the ledger had not seen arrived: an invoice of the period paid,
+    /// an attempt failed (past due now, by the rules), or the end. Either
+    /// way the ledger and the processor tell the same story again.
+    async fn close_subscription_disagreements(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        let (subscription, period_end) = match decoded {
+            DomainEvent::InvoicePaid(i) => (&i.subscription_id, Some(i.period_start)),
+            DomainEvent::InvoicePaymentFailed(f) => (&f.subscription_id, None),
+            DomainEvent::SubscriptionEnded(e) => (&e.subscription_id, None),
+            _ => return Ok(()),
+        };
+        let paid_until = match period_end {
+            Some(end) => Some(end),
+            None => self
+                .renewals
+                .subscriptions
+                .get(db, subscription)
+                .await?
+                .and_then(|s| s.paid_until),
+        };
+        let Some(paid_until) = paid_until else {
+            return Ok(());
+        };
+        let subject = period_subject(subscription, paid_until);
+        for kind in [
+            DiscrepancyKind::AccessWithoutPaidPeriod,
+            DiscrepancyKind::SubscriptionDisagreement,
+        ] {
+            let resolution = format!("the ledger learnt it ({})", decoded.event_type());
+            self.close(db, kind.as_str(), &subject, &resolution, event.position)
+                .await?;
         }
         Ok(())
     }

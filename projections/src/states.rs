@@ -143,6 +143,12 @@ state_enum!(
         RenewalOrphan = "renewal_orphan",
         /// A message to the product's application used every retry.
         AppWebhookUndeliverable = "app_webhook_undeliverable",
+        /// The ledger grants access now (a renewal's grace) but neither it
+        /// nor the processor, asked, shows a paid period covering now.
+        AccessWithoutPaidPeriod = "access_without_paid_period",
+        /// The processor's status or period of a subscription is not the
+        /// ledger's, even with every fact of its answer appended.
+        SubscriptionDisagreement = "subscription_disagreement",
     }
 );
 

@@ -19,7 +19,8 @@ impl Projection for Timeline {
         // v4: a charge's summary keeps the payment id's case.
         // v5: buying again after a refund is not a duplicate charge.
         // v6: a subscription's first invoice pays its checkout.
-        6
+        // v7: subscription disagreements found before access ended.
+        7
     }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern
@@ -154,6 +155,13 @@ impl TimelineRows {
             DomainEvent::ProcessorDisagreement(d) => {
                 people.extend(self.ledger.email_of_payment(db, &d.payment_id).await?);
                 payment_summary(decoded).unwrap_or_default()
+            }
+            DomainEvent::SubscriptionDisagreement(d) => {
+                people.extend(d.email.clone());
+                format!(
+                    "asked before access ended, the processor disagrees about {}: {}",
+                    d.subscription_id, d.detail
+                )
             }
             _ => String::new(),
         };

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod app_webhooks;
 pub mod mail;
 pub mod renewal_check;
+pub mod renewal_disagreement;
 mod renewal_view;
 pub mod rescue;
 pub mod sender;

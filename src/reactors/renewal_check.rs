@@ -5,6 +5,7 @@
 //! appended with the same ids the webhook would have used. A renewal whose
 //! webhook was lost never locks out a customer who paid.
 
+use super::renewal_disagreement::{self, ProcessorAnswer};
 use crate::processor::client::{ListFilter, ProcessorClient, ProcessorError};
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StoreError, StreamAppend};
 use payledger_events::{Actor, ChargeSource, EventData, Metadata};
@@ -76,8 +77,10 @@ pub async fn ask_before_access_ends(
         report.asked.push(access.subscription_id.clone());
         // One subscription the processor cannot answer for must not keep
         // the others from being asked.
-        let facts = match what_the_processor_says(processor, &access.subscription_id, now).await {
-            Ok(facts) => facts,
+        let (facts, answer) = match what_the_processor_says(processor, &access.subscription_id, now)
+            .await
+        {
+            Ok(found) => found,
             Err(e) => {
                 tracing::warn!(subscription = %access.subscription_id, error = %e, "could not ask the processor about this subscription; asking again later");
                 report.unanswered.push(access.subscription_id.clone());
@@ -90,6 +93,20 @@ pub async fn ask_before_access_ends(
             let stored = record(store, fact.stream, &fact.event, &fact.object_id).await?;
             if stored {
                 tracing::warn!(subscription = %access.subscription_id, fact = %label, "the ledger missed this; appended before access ended");
+                report.appended.push(label);
+            }
+        }
+        if let Some(found) = renewal_disagreement::disagreement(&access, &answer, now) {
+            let object = format!(
+                "{}:{}:{}",
+                found.subscription_id,
+                found.kind,
+                found.ledger_period_end.timestamp()
+            );
+            let label = format!("SubscriptionDisagreement {object}");
+            let stream = payledger_events::StreamId::subscription(&found.subscription_id);
+            if record(store, stream, &found.into(), &object).await? {
+                tracing::warn!(subscription = %access.subscription_id, fact = %label, "the processor's answer does not fit the ledger");
                 report.appended.push(label);
             }
         }
@@ -125,12 +142,13 @@ async fn record(
     Ok(outcome.stored() > 0)
 }
 
-/// The subscription's state and its paid invoices, as facts.
+/// The subscription's state and its paid invoices, as facts, and what
+/// the processor said in short.
 async fn what_the_processor_says(
     processor: &ProcessorClient,
     subscription_id: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<ProcessorFact>, RenewalCheckError> {
+) -> Result<(Vec<ProcessorFact>, ProcessorAnswer), RenewalCheckError> {
     let unreadable = |reason: String| RenewalCheckError::Unreadable {
         subscription: subscription_id.to_string(),
         reason,
@@ -147,10 +165,24 @@ async fn what_the_processor_says(
         })
         .collect_all()
         .await?;
+    let mut answer = ProcessorAnswer {
+        status: subscription.status.clone(),
+        period_end: subscription
+            .current_period()
+            .and_then(|(_, end)| chrono::DateTime::from_timestamp(end, 0)),
+        paid_until: None,
+    };
     for invoice in &paid {
-        facts.extend(invoice_paid(invoice, ChargeSource::Reconciliation).map_err(unreadable)?);
+        if let Some(fact) =
+            invoice_paid(invoice, ChargeSource::Reconciliation).map_err(unreadable)?
+        {
+            if let payledger_events::DomainEvent::InvoicePaid(i) = &fact.event {
+                answer.paid_until = answer.paid_until.max(Some(i.period_end));
+            }
+            facts.push(fact);
+        }
     }
-    Ok(facts)
+    Ok((facts, answer))
 }
 
 /// The plans whose renewals are announced ahead (the yearly ones), with

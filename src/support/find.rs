@@ -89,6 +89,10 @@ fn lifecycle_line(event: &payledger_events::DomainEvent) -> Option<(DateTime<Utc
             let why = e.reason.as_deref().unwrap_or("no reason given");
             (e.ended_at, format!("ended {} ({why})", day(e.ended_at)))
         }
+        E::SubscriptionDisagreement(d) => (
+            d.ledger_period_end,
+            format!("the processor, asked, disagreed ({}): {}", d.kind, d.detail),
+        ),
         E::RenewalReminderDue(r) => (
             r.renews_at,
             format!("reminder owed for the renewal of {}", day(r.renews_at)),

@@ -58,6 +58,10 @@ fn command_for(
         DiscrepancyKind::DisputeOpened => format!("payledger support find {subject}"),
         DiscrepancyKind::RenewalOrphan => format!("payledger support find {email}   (then grant access or refund: the processor renewed a subscription no checkout bought)"),
         DiscrepancyKind::AppWebhookUndeliverable => "payledger app-webhooks list   (then, the endpoint fixed: payledger app-webhooks replay ENDPOINT --since WHEN --as NAME)".into(),
+        DiscrepancyKind::AccessWithoutPaidPeriod | DiscrepancyKind::SubscriptionDisagreement => format!(
+            "payledger support find {email}   (compare with the processor; then cancel, grant or payledger support resolve {} --note \"WHAT\" --as NAME)",
+            shell_word(&format!("{}:{raw_subject}", kind.as_str()))
+        ),
         DiscrepancyKind::RenewalNotApplied => format!(
             "payledger support reply {email}   (then: payledger support resolve {} --note \"told the customer\" --as NAME)",
             shell_word(&format!("{}:{raw_subject}", DiscrepancyKind::RenewalNotApplied.as_str()))

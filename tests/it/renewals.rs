@@ -800,3 +800,146 @@ async fn reconciliation_learns_a_failed_renewal_attempt_whose_webhooks_were_lost
     assert_eq!(access["status"], "past_due", "{access}");
     assert_eq!(access["active"], true, "kept while the processor retries");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_the_ledger_never_heard_of_is_a_disagreement_when_asked_until_it_is_learnt(
+) {
+    use payledger::reactors::renewal_check::{ask_before_access_ends, Asked};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let paid_end = date(&shop.access(ANN).await["period_end"]);
+    shop.sim_post("/_sim/cards", json!({"email": ANN, "outcome": "decline"}))
+        .await;
+    shop.shop.sim.set_faults(payledger_sim::Faults {
+        drop: 1.0,
+        ..Default::default()
+    });
+    shop.advance(json!({"seconds": (paid_end - shop.sim_now()).num_seconds() + 600}))
+        .await;
+    shop.shop.sim.set_faults(payledger_sim::Faults::default());
+
+    // Past its paid end the ledger still says active (the renewal's grace);
+    // asked, the processor says past due: the check records that, once.
+    let clock: std::sync::Arc<dyn payledger::clock::Clock> = shop.clock.clone();
+    let store = payledger::store::PgEventStore::new(t.db.pool.clone(), clock);
+    let processor = processor_client(&shop.shop.sim_base);
+    for _ in 0..2 {
+        let report = ask_before_access_ends(
+            &store,
+            &processor,
+            chrono::Duration::hours(1),
+            &mut Asked::default(),
+            chrono::Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+        assert!(
+            report
+                .appended
+                .iter()
+                .all(|a| a.starts_with("SubscriptionDisagreement ")),
+            "{report:?}"
+        );
+    }
+    assert_eq!(count_events(&t, "SubscriptionDisagreement").await, 1);
+    project_everything(&t.db.pool).await;
+    assert_eq!(
+        shop.open_discrepancy_kinds().await,
+        ["subscription_disagreement"]
+    );
+    let action: String = t
+        .client()
+        .await
+        .query_one(
+            "SELECT suggested_action FROM discrepancies WHERE kind = 'subscription_disagreement'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(action.contains("the processor says past_due"), "{action}");
+
+    // Reconciliation learns the failed attempt: the ledger and the
+    // processor agree again and the discrepancy closes by itself.
+    let now = payledger::clock::Clock::now(shop.clock.as_ref());
+    payledger::reconcile::reconcile(
+        &store,
+        &processor,
+        now - chrono::Duration::days(3),
+        now,
+        false,
+    )
+    .await
+    .unwrap();
+    project_everything(&t.db.pool).await;
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+    assert_eq!(shop.access(ANN).await["status"], "past_due");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_kept_with_no_paid_period_is_a_discrepancy_until_the_period_is_paid() {
+    use payledger::store::EventStore;
+    use payledger_events::{Actor, EventData, Metadata, StreamId, SubscriptionDisagreement};
+    let t = TestDb::new().await;
+    let shop = open_renewing_shop(&t, None).await;
+    shop.buy(ANN, "annual").await;
+    let paid_end = date(&shop.access(ANN).await["period_end"]);
+    let sub = shop.subscription_of(ANN).await;
+    // What the check appends when the processor says active and nothing
+    // paid covers now (the simulator collects at once, so it is written
+    // here as the check writes it).
+    let found = SubscriptionDisagreement {
+        subscription_id: sub.clone(),
+        email: Some(ANN.into()),
+        kind: "no_paid_period".into(),
+        ledger_status: "active".into(),
+        ledger_period_end: paid_end,
+        processor_status: "active".into(),
+        processor_period_end: Some(paid_end + chrono::Duration::days(365)),
+        detail: "no paid invoice covers now".into(),
+    };
+    let data = EventData::for_processor_fact(
+        &found.into(),
+        &format!("{sub}:no_paid_period:{}", paid_end.timestamp()),
+        Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::renewal_check(),
+            "renewal-check",
+        ),
+    )
+    .unwrap();
+    t.store()
+        .append(vec![payledger::store::StreamAppend::new(
+            StreamId::subscription(&sub),
+            payledger::store::ExpectedVersion::Any,
+            vec![data],
+        )])
+        .await
+        .unwrap();
+    project_everything(&t.db.pool).await;
+    assert_eq!(
+        shop.open_discrepancy_kinds().await,
+        ["access_without_paid_period"]
+    );
+    let found = payledger::support::find::find(&t.store(), None, ANN)
+        .await
+        .unwrap();
+    let told = |lines: Vec<String>| {
+        lines
+            .iter()
+            .any(|l| l.contains("no paid invoice covers now"))
+    };
+    assert!(
+        told(found.timeline.iter().map(|e| e.summary.clone()).collect()),
+        "{:#?}",
+        found.timeline
+    );
+    assert!(told(found.subscription.expect("a subscription").history));
+
+    // The renewal is paid and reaches the ledger: the period is covered.
+    shop.advance(json!({"seconds": (paid_end - shop.sim_now()).num_seconds() + 600}))
+        .await;
+    shop.settle().await;
+    assert_eq!(shop.open_discrepancy_kinds().await, Vec::<String>::new());
+}
