@@ -90,6 +90,8 @@ pub struct SendReport {
     pub sent: u32,
     pub failed: u32,
     pub given_up: u32,
+    /// Not written yet: the read model it is written from is behind.
+    pub deferred: u32,
 }
 
 struct Link {
@@ -475,6 +477,7 @@ pub async fn send_due(
         report.sent += r.sent;
         report.failed += r.failed;
         report.given_up += r.given_up;
+        report.deferred += r.deferred;
     }
     Ok(report)
 }
@@ -502,6 +505,18 @@ async fn send_one(
         vec![]
     };
     let missing = missing_fields(&kind, &view);
+    if !missing.is_empty() && customer_status_is_behind(store).await? {
+        // Not a failure: the row arrives when customer_status catches up
+        // with the outbox. Asked again shortly, no attempt spent, nothing
+        // appended (a burst would otherwise log an EmailFailed per email).
+        let later = store.clock().now() + Duration::seconds(1);
+        let client = store.connection_for_own_tables().await?;
+        client
+            .execute(include_str!("settle_later.sql"), &[&key, &later])
+            .await?;
+        report.deferred += 1;
+        return Ok(());
+    }
     let outcome = match recipient.parse::<Mailbox>() {
         _ if !missing.is_empty() => Err(SendFailure {
             message: format!(
@@ -601,6 +616,29 @@ async fn send_one(
     tx.commit().await?;
     store.appended();
     Ok(())
+}
+
+/// Whether the projection the messages are written from is running and
+/// has not yet reached what the outbox has seen. A stopped one is not
+/// "behind": waiting would never end, so the email fails and is given up
+/// (a discrepancy) as any other.
+async fn customer_status_is_behind(store: &PgEventStore) -> Result<bool, StoreError> {
+    use payledger_projections::Projection;
+    let client = store.connection_for_own_tables().await?;
+    let row = client
+        .query_one(
+            "SELECT COALESCE(
+                (SELECT checkpoint_pos FROM projection_state WHERE name = $1 AND status = $3)
+                  < (SELECT checkpoint_pos FROM projection_state WHERE name = $2),
+                false)",
+            &[
+                &payledger_projections::customer_status::CustomerStatus.name(),
+                &payledger_projections::outgoing_emails::OutgoingEmails.name(),
+                &payledger_projections::states::ProjectionState::Running.as_str(),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Exponential from `first_backoff`, capped, with ±25% jitter so a crowd of

@@ -419,6 +419,57 @@ async fn a_receipt_missing_its_fields_is_never_sent_and_opens_a_discrepancy() {
     assert_eq!(open, 1);
 }
 
+/// In a burst the outbox can ask for a receipt before customer_status has
+/// the row it is written from: that is not a failure (no EmailFailed, no
+/// attempt spent); it is sent once the row is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_asked_for_before_its_row_is_projected_waits_without_failing() {
+    use payledger_projections::Projection;
+    let t = TestDb::new().await;
+    let store = t.store();
+    let sink = SmtpSink::start().await;
+    project_everything(&t.db.pool).await;
+    append(&store, paid_checkout("early@example.com", "pi_early")).await;
+    // Every projection but customer_status catches up.
+    let mut client = t.db.pool.get().await.unwrap();
+    for p in payledger_projections::all() {
+        if p.name() == payledger_projections::customer_status::CustomerStatus.name() {
+            continue;
+        }
+        while let payledger_projections::runner::Step::Applied(_) =
+            payledger_projections::runner::step(&mut client, p.as_ref(), 500)
+                .await
+                .unwrap()
+        {}
+    }
+    drop(client);
+    let early = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(
+        (early.sent, early.failed, early.deferred),
+        (0, 0, 1),
+        "{early:?}"
+    );
+    assert_eq!(count_events(&t, "EmailFailed").await, 0);
+    let attempts: i32 = t
+        .client()
+        .await
+        .query_one("SELECT attempts FROM email_deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 0, "waiting spent no attempt");
+
+    project_everything(&t.db.pool).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = send_due(&store, &mailer(&sink), &config()).await.unwrap();
+    assert_eq!(later.sent, 1, "{later:?}");
+    assert!(
+        sink.received()[0].text().contains("PL-"),
+        "with its reference"
+    );
+    assert_eq!(count_events(&t, "EmailFailed").await, 0);
+}
+
 /// A dispute is news the customer must hear from us: when it opens (what
 /// it means, that access is paused), and how it ended (won: access back;
 /// lost: access ended) — once each, with the amount and reference.
