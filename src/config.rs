@@ -74,6 +74,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_GROUP_COMMIT_MAX", "64", "the most appends one grouped statement writes"),
     setting("PAYLEDGER_GROUP_COMMIT_WRITERS", "4", "grouped statements in flight at once"),
     setting("PAYLEDGER_GROUP_COMMIT_WINDOW_US", "0", "microseconds a group waits for more appends (0: takes what queued while the writers were busy)"),
+    setting("PAYLEDGER_REBUILD_MEMORY", "512MB", "the most memory a rebuild's rows take (e.g. 64MB, 2GB): past it, rows are written to the new tables as the fold goes"),
     setting("PAYLEDGER_AUDIT_KEY", "", "path of the Ed25519 key for signed checkpoints (signing or verifying)"),
     setting("PAYLEDGER_AUDIT_DIR", ".", "where checkpoints are written"),
     setting("PAYLEDGER_AUDIT_EVERY", "1h", "how often `work` writes a checkpoint (with PAYLEDGER_AUDIT_KEY)"),
@@ -276,6 +277,38 @@ pub fn group_commit() -> Result<Option<payledger_store::GroupCommitConfig>, Conf
     Ok(on.then_some(config))
 }
 
+/// `PAYLEDGER_REBUILD_MEMORY`: bytes, or a number with KB, MB or GB
+/// (powers of 1024); at least 1MB.
+pub fn rebuild_memory() -> Result<usize, ConfigError> {
+    let Some(raw) = var("PAYLEDGER_REBUILD_MEMORY") else {
+        return Ok(payledger_projections::runner::DEFAULT_MEMORY_BUDGET);
+    };
+    parse_bytes(&raw).ok_or(ConfigError::Invalid {
+        name: "PAYLEDGER_REBUILD_MEMORY",
+        reason: format!("{raw:?}: expected a size such as 512MB, 2GB or 64MB (at least 1MB)"),
+    })
+}
+
+fn parse_bytes(raw: &str) -> Option<usize> {
+    let text = raw.trim().to_ascii_uppercase();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text.as_str(), ""),
+    };
+    let unit: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        _ => return None,
+    };
+    number
+        .parse::<usize>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|b| *b >= 1 << 20)
+}
+
 /// The longest duration any setting or flag accepts.
 pub const MAX_DURATION_DAYS: i64 = 36_500;
 
@@ -326,6 +359,17 @@ pub fn duration_setting(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_people_write_them() {
+        assert_eq!(parse_bytes("512MB"), Some(512 << 20));
+        assert_eq!(parse_bytes(" 2gb "), Some(2 << 30));
+        assert_eq!(parse_bytes("16M"), Some(16 << 20));
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        for wrong in ["", "lots", "12KB", "-5MB", "5 parsecs", "1.5GB"] {
+            assert_eq!(parse_bytes(wrong), None, "{wrong:?}");
+        }
+    }
 
     fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {

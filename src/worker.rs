@@ -72,6 +72,7 @@ impl WorkerConfig {
         }
         config.reactors = crate::reactors::Reactors::from_env()?;
         config.group_commit = crate::config::group_commit()?;
+        payledger_projections::runner::set_memory_budget(crate::config::rebuild_memory()?);
         let database = crate::config::var("DATABASE_URL")
             .and_then(|u| u.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_dbname().map(str::to_string))

@@ -217,6 +217,20 @@ impl Ledger {
         self.payments.in_memory_only();
     }
 
+    pub fn track_changes(&mut self) {
+        self.checkouts.track_changes();
+        self.payments.track_changes();
+    }
+
+    pub fn resident_bytes(&self) -> usize {
+        self.checkouts.resident_bytes() + self.payments.resident_bytes()
+    }
+
+    pub fn evict(&mut self) {
+        self.checkouts.evict();
+        self.payments.evict();
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
         let mut rows = self.checkouts.snapshot();
         rows.extend(self.payments.snapshot());

@@ -48,6 +48,15 @@ pub trait ProjectionRows: Send {
     /// The rows will be written whole by `copy_into`: stop remembering
     /// which changed (memory a large rebuild would otherwise spend).
     fn in_memory_only(&mut self);
+    /// Remember changed rows again, to `flush` them (a rebuild that spilled).
+    fn track_changes(&mut self) {}
+    /// About how many bytes the rows in memory take.
+    fn resident_bytes(&self) -> usize {
+        0
+    }
+    /// Forgets the rows in memory (written already); they are read again
+    /// from the tables when needed.
+    fn evict(&mut self) {}
     /// Every table's rows in memory, printed, in key order (tests compare
     /// folds of the same events delivered differently).
     fn snapshot(&self) -> crate::fold::TableRows {

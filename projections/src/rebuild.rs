@@ -11,13 +11,28 @@ use crate::runner::{
     apply_batch, create_generation, lock_key, point_views, schema_name, RunnerError,
 };
 use crate::states::ProjectionState;
+use crate::table::Db;
 use deadpool_postgres::{Object, Pool};
 use payledger_events::{Checkpoint, DomainEvent, RecordedEvent};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Events read per page while folding the log in memory.
+/// The most events read per page while folding the log in memory.
 const REBUILD_PAGE: i64 = 5_000;
+/// About what one read and decoded event takes, and how many pages can be
+/// alive at once (the reader's, and two queued per fold task — shared).
+const EVENT_BYTES: usize = 2_048;
+const PAGES_IN_MEMORY: usize = 4;
+
+/// Pages get smaller with the budget, so that at most half of it goes to
+/// pages and the rest to rows.
+fn page_events(budget: usize) -> i64 {
+    let fits = budget / (2 * PAGES_IN_MEMORY * EVENT_BYTES);
+    i64::try_from(fits)
+        .unwrap_or(REBUILD_PAGE)
+        .clamp(100, REBUILD_PAGE)
+}
 
 /// A page of the log as every fold task sees it: each event with its
 /// decoded form (or why it does not decode) when some projection handles it.
@@ -47,6 +62,22 @@ pub async fn rebuild_many(
 /// each page (a terminal shows it as a progress bar).
 pub type RebuildProgress<'a> = dyn Fn(Checkpoint) + Send + Sync + 'a;
 
+/// What a rebuild may hold in memory unless told otherwise
+/// (`PAYLEDGER_REBUILD_MEMORY`).
+pub const DEFAULT_MEMORY_BUDGET: usize = 512 * 1024 * 1024;
+
+static MEMORY_BUDGET: AtomicUsize = AtomicUsize::new(DEFAULT_MEMORY_BUDGET);
+
+/// Sets the budget of every later rebuild in this process (start-up reads
+/// `PAYLEDGER_REBUILD_MEMORY`; `work` rebuilds when a version changes).
+pub fn set_memory_budget(bytes: usize) {
+    MEMORY_BUDGET.store(bytes, Ordering::Relaxed);
+}
+
+pub fn memory_budget() -> usize {
+    MEMORY_BUDGET.load(Ordering::Relaxed)
+}
+
 /// [`rebuild_many`], telling `progress` after each page it reads.
 pub async fn rebuild_many_reporting(
     pool: &Pool,
@@ -54,6 +85,36 @@ pub async fn rebuild_many_reporting(
     batch: i64,
     progress: &RebuildProgress<'_>,
 ) -> Result<u64, RunnerError> {
+    rebuild_many_within(pool, projections, batch, memory_budget(), progress)
+        .await
+        .map(|r| r.read)
+}
+
+/// What a rebuild did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Events read.
+    pub read: u64,
+    /// Times a projection's rows were written early to stay in budget.
+    pub spills: u32,
+    /// The most bytes of rows one projection held at once (estimated).
+    pub peak_rows_bytes: usize,
+    /// What each projection may hold.
+    pub share_bytes: usize,
+}
+
+/// [`rebuild_many_reporting`] holding about `budget` bytes of rows at most:
+/// the pages being read take what the fold tasks may not (about four
+/// pages), the rest is shared between the projections. A projection whose
+/// rows outgrow its share writes them to its new tables and forgets them,
+/// reading back the ones it needs again — slower, never larger.
+pub async fn rebuild_many_within(
+    pool: &Pool,
+    projections: &[&dyn Projection],
+    batch: i64,
+    budget: usize,
+    progress: &RebuildProgress<'_>,
+) -> Result<RebuildReport, RunnerError> {
     let mut client = pool.get().await?;
     let mut schemas = vec![];
     for projection in projections {
@@ -71,6 +132,9 @@ pub async fn rebuild_many_reporting(
         schemas.push((next, schema_name(projection.name(), next)));
     }
     let started = std::time::Instant::now();
+    let page = page_events(budget);
+    let pages_bytes = PAGES_IN_MEMORY * EVENT_BYTES * usize::try_from(page).unwrap_or(0);
+    let share = budget.saturating_sub(pages_bytes) / projections.len().max(1);
     let mut pages = vec![];
     let mut tasks = vec![];
     for (projection, (_, schema)) in projections.iter().zip(&schemas) {
@@ -86,16 +150,24 @@ pub async fn rebuild_many_reporting(
             },
             receive,
             schema.clone(),
+            share,
         )));
     }
-    let (checkpoint, mut read) = read_into(&mut client, projections, &pages, progress).await?;
+    let (checkpoint, mut read) =
+        read_into(&mut client, projections, &pages, page, progress).await?;
     drop(pages);
+    let mut report = RebuildReport {
+        share_bytes: share,
+        ..RebuildReport::default()
+    };
     for task in tasks {
-        task.await.map_err(|e| RunnerError::RebuildStopped {
+        let (spills, peak) = task.await.map_err(|e| RunnerError::RebuildStopped {
             projection: "rebuild".into(),
             position: checkpoint.position,
             reason: e.to_string(),
         })??;
+        report.spills += spills;
+        report.peak_rows_bytes = report.peak_rows_bytes.max(peak);
     }
     tracing::info!(
         events = read,
@@ -105,7 +177,8 @@ pub async fn rebuild_many_reporting(
     for (projection, (generation, _)) in projections.iter().zip(schemas) {
         read += swap_in(&mut client, *projection, generation, checkpoint, batch).await?;
     }
-    Ok(read)
+    report.read = read;
+    Ok(report)
 }
 
 /// Reads the log to its readable end, decoding each event once, and hands
@@ -115,6 +188,7 @@ async fn read_into(
     client: &mut Object,
     projections: &[&dyn Projection],
     pages: &[mpsc::Sender<(Arc<Page>, Vec<usize>)>],
+    page_events: i64,
     progress: &RebuildProgress<'_>,
 ) -> Result<(Checkpoint, u64), RunnerError> {
     let mut checkpoint = Checkpoint::START;
@@ -122,7 +196,7 @@ async fn read_into(
     loop {
         let events = {
             let tx = client.transaction().await?;
-            let events = feed::read_after(&tx, checkpoint, REBUILD_PAGE).await?;
+            let events = feed::read_after(&tx, checkpoint, page_events).await?;
             tx.commit().await?;
             events
         };
@@ -157,39 +231,101 @@ async fn read_into(
         read += n as u64;
         checkpoint = last;
         progress(checkpoint);
-        if (n as i64) < REBUILD_PAGE {
+        if (n as i64) < page_events {
             break;
         }
     }
     Ok((checkpoint, read))
 }
 
+/// Applies the events of a page this projection handles; `db` is where
+/// rows not in memory are (`None`: nowhere yet).
+async fn fold_page(
+    name: &'static str,
+    rows: &mut Box<dyn ProjectionRows>,
+    db: Db<'_>,
+    page: &Page,
+    handled: &[usize],
+) -> Result<(), RunnerError> {
+    for &i in handled {
+        let (event, decoded) = &page[i];
+        let stopped = |reason: String| RunnerError::RebuildStopped {
+            projection: name.into(),
+            position: event.position,
+            reason,
+        };
+        match decoded {
+            Some(Ok(decoded)) => crate::runner::caught(rows.apply(db, event, decoded))
+                .await
+                .map_err(&stopped)?
+                .map_err(|e| stopped(e.to_string()))?,
+            Some(Err(reason)) => return Err(stopped(reason.clone())),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 /// One projection's share of a rebuild: folds the pages in memory, then
-/// writes every row into the new generation and analyzes it.
+/// writes every row into the new generation and analyzes it. Rows that
+/// outgrow `budget` are written early and forgotten; from then on the fold
+/// reads back from the new tables what it no longer holds, as a live batch
+/// does (the same rules over the same rows: guarantee 5 holds either way).
 async fn fold_and_write(
     pool: Pool,
     name: &'static str,
     mut rows: Box<dyn ProjectionRows>,
     mut pages: mpsc::Receiver<(Arc<Page>, Vec<usize>)>,
     schema: String,
-) -> Result<(), RunnerError> {
+    budget: usize,
+) -> Result<(u32, usize), RunnerError> {
+    let search_path = format!("SET LOCAL search_path = {schema}, public");
+    let mut spilled: Option<Object> = None;
+    let (mut spills, mut peak) = (0u32, 0usize);
     while let Some((page, handled)) = pages.recv().await {
-        for i in handled {
-            let (event, decoded) = &page[i];
-            let stopped = |reason: String| RunnerError::RebuildStopped {
-                projection: name.into(),
-                position: event.position,
-                reason,
-            };
-            match decoded {
-                Some(Ok(decoded)) => crate::runner::caught(rows.apply(None, event, decoded))
-                    .await
-                    .map_err(&stopped)?
-                    .map_err(|e| stopped(e.to_string()))?,
-                Some(Err(reason)) => return Err(stopped(reason.clone())),
-                None => {}
+        match spilled.as_mut() {
+            None => {
+                fold_page(name, &mut rows, None, &page, &handled).await?;
+                peak = peak.max(rows.resident_bytes());
+                if rows.resident_bytes() > budget {
+                    let mut client = pool.get().await?;
+                    let tx = client.transaction().await?;
+                    tx.batch_execute(&search_path).await?;
+                    rows.copy_into(&tx).await?;
+                    tx.commit().await?;
+                    rows.evict();
+                    rows.track_changes();
+                    spilled = Some(client);
+                    spills += 1;
+                }
+            }
+            Some(client) => {
+                let tx = client.transaction().await?;
+                tx.batch_execute(&search_path).await?;
+                fold_page(name, &mut rows, Some(&tx), &page, &handled).await?;
+                peak = peak.max(rows.resident_bytes());
+                if rows.resident_bytes() > budget {
+                    rows.flush(&tx).await?;
+                    rows.evict();
+                    spills += 1;
+                }
+                tx.commit().await?;
             }
         }
+    }
+    if let Some(mut client) = spilled {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&search_path).await?;
+        rows.flush(&tx).await?;
+        tx.commit().await?;
+        drop(rows);
+        tracing::info!(
+            projection = name,
+            spills,
+            budget_mb = budget / (1024 * 1024),
+            "rebuild: rows outgrew the memory budget and were written as it went"
+        );
+        return analyze(&client, &schema).await.map(|()| (spills, peak));
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -203,7 +339,11 @@ async fn fold_and_write(
     drop(rows);
     tx.batch_execute(&rebuild_indexes).await?;
     tx.commit().await?;
-    // Fresh statistics, so the live lookups' plans use the indexes.
+    analyze(&client, &schema).await.map(|()| (spills, peak))
+}
+
+/// Fresh statistics, so the live lookups' plans use the indexes.
+async fn analyze(client: &Object, schema: &str) -> Result<(), RunnerError> {
     client
         .batch_execute(&format!(
             "DO $$ DECLARE t text; BEGIN

@@ -219,6 +219,20 @@ impl Renewals {
         self.prices.in_memory_only();
     }
 
+    pub fn track_changes(&mut self) {
+        self.subscriptions.track_changes();
+        self.prices.track_changes();
+    }
+
+    pub fn resident_bytes(&self) -> usize {
+        self.subscriptions.resident_bytes() + self.prices.resident_bytes()
+    }
+
+    pub fn evict(&mut self) {
+        self.subscriptions.evict();
+        self.prices.evict();
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
         let mut rows = self.subscriptions.snapshot();
         rows.extend(self.prices.snapshot());

@@ -6,7 +6,10 @@
 
 use crate::feed::{self, FeedError};
 use crate::projection::Projection;
-pub use crate::rebuild::{rebuild, rebuild_many, rebuild_many_reporting};
+pub use crate::rebuild::{
+    memory_budget, rebuild, rebuild_many, rebuild_many_reporting, rebuild_many_within,
+    set_memory_budget, RebuildReport, DEFAULT_MEMORY_BUDGET,
+};
 use crate::states::ProjectionState;
 use deadpool_postgres::{Object, Pool};
 use payledger_events::Checkpoint;

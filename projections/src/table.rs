@@ -24,6 +24,36 @@ pub type Db<'a> = Option<&'a Transaction<'a>>;
 
 pub type Values<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
+/// Bytes a column's value holds outside the row itself (a string's text):
+/// what a rebuild counts against its memory budget.
+pub trait HeapBytes {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl HeapBytes for String {
+    fn heap_bytes(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl HeapBytes for Option<String> {
+    fn heap_bytes(&self) -> usize {
+        self.as_ref().map_or(0, String::capacity)
+    }
+}
+
+impl HeapBytes for i64 {}
+impl HeapBytes for Option<i64> {}
+impl HeapBytes for i32 {}
+impl HeapBytes for bool {}
+impl HeapBytes for chrono::DateTime<chrono::Utc> {}
+impl HeapBytes for Option<chrono::DateTime<chrono::Utc>> {}
+
+/// What a hash map entry and a key kept in a set cost beyond their text.
+const ENTRY_OVERHEAD: usize = 64;
+
 /// A row type of one table. `COLUMNS` is in the order of `values`.
 pub trait Record: Clone + std::fmt::Debug + Send + Sync + 'static {
     const TABLE: &'static str;
@@ -37,6 +67,8 @@ pub trait Record: Clone + std::fmt::Debug + Send + Sync + 'static {
     }
     fn values(&self) -> Values<'_>;
     fn from_row(row: &tokio_postgres::Row) -> Result<Self, Error>;
+    /// The text the row's columns hold.
+    fn heap_bytes(&self) -> usize;
 }
 
 pub struct Table<R: Record> {
@@ -48,6 +80,8 @@ pub struct Table<R: Record> {
     track_changes: bool,
     /// Per index: value → keys of the rows in memory with that value.
     indexes: Vec<HashMap<String, BTreeSet<String>>>,
+    /// About what `rows`, `changed` and `indexes` hold, in bytes.
+    bytes: usize,
 }
 
 impl<R: Record> Default for Table<R> {
@@ -57,8 +91,24 @@ impl<R: Record> Default for Table<R> {
             changed: BTreeSet::new(),
             track_changes: true,
             indexes: vec![HashMap::new(); R::INDEXES.len()],
+            bytes: 0,
         }
     }
+}
+
+/// About what one row in memory costs: the row, its key (in the map and
+/// in the changed set) and its index entries.
+fn entry_bytes<R: Record>(key: &str, row: &Option<R>) -> usize {
+    let indexed = row.as_ref().map_or(0, |r| {
+        (0..R::INDEXES.len())
+            .filter_map(|i| r.index_value(i))
+            .map(|v| v.len() + key.len() + 2 * ENTRY_OVERHEAD)
+            .sum()
+    });
+    std::mem::size_of::<Option<R>>()
+        + 2 * (key.len() + ENTRY_OVERHEAD)
+        + row.as_ref().map_or(0, Record::heap_bytes)
+        + indexed
 }
 
 fn column_list<R: Record>() -> String {
@@ -150,7 +200,32 @@ impl<R: Record> Table<R> {
         self.changed.clear();
     }
 
+    /// Remember which rows change again (a rebuild that wrote what it had
+    /// and goes on against its tables).
+    pub fn track_changes(&mut self) {
+        self.track_changes = true;
+    }
+
+    /// About how many bytes the rows in memory take.
+    pub fn resident_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets every row in memory, giving the memory back; they are read
+    /// again from the tables when needed. Only after they were written.
+    pub fn evict(&mut self) {
+        debug_assert!(self.changed.is_empty(), "evicting unwritten rows");
+        self.rows = HashMap::new();
+        self.changed = BTreeSet::new();
+        self.indexes = vec![HashMap::new(); R::INDEXES.len()];
+        self.bytes = 0;
+    }
+
     fn remember(&mut self, key: String, row: Option<R>) {
+        if let Some(old) = self.rows.get(&key) {
+            self.bytes = self.bytes.saturating_sub(entry_bytes(&key, old));
+        }
+        self.bytes += entry_bytes(&key, &row);
         if let Some(Some(old)) = self.rows.get(&key) {
             for (i, index) in self.indexes.iter_mut().enumerate() {
                 if let Some(v) = old.index_value(i) {
@@ -333,6 +408,9 @@ macro_rules! record {
                     $($field: row.try_get(stringify!($field))?),+
                 })
             }
+            fn heap_bytes(&self) -> usize {
+                0 $(+ $crate::table::HeapBytes::heap_bytes(&self.$field))+
+            }
         }
     };
 }
@@ -371,6 +449,15 @@ macro_rules! projection_rows {
             }
             fn in_memory_only(&mut self) {
                 $(self.$table.in_memory_only();)+
+            }
+            fn track_changes(&mut self) {
+                $(self.$table.track_changes();)+
+            }
+            fn resident_bytes(&self) -> usize {
+                0 $(+ self.$table.resident_bytes())+
+            }
+            fn evict(&mut self) {
+                $(self.$table.evict();)+
             }
             fn snapshot(&self) -> Vec<(&'static str, Vec<String>)> {
                 vec![$((stringify!($table), self.$table.snapshot())),+]

@@ -71,6 +71,7 @@ async fn rebuild(cli: &Cli, name: Option<&str>, all: bool) -> anyhow::Result<Exi
             name.unwrap_or("nothing")
         );
     }
+    payledger_projections::runner::set_memory_budget(payledger::config::rebuild_memory()?);
     let db = cli.connect().await?;
     db.migrate().await?;
     // One read of the log feeds every chosen projection.

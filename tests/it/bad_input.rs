@@ -855,6 +855,15 @@ fn bad_mail_and_application_webhook_settings_are_refused_by_name() {
             vec![("PAYLEDGER_GROUP_COMMIT_WINDOW_US", "1ms")],
             "PAYLEDGER_GROUP_COMMIT_WINDOW_US",
         ),
+        // A rebuild's memory: a size, and one it can work in.
+        (
+            vec![("PAYLEDGER_REBUILD_MEMORY", "lots")],
+            "PAYLEDGER_REBUILD_MEMORY",
+        ),
+        (
+            vec![("PAYLEDGER_REBUILD_MEMORY", "12KB")],
+            "PAYLEDGER_REBUILD_MEMORY",
+        ),
         // A URL with no secret to sign with, a secret with nowhere to go.
         (vec![URL], "PAYLEDGER_APP_WEBHOOK_SECRET"),
         (vec![SECRET], "PAYLEDGER_APP_WEBHOOK_URL"),
