@@ -43,6 +43,10 @@ pub enum BenchCommand {
         /// Seconds of the latency run.
         #[arg(long, default_value_t = 10)]
         latency_seconds: u64,
+        /// Only the plain read and `rebuild --all` (in
+        /// PAYLEDGER_REBUILD_MEMORY): for histories of millions of events.
+        #[arg(long)]
+        rebuild_all_only: bool,
         #[arg(long)]
         json: bool,
     },
@@ -94,6 +98,7 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             purchases,
             rate,
             latency_seconds,
+            rebuild_all_only,
             json,
         } => {
             let bar = output::progress_unless(json, purchases, "generating the history");
@@ -102,6 +107,7 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
                 purchases,
                 rate,
                 latency_seconds,
+                rebuild_all_only,
                 &bar,
             )
             .await?;

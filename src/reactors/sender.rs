@@ -451,44 +451,122 @@ pub async fn send_due(
         claimed.extend(claim(&client, config, now, more).await?);
     }
     drop(client);
-    let mut by_recipient: Vec<(String, Vec<Row>)> = vec![];
-    for row in claimed {
-        let recipient: String = row.get("recipient");
-        match by_recipient.iter_mut().find(|(r, _)| *r == recipient) {
-            Some((_, rows)) => rows.push(row),
-            None => by_recipient.push((recipient, vec![row])),
-        }
-    }
-    use futures_util::StreamExt;
-    let outcomes: Vec<Result<SendReport, StoreError>> =
-        futures_util::stream::iter(by_recipient.into_iter().map(|(_, rows)| async move {
-            let mut report = SendReport::default();
-            for row in rows {
-                send_one(store, mailer, config, &row, &mut report).await?;
-            }
-            Ok(report)
-        }))
-        .buffer_unordered(config.concurrency.max(1))
-        .collect()
-        .await;
     let mut report = SendReport::default();
-    for outcome in outcomes {
-        let r = outcome?;
-        report.sent += r.sent;
-        report.failed += r.failed;
-        report.given_up += r.given_up;
-        report.deferred += r.deferred;
+    let recipient_of = |row: &Row| row.get::<_, String>("recipient");
+    for wave in waves(claimed, config.concurrency.max(1), recipient_of) {
+        let attempts = futures_util::future::join_all(
+            wave.iter()
+                .map(|row| attempt_one(store, mailer, config, row)),
+        )
+        .await;
+        let mut done = vec![];
+        for attempt in attempts {
+            match attempt? {
+                None => report.deferred += 1,
+                Some(a) => {
+                    match a.settle {
+                        Settle::Sent => report.sent += 1,
+                        Settle::GaveUp => report.given_up += 1,
+                        Settle::Retry(_) => report.failed += 1,
+                    }
+                    done.push(a);
+                }
+            }
+        }
+        record_attempts(store, done).await?;
     }
     Ok(report)
 }
 
-async fn send_one(
+/// The claimed rows in waves of at most `size`, one row per recipient in a
+/// wave (a customer's emails go out in order): a wave is sent at once and
+/// recorded in one commit, so a crash re-sends at most one wave.
+fn waves<T>(rows: Vec<T>, size: usize, recipient_of: impl Fn(&T) -> String) -> Vec<Vec<T>> {
+    let mut waves: Vec<Vec<T>> = vec![];
+    // Each recipient's n-th row goes in a wave after its (n-1)-th.
+    let mut next_wave: std::collections::HashMap<String, usize> = Default::default();
+    for row in rows {
+        let recipient = recipient_of(&row);
+        let earliest = next_wave.get(&recipient).copied().unwrap_or(0);
+        let slot = (earliest..)
+            .find(|&w| waves.get(w).is_none_or(|wave| wave.len() < size))
+            .unwrap_or(earliest);
+        if slot == waves.len() {
+            waves.push(vec![]);
+        }
+        waves[slot].push(row);
+        next_wave.insert(recipient, slot + 1);
+    }
+    waves
+}
+
+/// One email tried: what to record.
+struct Attempt {
+    key: String,
+    generation: i32,
+    event: DomainEvent,
+    object: String,
+    settle: Settle,
+}
+
+/// `None`: not tried, its read-model row is not projected yet.
+type Attempted = Option<Attempt>;
+
+/// Records a wave's outcomes — the events and the outbox rows — in one
+/// transaction: one commit for the wave, not one per email.
+async fn record_attempts(store: &PgEventStore, done: Vec<Attempt>) -> Result<(), StoreError> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let mut appends = vec![];
+    for a in &done {
+        let metadata = Metadata::new(
+            uuid::Uuid::new_v4(),
+            Actor::System("email-sender".into()),
+            "email-sender",
+        );
+        appends.push(StreamAppend::new(
+            StreamId::outbox(&a.key),
+            ExpectedVersion::Any,
+            vec![EventData::for_processor_fact(
+                &a.event, &a.object, metadata,
+            )?],
+        ));
+    }
+    let mut client = store.connection_for_own_tables().await?;
+    let tx = client.transaction().await?;
+    store.append_in(&tx, &appends).await?;
+    for a in &done {
+        match a.settle {
+            Settle::Sent => {
+                tx.execute(include_str!("settle_sent.sql"), &[&a.key, &a.generation])
+                    .await?
+            }
+            Settle::GaveUp => {
+                tx.execute(
+                    include_str!("settle_given_up.sql"),
+                    &[&a.key, &a.generation],
+                )
+                .await?
+            }
+            Settle::Retry(next) => {
+                tx.execute(include_str!("settle_retry.sql"), &[&a.key, &next])
+                    .await?
+            }
+        };
+    }
+    tx.commit().await?;
+    store.appended();
+    Ok(())
+}
+
+/// Tries one email (or defers it); records nothing but a deferral.
+async fn attempt_one(
     store: &PgEventStore,
     mailer: &Mailer,
     config: &SenderConfig,
     row: &Row,
-    report: &mut SendReport,
-) -> Result<(), StoreError> {
+) -> Result<Attempted, StoreError> {
     let key: String = row.get("email_key");
     let kind: String = row.get("kind");
     let recipient: String = row.get("recipient");
@@ -514,8 +592,7 @@ async fn send_one(
         client
             .execute(include_str!("settle_later.sql"), &[&key, &later])
             .await?;
-        report.deferred += 1;
-        return Ok(());
+        return Ok(None);
     }
     let outcome = match recipient.parse::<Mailbox>() {
         _ if !missing.is_empty() => Err(SendFailure {
@@ -542,32 +619,22 @@ async fn send_one(
             }
         },
     };
-    let metadata = Metadata::new(
-        uuid::Uuid::new_v4(),
-        Actor::System("email-sender".into()),
-        "email-sender",
-    );
     let (event, object, settle) = match &outcome {
-        Ok(()) => {
-            report.sent += 1;
-            (
-                EmailSent {
-                    email_key: key.clone(),
-                    message_id: id.clone(),
-                    attempt: attempt as u32,
-                }
-                .into(),
-                format!("{key}:{generation}"),
-                Settle::Sent,
-            )
-        }
+        Ok(()) => (
+            EmailSent {
+                email_key: key.clone(),
+                message_id: id.clone(),
+                attempt: attempt as u32,
+            }
+            .into(),
+            format!("{key}:{generation}"),
+            Settle::Sent,
+        ),
         Err(f) => {
             let give_up = f.permanent || attempt >= config.max_attempts;
             if give_up {
-                report.given_up += 1;
                 tracing::warn!(email_key = %key, attempt, error = %f, "giving up on an email");
             } else {
-                report.failed += 1;
                 tracing::info!(email_key = %key, attempt, error = %f, "email failed; will retry");
             }
             let event: DomainEvent = EmailFailed {
@@ -586,36 +653,13 @@ async fn send_one(
         }
     };
     crate::failpoint::hit("sender.after_smtp");
-    let data = EventData::for_processor_fact(&event, &object, metadata)?;
-    let mut client = store.connection_for_own_tables().await?;
-    let tx = client.transaction().await?;
-    store
-        .append_in(
-            &tx,
-            &[StreamAppend::new(
-                StreamId::outbox(&key),
-                ExpectedVersion::Any,
-                vec![data],
-            )],
-        )
-        .await?;
-    match settle {
-        Settle::Sent => {
-            tx.execute(include_str!("settle_sent.sql"), &[&key, &generation])
-                .await?
-        }
-        Settle::GaveUp => {
-            tx.execute(include_str!("settle_given_up.sql"), &[&key, &generation])
-                .await?
-        }
-        Settle::Retry(next) => {
-            tx.execute(include_str!("settle_retry.sql"), &[&key, &next])
-                .await?
-        }
-    };
-    tx.commit().await?;
-    store.appended();
-    Ok(())
+    Ok(Some(Attempt {
+        key,
+        generation,
+        event,
+        object,
+        settle,
+    }))
 }
 
 /// Whether the projection the messages are written from is running and
@@ -673,6 +717,35 @@ pub async fn run(
             }
         } else if *stop.borrow() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod wave_tests {
+    use super::waves;
+
+    #[test]
+    fn a_wave_holds_one_email_per_recipient_and_keeps_each_recipients_order() {
+        let rows = vec![
+            ("ann", 1),
+            ("ann", 2),
+            ("bob", 1),
+            ("cat", 1),
+            ("ann", 3),
+            ("dan", 1),
+        ];
+        let got = waves(rows, 3, |r| r.0.to_string());
+        assert_eq!(
+            got,
+            vec![
+                vec![("ann", 1), ("bob", 1), ("cat", 1)],
+                vec![("ann", 2), ("dan", 1)],
+                vec![("ann", 3)],
+            ]
+        );
+        for wave in &got {
+            assert!(wave.len() <= 3);
         }
     }
 }
