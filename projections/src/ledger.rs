@@ -231,6 +231,11 @@ impl Ledger {
         self.payments.evict();
     }
 
+    pub fn evict_cold(&mut self) {
+        self.checkouts.evict_cold();
+        self.payments.evict_cold();
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
         let mut rows = self.checkouts.snapshot();
         rows.extend(self.payments.snapshot());

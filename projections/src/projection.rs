@@ -57,6 +57,10 @@ pub trait ProjectionRows: Send {
     /// Forgets the rows in memory (written already); they are read again
     /// from the tables when needed.
     fn evict(&mut self) {}
+    /// Forgets the rows not used since the last call (written already).
+    fn evict_cold(&mut self) {
+        self.evict();
+    }
     /// Every table's rows in memory, printed, in key order (tests compare
     /// folds of the same events delivered differently).
     fn snapshot(&self) -> crate::fold::TableRows {

@@ -293,7 +293,7 @@ async fn fold_and_write(
                     tx.batch_execute(&search_path).await?;
                     rows.copy_into(&tx).await?;
                     tx.commit().await?;
-                    rows.evict();
+                    free_rows(&mut rows, budget);
                     rows.track_changes();
                     spilled = Some(client);
                     spills += 1;
@@ -306,7 +306,7 @@ async fn fold_and_write(
                 peak = peak.max(rows.resident_bytes());
                 if rows.resident_bytes() > budget {
                     rows.flush(&tx).await?;
-                    rows.evict();
+                    free_rows(&mut rows, budget);
                     spills += 1;
                 }
                 tx.commit().await?;
@@ -340,6 +340,15 @@ async fn fold_and_write(
     tx.batch_execute(&rebuild_indexes).await?;
     tx.commit().await?;
     analyze(&client, &schema).await.map(|()| (spills, peak))
+}
+
+/// Frees the rows not used since the last time (written already); all of
+/// them when what was used lately alone takes most of the share.
+fn free_rows(rows: &mut Box<dyn ProjectionRows>, budget: usize) {
+    rows.evict_cold();
+    if rows.resident_bytes() > budget / 2 {
+        rows.evict();
+    }
 }
 
 /// Fresh statistics, so the live lookups' plans use the indexes.

@@ -233,6 +233,11 @@ impl Renewals {
         self.prices.evict();
     }
 
+    pub fn evict_cold(&mut self) {
+        self.subscriptions.evict_cold();
+        self.prices.evict_cold();
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
         let mut rows = self.subscriptions.snapshot();
         rows.extend(self.prices.snapshot());

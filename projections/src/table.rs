@@ -13,7 +13,7 @@
 
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Error;
@@ -82,6 +82,9 @@ pub struct Table<R: Record> {
     indexes: Vec<HashMap<String, BTreeSet<String>>>,
     /// About what `rows`, `changed` and `indexes` hold, in bytes.
     bytes: usize,
+    /// Keys read or written since the last `evict_cold`: what a rebuild
+    /// in a budget keeps when it writes its rows and frees memory.
+    recent: HashSet<String>,
 }
 
 impl<R: Record> Default for Table<R> {
@@ -92,6 +95,7 @@ impl<R: Record> Default for Table<R> {
             track_changes: true,
             indexes: vec![HashMap::new(); R::INDEXES.len()],
             bytes: 0,
+            recent: HashSet::new(),
         }
     }
 }
@@ -125,7 +129,9 @@ impl<R: Record> Table<R> {
     /// two-column rows are only ever written).
     pub async fn get(&mut self, db: Db<'_>, key: &str) -> Result<Option<R>, Error> {
         if let Some(known) = self.rows.get(key) {
-            return Ok(known.clone());
+            let known = known.clone();
+            self.touch(key);
+            return Ok(known);
         }
         let Some(tx) = db else {
             return Ok(None);
@@ -168,10 +174,15 @@ impl<R: Record> Table<R> {
         let Some(keys) = self.indexes[index].get(value) else {
             return Ok(vec![]);
         };
-        Ok(keys
+        let keys: Vec<String> = keys.iter().cloned().collect();
+        let found = keys
             .iter()
             .filter_map(|k| self.rows.get(k).cloned().flatten())
-            .collect())
+            .collect();
+        for key in &keys {
+            self.touch(key);
+        }
+        Ok(found)
     }
 
     /// Every row in memory, `Debug`-printed, in key order: for comparing two
@@ -219,9 +230,59 @@ impl<R: Record> Table<R> {
         self.changed = BTreeSet::new();
         self.indexes = vec![HashMap::new(); R::INDEXES.len()];
         self.bytes = 0;
+        self.recent = HashSet::new();
+    }
+
+    /// Forgets the rows not read or written since the last call (written
+    /// already): a history touches a customer's rows in a short stretch of
+    /// the log, so what was used lately is what will be used next.
+    pub fn evict_cold(&mut self) {
+        debug_assert!(self.changed.is_empty(), "evicting unwritten rows");
+        let recent = std::mem::take(&mut self.recent);
+        let cold: Vec<String> = self
+            .rows
+            .keys()
+            .filter(|k| !recent.contains(*k))
+            .cloned()
+            .collect();
+        for key in cold {
+            self.forget(&key);
+        }
+        self.bytes = self
+            .bytes
+            .saturating_sub(recent.iter().map(|k| k.len() + ENTRY_OVERHEAD).sum());
+    }
+
+    fn touch(&mut self, key: &str) {
+        // Building from empty in memory there is nothing to keep apart:
+        // the first write of a rebuild in a budget frees everything.
+        if self.track_changes && !self.recent.contains(key) {
+            self.bytes += key.len() + ENTRY_OVERHEAD;
+            self.recent.insert(key.to_string());
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        let Some(old) = self.rows.remove(key) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(entry_bytes(key, &old));
+        if let Some(old) = old {
+            for (i, index) in self.indexes.iter_mut().enumerate() {
+                if let Some(v) = old.index_value(i) {
+                    if let Some(keys) = index.get_mut(&v) {
+                        keys.remove(key);
+                        if keys.is_empty() {
+                            index.remove(&v);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn remember(&mut self, key: String, row: Option<R>) {
+        self.touch(&key);
         if let Some(old) = self.rows.get(&key) {
             self.bytes = self.bytes.saturating_sub(entry_bytes(&key, old));
         }
@@ -458,6 +519,9 @@ macro_rules! projection_rows {
             }
             fn evict(&mut self) {
                 $(self.$table.evict();)+
+            }
+            fn evict_cold(&mut self) {
+                $(self.$table.evict_cold();)+
             }
             fn snapshot(&self) -> Vec<(&'static str, Vec<String>)> {
                 vec![$((stringify!($table), self.$table.snapshot())),+]

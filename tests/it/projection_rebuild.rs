@@ -42,7 +42,9 @@ async fn a_rebuild_in_a_small_memory_budget_writes_as_it_goes_and_equals_live() 
     for p in payledger_projections::all() {
         runner::install(&t.db.pool, p.as_ref(), 500).await.unwrap();
     }
-    let history = mixed_history(16_700);
+    // A third of the history above: a rebuild that writes as it goes
+    // reads rows back one by one, and CI runs this beside everything else.
+    let history = mixed_history(6_000);
     append_batched(&store, history, 200).await;
     project_everything(&t.db.pool).await;
     let live = crate::common::dump_read_models(&t.db.pool).await;
@@ -57,7 +59,7 @@ async fn a_rebuild_in_a_small_memory_budget_writes_as_it_goes_and_equals_live() 
         .await
         .unwrap();
     eprintln!("small-budget rebuild: {report:?}");
-    assert!(report.read >= 50_000, "{report:?}");
+    assert!(report.read >= 18_000, "{report:?}");
     assert!(
         report.spills > 0,
         "the history outgrows the budget: {report:?}"
