@@ -154,23 +154,24 @@ pub async fn run_projection_bench(
     let all_memory = peak_growth_mb(base);
     let all_peak_rss = peak_growth_mb(0.0);
     let all = events as f64 / all_seconds;
+    let mut report = ProjectionBenchReport {
+        events: events as u64,
+        plain_read_events_per_s: plain,
+        rebuild_events_per_s: per,
+        rebuild_all_events_per_s: all,
+        rebuild_all_seconds: all_seconds,
+        rebuild_all_peak_memory_growth_mb: all_memory,
+        rebuild_all_peak_rss_mb: all_peak_rss,
+        rebuild_budget_mb: budget as f64 / (1024.0 * 1024.0),
+        rebuild_spills: rebuilt.spills,
+        ratio: all / plain.max(1e-9),
+        latency_rate_per_s: rate,
+        latency_samples: 0,
+        latency_p50_ms: 0.0,
+        latency_p99_ms: 0.0,
+    };
     if rebuild_all_only {
-        return Ok(ProjectionBenchReport {
-            events: events as u64,
-            plain_read_events_per_s: plain,
-            rebuild_events_per_s: per,
-            rebuild_all_events_per_s: all,
-            rebuild_all_seconds: all_seconds,
-            rebuild_all_peak_memory_growth_mb: all_memory,
-            rebuild_all_peak_rss_mb: all_peak_rss,
-            rebuild_budget_mb: budget as f64 / (1024.0 * 1024.0),
-            rebuild_spills: rebuilt.spills,
-            ratio: all / plain.max(1e-9),
-            latency_rate_per_s: rate,
-            latency_samples: 0,
-            latency_p50_ms: 0.0,
-            latency_p99_ms: 0.0,
-        });
+        return Ok(report);
     }
 
     // Latency: a worker runs; orphan charges arrive at `rate`/s; each one's
@@ -228,22 +229,10 @@ pub async fn run_projection_bench(
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
     };
-    Ok(ProjectionBenchReport {
-        events: events as u64,
-        plain_read_events_per_s: plain,
-        rebuild_events_per_s: per,
-        rebuild_all_events_per_s: all,
-        rebuild_all_seconds: all_seconds,
-        rebuild_all_peak_memory_growth_mb: all_memory,
-        rebuild_all_peak_rss_mb: all_peak_rss,
-        rebuild_budget_mb: budget as f64 / (1024.0 * 1024.0),
-        rebuild_spills: rebuilt.spills,
-        ratio: all / plain.max(1e-9),
-        latency_rate_per_s: rate,
-        latency_samples: latencies.len(),
-        latency_p50_ms: pick(0.5),
-        latency_p99_ms: pick(0.99),
-    })
+    report.latency_samples = latencies.len();
+    report.latency_p50_ms = pick(0.5);
+    report.latency_p99_ms = pick(0.99);
+    Ok(report)
 }
 
 pub fn print_projection_report(r: &ProjectionBenchReport) {
