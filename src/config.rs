@@ -70,6 +70,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PAYLEDGER_RECONCILE_OVERLAP", "5m", "how far each scheduled window reaches back into the last"),
     setting("PAYLEDGER_RECONCILE_FIRST_WINDOW", "3d", "the first scheduled run's window"),
     setting("PAYLEDGER_PROJECTION_BATCH", "500", "events a projection applies per transaction"),
+    setting("PAYLEDGER_PROJECTION_LINGER_MS", "20", "after a batch smaller than PAYLEDGER_PROJECTION_BATCH, how long a projection lets more events gather before the next (0: at once)"),
     setting("PAYLEDGER_GROUP_COMMIT", "on", "group concurrent appends into one statement and commit (`off`: one each)"),
     setting("PAYLEDGER_GROUP_COMMIT_MAX", "64", "the most appends one grouped statement writes"),
     setting("PAYLEDGER_GROUP_COMMIT_WRITERS", "4", "grouped statements in flight at once"),

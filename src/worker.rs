@@ -11,11 +11,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const PROJECTION_BATCH: i64 = 500;
+/// A burst of small batches costs each projection a transaction per batch
+/// (five projections, each its own): letting events gather for 20 ms turns
+/// a trickle of single events into batches, for 20 ms more latency at most.
+pub const DEFAULT_LINGER_MS: u64 = 20;
 
 pub struct WorkerConfig {
     pub poll: Duration,
     pub seal_every: Duration,
     pub batch: i64,
+    /// After a batch smaller than `batch`, how long a projection waits for
+    /// more events to gather.
+    pub linger: Duration,
     /// The processor to reconcile against, and how often; `None` when the
     /// schedule is off.
     pub reconcile: Option<(ProcessorClient, ScheduleConfig)>,
@@ -36,6 +43,7 @@ impl Default for WorkerConfig {
             poll: Duration::from_secs(1),
             seal_every: Duration::from_millis(500),
             batch: PROJECTION_BATCH,
+            linger: Duration::ZERO,
             reconcile: None,
             reactors: Default::default(),
             checkpoints: None,
@@ -58,6 +66,19 @@ impl WorkerConfig {
                     reason: format!("{raw:?} is not a positive number"),
                 },
             )?;
+        }
+        config.linger = Duration::from_millis(DEFAULT_LINGER_MS);
+        if let Some(raw) = crate::config::var("PAYLEDGER_PROJECTION_LINGER_MS") {
+            config.linger = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|ms| *ms <= 10_000)
+                .map(Duration::from_millis)
+                .ok_or(crate::config::ConfigError::Invalid {
+                    name: "PAYLEDGER_PROJECTION_LINGER_MS",
+                    reason: format!("{raw:?} is not a number of milliseconds from 0 to 10000"),
+                })?;
         }
         if let Some(every) = ScheduleConfig::from_env()? {
             match crate::config::processor_api() {
@@ -144,7 +165,12 @@ pub async fn run(
     let checkpoints = config
         .checkpoints
         .map(|s| tokio::spawn(crate::audit::schedule::run(pool.clone(), s, stop.clone())));
-    runner::run(pool, projections, config.batch, config.poll, wake, stop).await;
+    let pace = runner::Pace {
+        batch: config.batch,
+        poll: config.poll,
+        linger: config.linger,
+    };
+    runner::run_paced(pool, projections, pace, wake, stop).await;
     if let Some(c) = checkpoints {
         let _ = c.await;
     }

@@ -33,6 +33,16 @@ pub trait Projection: Send + Sync + 'static {
     fn rows(&self) -> Box<dyn ProjectionRows>;
 }
 
+/// The event types none of `projections` handles: they read those events
+/// without their payloads.
+pub fn unread_types(projections: &[&dyn Projection]) -> Vec<&'static str> {
+    payledger_events::DomainEvent::TYPES
+        .iter()
+        .copied()
+        .filter(|t| !projections.iter().any(|p| p.handles(t)))
+        .collect()
+}
+
 /// A projection's rows in memory and its rules over them.
 pub trait ProjectionRows: Send {
     fn apply<'a>(

@@ -193,10 +193,11 @@ async fn read_into(
 ) -> Result<(Checkpoint, u64), RunnerError> {
     let mut checkpoint = Checkpoint::START;
     let mut read = 0u64;
+    let unread = crate::projection::unread_types(projections);
     loop {
         let events = {
             let tx = client.transaction().await?;
-            let events = feed::read_after(&tx, checkpoint, page_events).await?;
+            let events = feed::read_after_without(&tx, checkpoint, page_events, &unread).await?;
             tx.commit().await?;
             events
         };
@@ -462,7 +463,8 @@ async fn rebuild_batch(
     checkpoint: Checkpoint,
     batch: i64,
 ) -> Result<Option<(Checkpoint, usize)>, RunnerError> {
-    let events = feed::read_after(tx, checkpoint, batch).await?;
+    let unread = crate::projection::unread_types(&[projection]);
+    let events = feed::read_after_without(tx, checkpoint, batch, &unread).await?;
     let Some(last) = events.last().map(|e| e.checkpoint()) else {
         return Ok(None);
     };

@@ -7,6 +7,7 @@ use payledger_events::{Checkpoint, Metadata, RecordedEvent, StreamId};
 use tokio_postgres::Row;
 
 const READ_ALL_SQL: &str = include_str!("read_all.sql");
+const READ_ALL_WITHOUT_SQL: &str = include_str!("read_all_without.sql");
 
 /// Why the global order could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,27 @@ pub async fn read_after<C: GenericClient>(
         .query(
             &statement,
             &[&after.transaction_id, &after.position, &limit],
+        )
+        .await?;
+    rows.iter().map(recorded_event).collect()
+}
+
+/// Like [`read_after`], but the events of the types in `unread` come with
+/// a `null` payload: for readers (projections) that skip those types.
+pub async fn read_after_without<C: GenericClient>(
+    client: &C,
+    after: Checkpoint,
+    limit: i64,
+    unread: &[&str],
+) -> Result<Vec<RecordedEvent>, FeedError> {
+    if unread.is_empty() {
+        return read_after(client, after, limit).await;
+    }
+    let statement = client.prepare_cached(READ_ALL_WITHOUT_SQL).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&after.transaction_id, &after.position, &limit, &unread],
         )
         .await?;
     rows.iter().map(recorded_event).collect()

@@ -80,18 +80,94 @@ struct Request {
     batch: Vec<StreamAppend>,
     guard: Option<Uuid>,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    keys: Keys,
+    /// Held from the moment it joins a group until it is answered: its
+    /// keys stay in flight until its statement has committed.
+    entered: Option<Entered>,
 }
 
-impl Request {
-    fn streams(&self) -> impl Iterator<Item = &str> {
-        self.batch.iter().map(|p| p.stream.as_str())
-    }
+/// The streams an append writes and the event ids it stores or guards on.
+#[derive(Clone, Default)]
+struct Keys {
+    streams: Vec<String>,
+    ids: Vec<Uuid>,
+}
 
-    fn ids(&self) -> impl Iterator<Item = Uuid> + '_ {
-        self.batch
-            .iter()
-            .flat_map(|p| p.events.iter().map(|e| e.event_id))
-            .chain(self.guard)
+impl Keys {
+    fn of(batch: &[StreamAppend], guard: Option<Uuid>) -> Keys {
+        Keys {
+            streams: batch
+                .iter()
+                .map(|p| p.stream.as_str().to_string())
+                .collect(),
+            ids: batch
+                .iter()
+                .flat_map(|p| p.events.iter().map(|e| e.event_id))
+                .chain(guard)
+                .collect(),
+        }
+    }
+}
+
+/// The keys of every statement being written. Two statements in flight
+/// that share a stream or an event id race on the unique indexes: the
+/// second waits for the first to commit and then fails as a whole (or the
+/// two deadlock, a second's stall), and its group is written again one by
+/// one. A month-end burst does that all the time — the processor sends
+/// `invoice.paid` and `invoice.payment_succeeded` for one invoice at once,
+/// and both carry the same fact. So an append that shares a key with a
+/// statement in flight waits until that statement has committed, and then
+/// finds the fact stored: a duplicate, answered as one, without an error.
+#[derive(Default)]
+struct InFlight {
+    keys: std::sync::Mutex<(HashSet<String>, HashSet<Uuid>)>,
+    /// Rung when a statement's keys leave.
+    settled: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Takes `keys` in flight unless one of them is already.
+    fn try_enter(self: &Arc<Self>, keys: &Keys) -> Option<Entered> {
+        let mut held = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let (streams, ids) = &mut *held;
+        if keys.streams.iter().any(|s| streams.contains(s))
+            || keys.ids.iter().any(|id| ids.contains(id))
+        {
+            return None;
+        }
+        streams.extend(keys.streams.iter().cloned());
+        ids.extend(keys.ids.iter().copied());
+        Some(Entered {
+            in_flight: self.clone(),
+            keys: keys.clone(),
+        })
+    }
+}
+
+/// Keys in flight; they leave when this is dropped (answered, failed or
+/// cancelled alike).
+struct Entered {
+    in_flight: Arc<InFlight>,
+    keys: Keys,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        {
+            let mut held = self
+                .in_flight
+                .keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let (streams, ids) = &mut *held;
+            for s in &self.keys.streams {
+                streams.remove(s);
+            }
+            for id in &self.keys.ids {
+                ids.remove(id);
+            }
+        }
+        self.in_flight.settled.notify_one();
     }
 }
 
@@ -105,6 +181,7 @@ pub(crate) struct GroupCommitter {
     writers: Arc<Semaphore>,
     /// Appends in the queue or being formed into a group.
     waiting: Arc<AtomicU64>,
+    in_flight: Arc<InFlight>,
     single: Arc<PgEventStore>,
     window: Duration,
 }
@@ -117,6 +194,7 @@ impl GroupCommitter {
         let counters = Arc::new(Counters::default());
         let writers = Arc::new(Semaphore::new(config.writers.max(1)));
         let waiting = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(InFlight::default());
         tokio::spawn(form_groups(
             single.clone(),
             config,
@@ -125,6 +203,7 @@ impl GroupCommitter {
                 counters: counters.clone(),
                 writers: writers.clone(),
                 waiting: waiting.clone(),
+                in_flight: in_flight.clone(),
             },
         ));
         GroupCommitter {
@@ -132,6 +211,7 @@ impl GroupCommitter {
             counters,
             writers,
             waiting,
+            in_flight,
             single: Arc::new(single),
             window: config.window,
         }
@@ -149,10 +229,13 @@ impl GroupCommitter {
         // Nobody waiting and a writer free: there is nothing to group with,
         // so write now, without the hop through the group former — unless
         // a window asks to wait for company.
+        let keys = Keys::of(&batch, guard);
         if self.window.is_zero() && self.waiting.load(Ordering::SeqCst) == 0 {
             if let Ok(_slot) = self.writers.try_acquire() {
-                self.counters.alone.fetch_add(1, Ordering::Relaxed);
-                return self.single.append_alone(&batch, guard).await;
+                if let Some(_entered) = self.in_flight.try_enter(&keys) {
+                    self.counters.alone.fetch_add(1, Ordering::Relaxed);
+                    return self.single.append_alone(&batch, guard).await;
+                }
             }
         }
         let (reply, answer) = oneshot::channel();
@@ -162,6 +245,8 @@ impl GroupCommitter {
                 batch,
                 guard,
                 reply,
+                keys,
+                entered: None,
             })
             .map_err(|_| StoreError::Unavailable("the group-commit writer has stopped".into()))?;
         answer.await.map_err(|_| {
@@ -170,24 +255,34 @@ impl GroupCommitter {
     }
 }
 
-/// A group in the making: no stream and no event id twice, so each
-/// append's checks in the statement see only what was there before it.
+/// A group in the making: no stream and no event id twice, and none in
+/// flight in another statement (its requests hold their keys), so each
+/// append's checks in the statement see only what was committed before it.
 #[derive(Default)]
 struct Group {
     requests: Vec<Request>,
-    streams: HashSet<String>,
-    ids: HashSet<Uuid>,
 }
 
 impl Group {
-    fn clashes(&self, r: &Request) -> bool {
-        r.streams().any(|s| self.streams.contains(s)) || r.ids().any(|id| self.ids.contains(&id))
-    }
-
-    fn push(&mut self, r: Request) {
-        self.streams.extend(r.streams().map(str::to_string));
-        self.ids.extend(r.ids());
-        self.requests.push(r);
+    /// Takes `r` if the group has room and no key of `r` is in flight;
+    /// otherwise gives it back.
+    fn try_push(
+        &mut self,
+        mut r: Request,
+        max: usize,
+        in_flight: &Arc<InFlight>,
+    ) -> Option<Request> {
+        if self.requests.len() >= max {
+            return Some(r);
+        }
+        match in_flight.try_enter(&r.keys) {
+            Some(entered) => {
+                r.entered = Some(entered);
+                self.requests.push(r);
+                None
+            }
+            None => Some(r),
+        }
     }
 }
 
@@ -195,6 +290,7 @@ struct Shared {
     counters: Arc<Counters>,
     writers: Arc<Semaphore>,
     waiting: Arc<AtomicU64>,
+    in_flight: Arc<InFlight>,
 }
 
 async fn form_groups(
@@ -207,48 +303,55 @@ async fn form_groups(
         counters,
         writers,
         waiting,
+        in_flight,
     } = shared;
     let max = config.max_appends.max(1);
-    // Appends that clashed with a group wait for the next one, first.
+    // Appends not yet in a group, in arrival order: those that shared a key
+    // with a statement in flight wait here for it to commit.
     let mut held: VecDeque<Request> = VecDeque::new();
     loop {
-        let first = match held.pop_front() {
-            Some(r) => r,
-            None => match requests.recv().await {
-                Some(r) => r,
+        if held.is_empty() {
+            match requests.recv().await {
+                Some(r) => held.push_back(r),
                 None => return,
-            },
-        };
+            }
+        }
         let started = tokio::time::Instant::now();
         let Ok(slot) = writers.clone().acquire_owned().await else {
             return;
         };
+        while let Ok(r) = requests.try_recv() {
+            held.push_back(r);
+        }
         let mut group = Group::default();
-        group.push(first);
         let mut again = VecDeque::new();
         while let Some(r) = held.pop_front() {
-            if group.requests.len() < max && !group.clashes(&r) {
-                group.push(r);
-            } else {
+            if let Some(r) = group.try_push(r, max, &in_flight) {
                 again.push_back(r);
             }
         }
         held = again;
-        let deadline = started + config.window;
-        while group.requests.len() < max {
-            let next = match requests.try_recv() {
-                Ok(r) => Some(r),
-                Err(_) if config.window.is_zero() => None,
-                Err(_) => tokio::select! {
-                    r = requests.recv() => r,
-                    _ = tokio::time::sleep_until(deadline) => None,
+        if group.requests.is_empty() {
+            // Everything waiting shares a key with a statement in flight.
+            drop(slot);
+            tokio::select! {
+                _ = in_flight.settled.notified() => {}
+                r = requests.recv() => match r {
+                    Some(r) => held.push_back(r),
+                    None => return,
                 },
+            }
+            continue;
+        }
+        let deadline = started + config.window;
+        while group.requests.len() < max && !config.window.is_zero() {
+            let next = tokio::select! {
+                r = requests.recv() => r,
+                _ = tokio::time::sleep_until(deadline) => None,
             };
             let Some(r) = next else { break };
-            if group.clashes(&r) {
+            if let Some(r) = group.try_push(r, max, &in_flight) {
                 held.push_back(r);
-            } else {
-                group.push(r);
             }
         }
         waiting.fetch_sub(group.requests.len() as u64, Ordering::SeqCst);

@@ -855,6 +855,10 @@ fn bad_mail_and_application_webhook_settings_are_refused_by_name() {
             vec![("PAYLEDGER_GROUP_COMMIT_WINDOW_US", "1ms")],
             "PAYLEDGER_GROUP_COMMIT_WINDOW_US",
         ),
+        (
+            vec![("PAYLEDGER_PROJECTION_LINGER_MS", "soon")],
+            "PAYLEDGER_PROJECTION_LINGER_MS",
+        ),
         // A rebuild's memory: a size, and one it can work in.
         (
             vec![("PAYLEDGER_REBUILD_MEMORY", "lots")],

@@ -122,3 +122,47 @@ async fn migrating_twice_is_a_no_op() {
     let t = TestDb::new().await;
     assert!(t.db.migrate().await.unwrap().is_empty());
 }
+
+/// Projections skip the processor's verbatim callbacks, the log's biggest
+/// rows: they read them without their bodies, in the same order, with
+/// everything else whole.
+#[tokio::test]
+async fn a_feed_without_a_types_payloads_keeps_the_order_and_every_other_payload() {
+    use payledger::store::feed;
+    use payledger_events::Checkpoint;
+    let t = TestDb::new().await;
+    let store = t.store();
+    let body = serde_json::json!({"raw_body": "x".repeat(4_000)});
+    let callback = payledger_events::EventData {
+        event_type: "ProcessorEventReceived".into(),
+        payload: body,
+        ..any_event()
+    };
+    let other = any_event();
+    let kept = other.payload.clone();
+    store
+        .append_to_stream(
+            StreamId::payment("pi_feed"),
+            ExpectedVersion::Any,
+            vec![callback, other],
+        )
+        .await
+        .unwrap();
+    let client = t.db.pool.get().await.unwrap();
+    let whole = feed::read_after(&client, Checkpoint::START, 10)
+        .await
+        .unwrap();
+    let without =
+        feed::read_after_without(&client, Checkpoint::START, 10, &["ProcessorEventReceived"])
+            .await
+            .unwrap();
+    let order = |events: &[payledger_events::RecordedEvent]| -> Vec<i64> {
+        events.iter().map(|e| e.position).collect()
+    };
+    assert_eq!(order(&whole), order(&without));
+    assert_eq!(without.len(), 2);
+    assert_eq!(without[0].payload, serde_json::Value::Null);
+    assert_eq!(without[0].event_type, "ProcessorEventReceived");
+    assert_eq!(without[1].payload, kept);
+    assert_ne!(whole[0].payload, serde_json::Value::Null);
+}

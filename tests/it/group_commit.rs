@@ -305,3 +305,65 @@ async fn a_group_of_several_events_per_stream_gives_consecutive_versions_and_kee
     expected.sort();
     assert_eq!(stored, expected);
 }
+
+/// The processor sends `invoice.paid` and `invoice.payment_succeeded` for
+/// one invoice at once, each its own callback carrying the same fact. Found
+/// in the renewal burst: the second of such a pair went into the next group,
+/// written at the same time as the first's, so the two statements raced on
+/// the unique event id — the second failed as a whole (its group then
+/// written again one by one) or the two deadlocked for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_that_carry_the_same_fact_at_once_never_fail_a_group_statement() {
+    let t = TestDb::new().await;
+    let store = t.store().with_group_commit(GroupCommitConfig::default());
+    let pairs = 400;
+    let facts: Vec<Uuid> = (0..pairs).map(|_| Uuid::new_v4()).collect();
+    let appends = facts.iter().enumerate().flat_map(|(i, fact)| {
+        (0..2).map({
+            let store = store.clone();
+            move |copy| {
+                let store = store.clone();
+                let (fact, callback) = (*fact, Uuid::new_v4());
+                async move {
+                    store
+                        .append_unless_stored(
+                            callback,
+                            vec![
+                                StreamAppend::new(
+                                    StreamId::payment(&format!("evt_{i}_{copy}")),
+                                    ExpectedVersion::Any,
+                                    vec![event_with_id(callback)],
+                                ),
+                                StreamAppend::new(
+                                    StreamId::payment(&format!("in_{i}")),
+                                    ExpectedVersion::Any,
+                                    vec![event_with_id(fact)],
+                                ),
+                            ],
+                        )
+                        .await
+                }
+            }
+        })
+    });
+    use futures_util::StreamExt;
+    let outcomes: Vec<_> = futures_util::stream::iter(appends)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let (mut stored, mut duplicates) = (0, 0);
+    for o in outcomes {
+        let o = o.expect("every append answered");
+        stored += o.stored();
+        duplicates += o.duplicates();
+    }
+    // Every callback stored; each fact stored once, its twin a duplicate.
+    assert_eq!((stored, duplicates), (3 * pairs, pairs));
+    assert_eq!(stored_ids(&t, &facts).await.len(), pairs);
+    let stats = store.group_commit_stats().unwrap();
+    assert!(
+        stats.group_statements > 0,
+        "the burst was grouped: {stats:?}"
+    );
+    assert_eq!(stats.fallbacks, 0, "no group statement failed: {stats:?}");
+}
