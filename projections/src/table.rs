@@ -123,6 +123,41 @@ fn column_list<R: Record>() -> String {
         .join(", ")
 }
 
+/// Rows per upsert statement, largest first: a batch's changed rows are
+/// written in statements of these sizes, so a burst writes up to 64 rows a
+/// statement (a statement per row was most of what a projection cost the
+/// database), and each table has three prepared statements, not one per
+/// number of rows.
+const UPSERT_CHUNKS: [usize; 3] = [64, 8, 1];
+
+/// `INSERT … VALUES (…), (…) ON CONFLICT (key) DO UPDATE` for `rows` rows.
+fn upsert_sql<R: Record>(rows: usize) -> String {
+    let n = R::COLUMNS.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = R::COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(c, (_, ty))| format!("${}::{}", r * n + c + 1, ty.name()))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let updates: Vec<String> = R::COLUMNS
+        .iter()
+        .filter(|(c, _)| !R::KEY.contains(c))
+        .map(|(c, _)| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+        R::TABLE,
+        column_list::<R>(),
+        tuples.join(", "),
+        R::KEY.join(", "),
+        updates.join(", ")
+    )
+}
+
 impl<R: Record> Table<R> {
     /// The row with this key. Live lookups go by the first key column, so
     /// only tables with a one-column key are read this way (the timeline's
@@ -312,29 +347,24 @@ impl<R: Record> Table<R> {
         if self.changed.is_empty() {
             return Ok(());
         }
-        let columns = column_list::<R>();
-        let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("${i}")).collect();
-        let updates: Vec<String> = R::COLUMNS
-            .iter()
-            .filter(|(c, _)| !R::KEY.contains(c))
-            .map(|(c, _)| format!("{c} = EXCLUDED.{c}"))
-            .collect();
-        let sql = format!(
-            "INSERT INTO {} ({columns}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
-            R::TABLE,
-            placeholders.join(", "),
-            R::KEY.join(", "),
-            updates.join(", ")
-        );
-        let statement = tx.prepare_cached(&sql).await?;
         let rows: Vec<&R> = self
             .changed
             .iter()
             .filter_map(|k| self.rows.get(k).and_then(Option::as_ref))
             .collect();
-        let writes = rows.iter().map(|row| {
-            let statement = &statement;
-            async move { tx.execute(statement, &row.values()).await }
+        let mut statements = vec![];
+        let mut rest = rows.as_slice();
+        for size in UPSERT_CHUNKS {
+            let statement = tx.prepare_cached(&upsert_sql::<R>(size)).await?;
+            while rest.len() >= size {
+                let (chunk, after) = rest.split_at(size);
+                statements.push((statement.clone(), chunk));
+                rest = after;
+            }
+        }
+        let writes = statements.iter().map(|(statement, chunk)| {
+            let values: Values<'_> = chunk.iter().flat_map(|row| row.values()).collect();
+            async move { tx.execute(statement, &values).await }
         });
         futures_util::future::try_join_all(writes).await?;
         self.changed.clear();
