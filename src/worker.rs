@@ -11,10 +11,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const PROJECTION_BATCH: i64 = 500;
-/// A burst of small batches costs each projection a transaction per batch
-/// (five projections, each its own): letting events gather for 20 ms turns
-/// a trickle of single events into batches, for 20 ms more latency at most.
-pub const DEFAULT_LINGER_MS: u64 = 20;
 
 pub struct WorkerConfig {
     pub poll: Duration,
@@ -67,19 +63,7 @@ impl WorkerConfig {
                 },
             )?;
         }
-        config.linger = Duration::from_millis(DEFAULT_LINGER_MS);
-        if let Some(raw) = crate::config::var("PAYLEDGER_PROJECTION_LINGER_MS") {
-            config.linger = raw
-                .trim()
-                .parse()
-                .ok()
-                .filter(|ms| *ms <= 10_000)
-                .map(Duration::from_millis)
-                .ok_or(crate::config::ConfigError::Invalid {
-                    name: "PAYLEDGER_PROJECTION_LINGER_MS",
-                    reason: format!("{raw:?} is not a number of milliseconds from 0 to 10000"),
-                })?;
-        }
+        config.linger = crate::config::projection_linger()?;
         if let Some(every) = ScheduleConfig::from_env()? {
             match crate::config::processor_api() {
                 Ok(api) => {

@@ -355,6 +355,9 @@ impl<R: Record> Table<R> {
         let mut statements = vec![];
         let mut rest = rows.as_slice();
         for size in UPSERT_CHUNKS {
+            if rest.len() < size {
+                continue;
+            }
             let statement = tx.prepare_cached(&upsert_sql::<R>(size)).await?;
             while rest.len() >= size {
                 let (chunk, after) = rest.split_at(size);

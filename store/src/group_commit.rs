@@ -109,6 +109,34 @@ impl Keys {
     }
 }
 
+/// A set of streams and event ids.
+#[derive(Default)]
+struct KeySet {
+    streams: HashSet<String>,
+    ids: HashSet<Uuid>,
+}
+
+impl KeySet {
+    fn shares(&self, keys: &Keys) -> bool {
+        keys.streams.iter().any(|s| self.streams.contains(s))
+            || keys.ids.iter().any(|id| self.ids.contains(id))
+    }
+
+    fn add(&mut self, keys: &Keys) {
+        self.streams.extend(keys.streams.iter().cloned());
+        self.ids.extend(keys.ids.iter().copied());
+    }
+
+    fn remove(&mut self, keys: &Keys) {
+        for s in &keys.streams {
+            self.streams.remove(s);
+        }
+        for id in &keys.ids {
+            self.ids.remove(id);
+        }
+    }
+}
+
 /// The keys of every statement being written. Two statements in flight
 /// that share a stream or an event id race on the unique indexes: the
 /// second waits for the first to commit and then fails as a whole (or the
@@ -120,7 +148,7 @@ impl Keys {
 /// finds the fact stored: a duplicate, answered as one, without an error.
 #[derive(Default)]
 struct InFlight {
-    keys: std::sync::Mutex<(HashSet<String>, HashSet<Uuid>)>,
+    keys: std::sync::Mutex<KeySet>,
     /// Rung when a statement's keys leave.
     settled: tokio::sync::Notify,
 }
@@ -129,14 +157,10 @@ impl InFlight {
     /// Takes `keys` in flight unless one of them is already.
     fn try_enter(self: &Arc<Self>, keys: &Keys) -> Option<Entered> {
         let mut held = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let (streams, ids) = &mut *held;
-        if keys.streams.iter().any(|s| streams.contains(s))
-            || keys.ids.iter().any(|id| ids.contains(id))
-        {
+        if held.shares(keys) {
             return None;
         }
-        streams.extend(keys.streams.iter().cloned());
-        ids.extend(keys.ids.iter().copied());
+        held.add(keys);
         Some(Entered {
             in_flight: self.clone(),
             keys: keys.clone(),
@@ -153,20 +177,11 @@ struct Entered {
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        {
-            let mut held = self
-                .in_flight
-                .keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let (streams, ids) = &mut *held;
-            for s in &self.keys.streams {
-                streams.remove(s);
-            }
-            for id in &self.keys.ids {
-                ids.remove(id);
-            }
-        }
+        self.in_flight
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.keys);
         self.in_flight.settled.notify_one();
     }
 }
@@ -261,27 +276,35 @@ impl GroupCommitter {
 #[derive(Default)]
 struct Group {
     requests: Vec<Request>,
+    /// The keys of the appends given back while it formed: a later append
+    /// that shares one waits with them, so appends to one stream keep
+    /// their order of arrival.
+    passed_over: KeySet,
 }
 
 impl Group {
-    /// Takes `r` if the group has room and no key of `r` is in flight;
-    /// otherwise gives it back.
+    /// Takes `r` if the group has room, no earlier append sharing a key
+    /// was given back, and no key of `r` is in flight; otherwise gives it
+    /// back.
     fn try_push(
         &mut self,
         mut r: Request,
         max: usize,
         in_flight: &Arc<InFlight>,
     ) -> Option<Request> {
-        if self.requests.len() >= max {
-            return Some(r);
-        }
-        match in_flight.try_enter(&r.keys) {
+        let entered = (self.requests.len() < max && !self.passed_over.shares(&r.keys))
+            .then(|| in_flight.try_enter(&r.keys))
+            .flatten();
+        match entered {
             Some(entered) => {
                 r.entered = Some(entered);
                 self.requests.push(r);
                 None
             }
-            None => Some(r),
+            None => {
+                self.passed_over.add(&r.keys);
+                Some(r)
+            }
         }
     }
 }

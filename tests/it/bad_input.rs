@@ -859,6 +859,10 @@ fn bad_mail_and_application_webhook_settings_are_refused_by_name() {
             vec![("PAYLEDGER_PROJECTION_LINGER_MS", "soon")],
             "PAYLEDGER_PROJECTION_LINGER_MS",
         ),
+        (
+            vec![("PAYLEDGER_PROJECTION_LINGER_MS", "20000")],
+            "PAYLEDGER_PROJECTION_LINGER_MS",
+        ),
         // A rebuild's memory: a size, and one it can work in.
         (
             vec![("PAYLEDGER_REBUILD_MEMORY", "lots")],

@@ -110,14 +110,23 @@ pub async fn run_projection_bench(
         from += n;
         progress.set_position(from);
     }
-    // The measurements that follow print their own result.
-    progress.finish_and_clear();
     let mut client = db.pool.get().await?;
     client.batch_execute("ANALYZE events").await?;
-    let events: i64 = client
-        .query_one("SELECT count(*) FROM events", &[])
-        .await?
-        .get(0);
+    let (events, last): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(max(position), 0) FROM events",
+                &[],
+            )
+            .await?;
+        (row.get(0), row.get(1))
+    };
+    // From here the bar follows the log's position: a rebuild in a small
+    // budget takes half an hour at a million events.
+    progress.set_length(u64::try_from(last).unwrap_or(0));
+    progress.set_position(0);
+    progress.set_message("the plain read");
+    let at = |c: Checkpoint| progress.set_position(u64::try_from(c.position).unwrap_or(0));
 
     // The baseline: the same rows in the same order, in the rebuild's pages.
     let started = Instant::now();
@@ -128,6 +137,7 @@ pub async fn run_projection_bench(
         tx.commit().await?;
         let Some(last) = page.last() else { break };
         checkpoint = last.checkpoint();
+        at(checkpoint);
     }
     let plain = events as f64 / started.elapsed().as_secs_f64();
     drop(client);
@@ -138,6 +148,7 @@ pub async fn run_projection_bench(
         if rebuild_all_only {
             continue;
         }
+        progress.set_message(format!("rebuild {}", p.name()));
         let t = Instant::now();
         runner::rebuild(&db.pool, p.as_ref(), 1000).await?;
         per.push((
@@ -149,7 +160,11 @@ pub async fn run_projection_bench(
     let refs: Vec<&dyn Projection> = projections.iter().map(|p| p.as_ref()).collect();
     let base = reset_peak();
     let together = Instant::now();
-    let rebuilt = runner::rebuild_many_within(&db.pool, &refs, 1000, budget, &|_| {}).await?;
+    progress.set_message("rebuild --all");
+    let rebuilt = runner::rebuild_many_within(&db.pool, &refs, 1000, budget, &at).await;
+    // The measurements that follow print their own result.
+    progress.finish_and_clear();
+    let rebuilt = rebuilt?;
     let all_seconds = together.elapsed().as_secs_f64();
     let all_memory = peak_growth_mb(base);
     let all_peak_rss = peak_growth_mb(0.0);
