@@ -40,7 +40,8 @@ impl Projection for CustomerStatus {
         // v5: a charge reconciliation found is activated as a rescue.
         // v6: a subscription's first invoice pays its checkout; periods in
         //     calendar months and years.
-        6
+        // v7: indexes for the columns the rules find rows by.
+        7
     }
     fn handles(&self, event_type: &str) -> bool {
         matches!(

@@ -25,3 +25,7 @@ CREATE TABLE customer_status (
 );
 CREATE INDEX customer_status_email ON customer_status (email);
 CREATE INDEX customer_status_session ON customer_status (session_id);
+-- the rules find rows by these (Table::find): without them each lookup
+-- read the whole table
+CREATE INDEX customer_status_checkout ON customer_status (checkout_id);
+CREATE INDEX customer_status_payment ON customer_status (payment_id);

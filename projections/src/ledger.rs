@@ -217,6 +217,25 @@ impl Ledger {
         self.payments.in_memory_only();
     }
 
+    pub fn rehearse(&mut self) {
+        self.checkouts.rehearse();
+        self.payments.rehearse();
+    }
+
+    pub fn wanted_into(&mut self, into: &mut crate::table::Wanted) {
+        self.checkouts.wanted_into(into);
+        self.payments.wanted_into(into);
+    }
+
+    pub async fn prefetch(
+        &mut self,
+        tx: &Transaction<'_>,
+        wanted: &crate::table::Wanted,
+    ) -> Result<(), Error> {
+        self.checkouts.prefetch(tx, wanted).await?;
+        self.payments.prefetch(tx, wanted).await
+    }
+
     pub fn track_changes(&mut self) {
         self.checkouts.track_changes();
         self.payments.track_changes();

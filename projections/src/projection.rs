@@ -53,6 +53,21 @@ pub trait ProjectionRows: Send {
     ) -> ApplyFuture<'a>;
     /// Writes the rows changed since the last write (live).
     fn flush<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
+    /// Look nothing up from now on; remember what was wanted (a rehearsal
+    /// of a batch, see [`crate::table::Wanted`]).
+    fn rehearse(&mut self) {}
+    /// What a rehearsal looked up.
+    fn wanted(&mut self) -> crate::table::Wanted {
+        crate::table::Wanted::new()
+    }
+    /// Reads what a rehearsal wanted, a statement per table and index.
+    fn prefetch<'a>(
+        &'a mut self,
+        _tx: &'a Transaction<'a>,
+        _wanted: &'a crate::table::Wanted,
+    ) -> ApplyFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
     /// Writes every row into empty tables (rebuild, replay).
     fn copy_into<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
     /// The rows will be written whole by `copy_into`: stop remembering

@@ -148,6 +148,11 @@ pub async fn rebuild_many_within(
                 rows.in_memory_only();
                 rows
             },
+            {
+                let mut rehearsal = projection.rows();
+                rehearsal.rehearse();
+                rehearsal
+            },
             receive,
             schema.clone(),
             share,
@@ -276,11 +281,15 @@ async fn fold_and_write(
     pool: Pool,
     name: &'static str,
     mut rows: Box<dyn ProjectionRows>,
+    mut rehearsal: Box<dyn ProjectionRows>,
     mut pages: mpsc::Receiver<(Arc<Page>, Vec<usize>)>,
     schema: String,
     budget: usize,
 ) -> Result<(u32, usize), RunnerError> {
-    let search_path = format!("SET LOCAL search_path = {schema}, public");
+    let search_path = format!(
+        "SET LOCAL search_path = {schema}, public; {}",
+        crate::runner::KEYED_READS
+    );
     let mut spilled: Option<Object> = None;
     let (mut spills, mut peak) = (0u32, 0usize);
     while let Some((page, handled)) = pages.recv().await {
@@ -303,6 +312,15 @@ async fn fold_and_write(
             Some(client) => {
                 let tx = client.transaction().await?;
                 tx.batch_execute(&search_path).await?;
+                let events: Vec<_> = handled
+                    .iter()
+                    .filter_map(|&i| match &page[i] {
+                        (event, Some(Ok(decoded))) => Some((event, decoded)),
+                        _ => None,
+                    })
+                    .collect();
+                let wanted = crate::runner::rehearse(rehearsal.as_mut(), &events).await;
+                rows.prefetch(&tx, &wanted).await?;
                 fold_page(name, &mut rows, Some(&tx), &page, &handled).await?;
                 peak = peak.max(rows.resident_bytes());
                 if rows.resident_bytes() > budget {

@@ -219,6 +219,25 @@ impl Renewals {
         self.prices.in_memory_only();
     }
 
+    pub fn rehearse(&mut self) {
+        self.subscriptions.rehearse();
+        self.prices.rehearse();
+    }
+
+    pub fn wanted_into(&mut self, into: &mut crate::table::Wanted) {
+        self.subscriptions.wanted_into(into);
+        self.prices.wanted_into(into);
+    }
+
+    pub async fn prefetch(
+        &mut self,
+        tx: &Transaction<'_>,
+        wanted: &crate::table::Wanted,
+    ) -> Result<(), Error> {
+        self.subscriptions.prefetch(tx, wanted).await?;
+        self.prices.prefetch(tx, wanted).await
+    }
+
     pub fn track_changes(&mut self) {
         self.subscriptions.track_changes();
         self.prices.track_changes();

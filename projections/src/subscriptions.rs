@@ -40,7 +40,8 @@ impl Projection for Subscriptions {
         // v4: a charge reconciliation found is activated as a rescue.
         // v5: renewals (spec §12); periods in calendar months and years.
         // v6: each change of access is a versioned message (spec §13).
-        6
+        // v7: an index for the column the rules find rows by.
+        7
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)

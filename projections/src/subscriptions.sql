@@ -22,6 +22,9 @@ CREATE TABLE subscriptions (
     -- of (subscription_changes)
     version              BIGINT NOT NULL
 );
+-- the rules find rows by it (Table::find): without it each lookup read
+-- the whole table
+CREATE INDEX subscriptions_payment ON subscriptions (payment_id);
 
 -- Every change of a customer's access, as the product's application is
 -- told of it (spec §13): a message per change, `version` increasing per

@@ -85,6 +85,31 @@ pub struct Table<R: Record> {
     /// Keys read or written since the last `evict_cold`: what a rebuild
     /// in a budget keeps when it writes its rows and frees memory.
     recent: HashSet<String>,
+    /// Per index: the values whose rows are all in memory (read from the
+    /// tables since, and none forgotten): `find` need not ask again. Rows
+    /// stay in memory from batch to batch, so this is what spares a burst
+    /// a query per lookup.
+    complete: Vec<HashSet<String>>,
+    /// A rehearsal (see [`Wanted`]): remember what is looked up instead of
+    /// reading it.
+    rehearsing: bool,
+    wanted: TableWanted,
+}
+
+/// What a rehearsal of a batch looked up, per table: the keys of `get` and
+/// the index values of `find`. A live batch is first applied to empty rows
+/// with no database (its rows are thrown away); what that asked for is the
+/// batch's first-hand lookups, read in one statement per table and index
+/// before the batch is applied for real. Lookups that depend on a row read
+/// are not in it; those are read one by one as before. A query per lookup
+/// was most of the statements a burst cost the database.
+pub type Wanted = HashMap<&'static str, TableWanted>;
+
+#[derive(Debug, Default, Clone)]
+pub struct TableWanted {
+    keys: BTreeSet<String>,
+    /// Per index: the values looked up.
+    finds: Vec<BTreeSet<String>>,
 }
 
 impl<R: Record> Default for Table<R> {
@@ -96,6 +121,9 @@ impl<R: Record> Default for Table<R> {
             indexes: vec![HashMap::new(); R::INDEXES.len()],
             bytes: 0,
             recent: HashSet::new(),
+            complete: vec![HashSet::new(); R::INDEXES.len()],
+            rehearsing: false,
+            wanted: TableWanted::default(),
         }
     }
 }
@@ -169,6 +197,9 @@ impl<R: Record> Table<R> {
             return Ok(known);
         }
         let Some(tx) = db else {
+            if self.rehearsing {
+                self.wanted.keys.insert(key.to_string());
+            }
             return Ok(None);
         };
         let sql = format!(
@@ -189,7 +220,13 @@ impl<R: Record> Table<R> {
     /// Every row whose `R::INDEXES[index]` column equals `value`, in key
     /// order (so both ways of storing see the same order).
     pub async fn find(&mut self, db: Db<'_>, index: usize, value: &str) -> Result<Vec<R>, Error> {
-        if let Some(tx) = db {
+        if self.rehearsing {
+            self.wanted
+                .finds
+                .resize_with(R::INDEXES.len(), BTreeSet::new);
+            self.wanted.finds[index].insert(value.to_string());
+        }
+        if let Some(tx) = db.filter(|_| !self.complete[index].contains(value)) {
             let sql = format!(
                 "SELECT {} FROM {} WHERE {} = $1",
                 column_list::<R>(),
@@ -205,6 +242,8 @@ impl<R: Record> Table<R> {
                     self.remember(key, Some(row));
                 }
             }
+            self.bytes += value.len() + ENTRY_OVERHEAD;
+            self.complete[index].insert(value.to_string());
         }
         let Some(keys) = self.indexes[index].get(value) else {
             return Ok(vec![]);
@@ -266,6 +305,7 @@ impl<R: Record> Table<R> {
         self.indexes = vec![HashMap::new(); R::INDEXES.len()];
         self.bytes = 0;
         self.recent = HashSet::new();
+        self.complete = vec![HashSet::new(); R::INDEXES.len()];
     }
 
     /// Forgets the rows not read or written since the last call (written
@@ -305,6 +345,10 @@ impl<R: Record> Table<R> {
         if let Some(old) = old {
             for (i, index) in self.indexes.iter_mut().enumerate() {
                 if let Some(v) = old.index_value(i) {
+                    // A value missing one of its rows must be asked again.
+                    if self.complete[i].remove(&v) {
+                        self.bytes = self.bytes.saturating_sub(v.len() + ENTRY_OVERHEAD);
+                    }
                     if let Some(keys) = index.get_mut(&v) {
                         keys.remove(key);
                         if keys.is_empty() {
@@ -391,6 +435,99 @@ impl<R: Record> Table<R> {
         writer.finish().await?;
         self.changed.clear();
         Ok(())
+    }
+}
+
+/// A column rows can be read by many at once: `= ANY($1::text[])`.
+fn is_text<R: Record>(column: &str) -> bool {
+    R::COLUMNS
+        .iter()
+        .any(|(c, t)| *c == column && *t == Type::TEXT)
+}
+
+impl<R: Record> Table<R> {
+    /// Rows given back to memory by a prefetch: the database's unless this
+    /// batch already holds a newer one.
+    fn remember_read(&mut self, rows: Vec<tokio_postgres::Row>) -> Result<(), Error> {
+        for row in rows {
+            let row = R::from_row(&row)?;
+            let key = row.key();
+            if !self.rows.contains_key(&key) {
+                self.remember(key, Some(row));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads in one statement per key and index what a rehearsal wanted
+    /// and is not in memory yet; keys not found are remembered as absent.
+    pub async fn prefetch(&mut self, tx: &Transaction<'_>, wanted: &Wanted) -> Result<(), Error> {
+        let Some(wanted) = wanted.get(R::TABLE) else {
+            return Ok(());
+        };
+        let keys: Vec<&String> = wanted
+            .keys
+            .iter()
+            .filter(|k| !self.rows.contains_key(*k))
+            .collect();
+        if !keys.is_empty() && R::KEY.len() == 1 && is_text::<R>(R::KEY[0]) {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = ANY($1::text[])",
+                column_list::<R>(),
+                R::TABLE,
+                R::KEY[0]
+            );
+            let statement = tx.prepare_cached(&sql).await?;
+            let rows = tx.query(&statement, &[&keys]).await?;
+            self.remember_read(rows)?;
+            for key in keys {
+                if !self.rows.contains_key(key) {
+                    self.remember(key.clone(), None);
+                }
+            }
+        }
+        for (index, values) in wanted.finds.iter().enumerate() {
+            let values: Vec<&String> = values
+                .iter()
+                .filter(|v| !self.complete[index].contains(*v))
+                .collect();
+            if values.is_empty() || !is_text::<R>(R::INDEXES[index]) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = ANY($1::text[])",
+                column_list::<R>(),
+                R::TABLE,
+                R::INDEXES[index]
+            );
+            let statement = tx.prepare_cached(&sql).await?;
+            let rows = tx.query(&statement, &[&values]).await?;
+            self.remember_read(rows)?;
+            for value in values {
+                self.bytes += value.len() + ENTRY_OVERHEAD;
+                self.complete[index].insert(value.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// From now on, look nothing up: remember what was wanted.
+    pub fn rehearse(&mut self) {
+        self.rehearsing = true;
+        self.in_memory_only();
+    }
+
+    /// What the rehearsal wanted, added to `into`.
+    pub fn wanted_into(&mut self, into: &mut Wanted) {
+        let mine = std::mem::take(&mut self.wanted);
+        let theirs = into.entry(R::TABLE).or_default();
+        theirs.keys.extend(mine.keys);
+        theirs
+            .finds
+            .resize_with(mine.finds.len().max(theirs.finds.len()), BTreeSet::new);
+        for (i, values) in mine.finds.into_iter().enumerate() {
+            theirs.finds[i].extend(values);
+        }
     }
 }
 
@@ -543,6 +680,24 @@ macro_rules! projection_rows {
             }
             fn in_memory_only(&mut self) {
                 $(self.$table.in_memory_only();)+
+            }
+            fn rehearse(&mut self) {
+                $(self.$table.rehearse();)+
+            }
+            fn wanted(&mut self) -> $crate::table::Wanted {
+                let mut wanted = $crate::table::Wanted::new();
+                $(self.$table.wanted_into(&mut wanted);)+
+                wanted
+            }
+            fn prefetch<'a>(
+                &'a mut self,
+                tx: &'a deadpool_postgres::Transaction<'a>,
+                wanted: &'a $crate::table::Wanted,
+            ) -> $crate::projection::ApplyFuture<'a> {
+                Box::pin(async move {
+                    $(self.$table.prefetch(tx, wanted).await?;)+
+                    Ok(())
+                })
             }
             fn track_changes(&mut self) {
                 $(self.$table.track_changes();)+
