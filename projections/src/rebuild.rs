@@ -25,6 +25,13 @@ const REBUILD_PAGE: i64 = 5_000;
 const EVENT_BYTES: usize = 2_048;
 const PAGES_IN_MEMORY: usize = 4;
 
+/// The part of what is left for rows that the rows' *estimated* bytes may
+/// take: the estimate counts the rows, keys and index entries, not the
+/// hash tables' spare room or what the allocator keeps after an eviction.
+/// Measured over 1,037,171 events in 512 MB: peak RSS 835 MB with the
+/// estimate given all of it (the bound is the budget + 200 MB).
+const ROWS_ESTIMATE_SHARE: (usize, usize) = (2, 3);
+
 /// Pages get smaller with the budget, so that at most half of it goes to
 /// pages and the rest to rows.
 fn page_events(budget: usize) -> i64 {
@@ -134,7 +141,9 @@ pub async fn rebuild_many_within(
     let started = std::time::Instant::now();
     let page = page_events(budget);
     let pages_bytes = PAGES_IN_MEMORY * EVENT_BYTES * usize::try_from(page).unwrap_or(0);
-    let share = budget.saturating_sub(pages_bytes) / projections.len().max(1);
+    let share = budget.saturating_sub(pages_bytes) * ROWS_ESTIMATE_SHARE.0
+        / ROWS_ESTIMATE_SHARE.1
+        / projections.len().max(1);
     let mut pages = vec![];
     let mut tasks = vec![];
     for (projection, (_, schema)) in projections.iter().zip(&schemas) {
