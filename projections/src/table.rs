@@ -2,9 +2,10 @@
 //! rules are plain Rust over these rows; the table decides where they come
 //! from and where they go:
 //!
-//! * live (`Db` is a transaction): a row is read from PostgreSQL the first
-//!   time a batch needs it, and every changed row is written back (one upsert
-//!   each, pipelined) before the checkpoint moves in the same transaction;
+//! * live (`Db` is a transaction): the rows a rehearsal of the batch looked
+//!   up are read ahead (`prefetch`, see [`Wanted`]), any other row the first
+//!   time the batch needs it, and every changed row is written back before
+//!   the checkpoint moves in the same transaction;
 //! * rebuild and replay (`Db` is `None`): the tables start empty, so the
 //!   whole state lives in memory and is written once with binary `COPY`.
 //!
