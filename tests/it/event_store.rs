@@ -2,7 +2,7 @@
 //! connections, migrations, an unreachable server. The contract both
 //! backends share is `store_contract.rs`.
 
-use crate::common::{any_event, event_with_id, TestDb};
+use crate::common::{any_event, event_with_id, read_all_when_visible, TestDb};
 use payledger::store::{EventStore, ExpectedVersion, StoreError};
 use payledger_events::StreamId;
 use uuid::Uuid;
@@ -148,6 +148,9 @@ async fn a_feed_without_a_types_payloads_keeps_the_order_and_every_other_payload
         )
         .await
         .unwrap();
+    // The gap-safe order holds both back while an older transaction in
+    // the cluster (another test's) still runs.
+    read_all_when_visible(&store, 2).await;
     let client = t.db.pool.get().await.unwrap();
     let whole = feed::read_after(&client, Checkpoint::START, 10)
         .await
