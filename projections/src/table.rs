@@ -87,9 +87,8 @@ pub struct Table<R: Record> {
     /// in a budget keeps when it writes its rows and frees memory.
     recent: HashSet<String>,
     /// Per index: the values whose rows are all in memory (read from the
-    /// tables since, and none forgotten): `find` need not ask again. Rows
-    /// stay in memory from batch to batch, so this is what spares a burst
-    /// a query per lookup.
+    /// tables since, and none forgotten): `find` need not ask again within
+    /// a batch, nor a rebuild past its budget until it forgets them.
     complete: Vec<HashSet<String>>,
     /// A rehearsal (see [`Wanted`]): remember what is looked up instead of
     /// reading it.
@@ -152,6 +151,18 @@ fn column_list<R: Record>() -> String {
         .join(", ")
 }
 
+/// `SELECT` of every column by one column: `= $1`, or `= ANY($1)` for
+/// many values at once (an index's rows, a prefetch). Index columns are
+/// text (`IndexValue`).
+fn select_by<R: Record>(column: &str, many: bool) -> String {
+    let condition = if many { "ANY($1::text[])" } else { "$1" };
+    format!(
+        "SELECT {} FROM {} WHERE {column} = {condition}",
+        column_list::<R>(),
+        R::TABLE
+    )
+}
+
 /// Rows per upsert statement, largest first: a batch's changed rows are
 /// written in statements of these sizes, so a burst writes up to 64 rows a
 /// statement (a statement per row was most of what a projection cost the
@@ -203,13 +214,7 @@ impl<R: Record> Table<R> {
             }
             return Ok(None);
         };
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = $1",
-            column_list::<R>(),
-            R::TABLE,
-            R::KEY[0]
-        );
-        let statement = tx.prepare_cached(&sql).await?;
+        let statement = tx.prepare_cached(&select_by::<R>(R::KEY[0], false)).await?;
         let found = match tx.query_opt(&statement, &[&key]).await? {
             Some(row) => Some(R::from_row(&row)?),
             None => None,
@@ -228,23 +233,7 @@ impl<R: Record> Table<R> {
             self.wanted.finds[index].insert(value.to_string());
         }
         if let Some(tx) = db.filter(|_| !self.complete[index].contains(value)) {
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} = $1",
-                column_list::<R>(),
-                R::TABLE,
-                R::INDEXES[index]
-            );
-            let statement = tx.prepare_cached(&sql).await?;
-            for row in tx.query(&statement, &[&value]).await? {
-                let row = R::from_row(&row)?;
-                let key = row.key();
-                // What this batch changed is newer than what is stored.
-                if !self.rows.contains_key(&key) {
-                    self.remember(key, Some(row));
-                }
-            }
-            self.bytes += value.len() + ENTRY_OVERHEAD;
-            self.complete[index].insert(value.to_string());
+            self.read_index(tx, index, &[&value.to_string()]).await?;
         }
         let Some(keys) = self.indexes[index].get(value) else {
             return Ok(vec![]);
@@ -447,15 +436,37 @@ fn is_text<R: Record>(column: &str) -> bool {
 }
 
 impl<R: Record> Table<R> {
-    /// Rows given back to memory by a prefetch: the database's unless this
-    /// batch already holds a newer one.
-    fn remember_read(&mut self, rows: Vec<tokio_postgres::Row>) -> Result<(), Error> {
-        for row in rows {
+    /// Reads the rows whose `column` is one of `values` into memory: the
+    /// database's unless this batch already holds a newer one.
+    async fn read_many(
+        &mut self,
+        tx: &Transaction<'_>,
+        column: &str,
+        values: &[&String],
+    ) -> Result<(), Error> {
+        let statement = tx.prepare_cached(&select_by::<R>(column, true)).await?;
+        for row in tx.query(&statement, &[&values]).await? {
             let row = R::from_row(&row)?;
             let key = row.key();
             if !self.rows.contains_key(&key) {
                 self.remember(key, Some(row));
             }
+        }
+        Ok(())
+    }
+
+    /// Reads every row with one of `values` in the index into memory; from
+    /// then on the index holds all of each value's rows.
+    async fn read_index(
+        &mut self,
+        tx: &Transaction<'_>,
+        index: usize,
+        values: &[&String],
+    ) -> Result<(), Error> {
+        self.read_many(tx, R::INDEXES[index], values).await?;
+        for value in values {
+            self.bytes += value.len() + ENTRY_OVERHEAD;
+            self.complete[index].insert((*value).clone());
         }
         Ok(())
     }
@@ -472,15 +483,7 @@ impl<R: Record> Table<R> {
             .filter(|k| !self.rows.contains_key(*k))
             .collect();
         if !keys.is_empty() && R::KEY.len() == 1 && is_text::<R>(R::KEY[0]) {
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} = ANY($1::text[])",
-                column_list::<R>(),
-                R::TABLE,
-                R::KEY[0]
-            );
-            let statement = tx.prepare_cached(&sql).await?;
-            let rows = tx.query(&statement, &[&keys]).await?;
-            self.remember_read(rows)?;
+            self.read_many(tx, R::KEY[0], &keys).await?;
             for key in keys {
                 if !self.rows.contains_key(key) {
                     self.remember(key.clone(), None);
@@ -492,21 +495,8 @@ impl<R: Record> Table<R> {
                 .iter()
                 .filter(|v| !self.complete[index].contains(*v))
                 .collect();
-            if values.is_empty() || !is_text::<R>(R::INDEXES[index]) {
-                continue;
-            }
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} = ANY($1::text[])",
-                column_list::<R>(),
-                R::TABLE,
-                R::INDEXES[index]
-            );
-            let statement = tx.prepare_cached(&sql).await?;
-            let rows = tx.query(&statement, &[&values]).await?;
-            self.remember_read(rows)?;
-            for value in values {
-                self.bytes += value.len() + ENTRY_OVERHEAD;
-                self.complete[index].insert(value.clone());
+            if !values.is_empty() {
+                self.read_index(tx, index, &values).await?;
             }
         }
         Ok(())

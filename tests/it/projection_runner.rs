@@ -393,15 +393,12 @@ async fn rows_read_ahead_for_a_batch_are_the_rows_one_event_at_a_time_would_read
     let mut models = vec![];
     for batch in [1, 500] {
         let t = TestDb::new().await;
-        for p in payledger_projections::all() {
-            runner::install(&t.db.pool, p.as_ref(), 100).await.unwrap();
-        }
         // A first half already projected: its rows are in the tables.
         let (first, second) = history.split_at(history.len() / 2);
         append_batched(&t.store(), first.to_vec(), 200).await;
-        apply_all(&t, batch).await;
+        crate::common::project_everything_in_batches(&t.db.pool, batch).await;
         append_batched(&t.store(), second.to_vec(), 200).await;
-        apply_all(&t, batch).await;
+        crate::common::project_everything_in_batches(&t.db.pool, batch).await;
         let live = crate::common::dump_read_models(&t.db.pool).await;
         let all = payledger_projections::all();
         let refs: Vec<&dyn payledger_projections::Projection> =
@@ -453,29 +450,4 @@ fn without_times(models: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>
             (table, rows)
         })
         .collect()
-}
-
-/// Every projection up to the log's end, `batch` events a transaction.
-async fn apply_all(t: &TestDb, batch: i64) {
-    let mut client = t.db.pool.get().await.unwrap();
-    loop {
-        for p in payledger_projections::all() {
-            while let runner::Step::Applied(_) =
-                runner::step(&mut client, p.as_ref(), batch).await.unwrap()
-            {}
-        }
-        let behind: i64 = client
-            .query_one(
-                "SELECT count(*) FROM projection_state s WHERE EXISTS (
-                   SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (s.checkpoint_tx, s.checkpoint_pos))",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if behind == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

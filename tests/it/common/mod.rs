@@ -319,6 +319,11 @@ pub mod smtp;
 /// Installs every projection and steps them until each has applied every
 /// committed event (waiting out the gap-safe horizon if needed).
 pub async fn project_everything(pool: &deadpool_postgres::Pool) {
+    project_everything_in_batches(pool, 500).await
+}
+
+/// [`project_everything`], `batch` events a transaction.
+pub async fn project_everything_in_batches(pool: &deadpool_postgres::Pool, batch: i64) {
     use payledger_projections::runner;
     for p in payledger_projections::all() {
         runner::install(pool, p.as_ref(), 100).await.unwrap();
@@ -331,7 +336,7 @@ pub async fn project_everything(pool: &deadpool_postgres::Pool) {
         let mut client = pool.get().await.unwrap();
         for p in payledger_projections::all() {
             while let runner::Step::Applied(_) =
-                runner::step(&mut client, p.as_ref(), 500).await.unwrap()
+                runner::step(&mut client, p.as_ref(), batch).await.unwrap()
             {}
         }
         let behind: i64 = client
