@@ -55,6 +55,10 @@ impl StreamId {
     pub fn processor_event(processor_event_id: &str) -> Self {
         StreamId(format!("processor-event-{processor_event_id}"))
     }
+    /// A processor object reconciliation could not read.
+    pub fn processor_object(object_id: &str) -> Self {
+        StreamId(format!("processor-object-{object_id}"))
+    }
     /// One reconciliation run's stream.
     pub fn reconciliation(run_id: Uuid) -> Self {
         StreamId(format!("reconciliation-{run_id}"))

@@ -292,6 +292,24 @@ pub struct ProcessorEventConflict {
     pub received_at: DateTime<Utc>,
 }
 
+/// Reconciliation listed an object at the processor (a checkout session,
+/// charge, refund, dispute, subscription, invoice or undelivered event)
+/// whose facts payledger cannot read: a currency its table lacks, a field
+/// out of range. It may be money taken; nothing it says became a fact, so
+/// a person must look. Id: `ProcessorObjectUnreadable:<object id>` (once
+/// per object, however often reconciliation meets it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorObjectUnreadable {
+    /// The processor's id of the object (`ch_…`, `cs_…`, `in_…`, `evt_…`).
+    pub object_id: String,
+    /// What kind of object it is (`charge`, `checkout session`, …).
+    pub object: String,
+    /// Why its facts cannot be read.
+    pub reason: String,
+    /// The reconciliation run that met it (its stream).
+    pub run_id: Uuid,
+}
+
 /// A customer asked, by address, where their payment stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusLinkRequested {
@@ -721,6 +739,7 @@ vocabulary!(
     ReconciliationFailed,
     ProcessorDisagreement,
     ProcessorEventConflict,
+    ProcessorObjectUnreadable,
     SubscriptionStarted,
     InvoicePaid,
     InvoicePaymentFailed,

@@ -153,6 +153,13 @@ fn one_of_each() -> Vec<DomainEvent> {
             received_at: at,
         }
         .into(),
+        ProcessorObjectUnreadable {
+            object_id: "ch_1".into(),
+            object: "charge".into(),
+            reason: "currency \"xyz\" is not an ISO 4217 currency".into(),
+            run_id: id,
+        }
+        .into(),
         StatusLinkRequested {
             request_id: id,
             email: "ann@example.com".into(),

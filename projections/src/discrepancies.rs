@@ -35,6 +35,7 @@ const TYPES: &[&str] = &[
     "DiscrepancyResolved",
     "ProcessorDisagreement",
     "ProcessorEventConflict",
+    "ProcessorObjectUnreadable",
     "AppWebhookMessageFailed",
     "SubscriptionDisagreement",
 ];
@@ -62,7 +63,8 @@ impl Projection for Discrepancies {
         //     renewal found by asking the processor is renewal_not_applied.
         // v8: app_webhook_undeliverable.
         // v9: access_without_paid_period, subscription_disagreement.
-        9
+        // v10: unreadable_processor_object.
+        10
     }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
@@ -182,6 +184,21 @@ impl DiscrepancyRows {
                 let opening = Opening {
                     kind: DiscrepancyKind::ProcessorEventConflict.as_str(),
                     subject: &c.processor_event_id,
+                    amount: None,
+                    currency: None,
+                    email: None,
+                    action,
+                };
+                return self.open(db, event, opening).await;
+            }
+            DomainEvent::ProcessorObjectUnreadable(u) => {
+                let action = format!(
+                    "reconciliation found {} {} at the processor and cannot read it ({}); it may be a payment: look at it in the processor's dashboard, then rescue, refund or grant by hand, and payledger support resolve",
+                    article(&u.object), u.object_id, u.reason
+                );
+                let opening = Opening {
+                    kind: DiscrepancyKind::UnreadableProcessorObject.as_str(),
+                    subject: &u.object_id,
                     amount: None,
                     currency: None,
                     email: None,
@@ -634,5 +651,13 @@ impl DiscrepancyRows {
             }
         }
         Ok(())
+    }
+}
+
+/// "a charge", "an invoice".
+fn article(object: &str) -> String {
+    match object.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {object}"),
+        _ => format!("a {object}"),
     }
 }

@@ -136,6 +136,8 @@ state_enum!(
         UnparsedProcessorEvent = "unparsed_processor_event",
         ProcessorDisagreement = "processor_disagreement",
         ProcessorEventConflict = "processor_event_conflict",
+        /// Reconciliation met a processor object it cannot read.
+        UnreadableProcessorObject = "unreadable_processor_object",
         /// The processor renewed a subscription and the ledger learned it
         /// only by asking (its webhook was lost): applied, for a person to see.
         RenewalNotApplied = "renewal_not_applied",

@@ -556,8 +556,9 @@ async fn pay(
 
 async fn set_faults(
     State(sim): State<Simulator>,
-    Json(faults): Json<Faults>,
+    faults: Result<Json<Faults>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Faults>, ApiError> {
+    let Json(faults) = faults.map_err(|e| invalid(format!("faults: {}", e.body_text())))?;
     if !(0.0..=1.0).contains(&faults.drop) || !(0.0..=1.0).contains(&faults.duplicate) {
         return Err(invalid(
             "drop and duplicate are probabilities between 0 and 1",

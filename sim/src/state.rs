@@ -15,8 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 pub const DEFAULT_API_VERSION: &str = "2025-09-30.clover";
 
 /// Fault switches, as posted to `/_sim/faults`; every field optional there.
+/// A switch it does not know is refused: a misspelt `dorp` would otherwise
+/// switch every fault off while the caller believed it on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Probability that an event is never delivered.
     pub drop: f64,

@@ -169,7 +169,7 @@ async fn walk(
                 (s.id.clone(), fact.map(|f| f.into_iter().collect()))
             })
             .collect();
-        run.record_page(facts).await?;
+        run.record_page("checkout session", facts).await?;
     }
     walk_billing(run, processor, &filter, now).await?;
     let mut charges = processor.charges(filter.clone());
@@ -188,7 +188,7 @@ async fn walk(
                 mapping::charge_of_charge(c, source).map(|f| vec![f]),
             ));
         }
-        run.record_page(facts).await?;
+        run.record_page("charge", facts).await?;
     }
     let mut disputes = processor.disputes(filter.clone());
     while let Some(page) = disputes.next_page().await? {
@@ -202,7 +202,7 @@ async fn walk(
                 (d.id.clone(), facts.into_iter().collect())
             })
             .collect();
-        run.record_page(facts).await?;
+        run.record_page("dispute", facts).await?;
     }
     let mut refunds = processor.refunds(filter.clone());
     while let Some(page) = refunds.next_page().await? {
@@ -224,7 +224,7 @@ async fn walk(
                 mapping::refund_fact(r, &payment, source).map(|f| vec![f]),
             ));
         }
-        run.record_page(facts).await?;
+        run.record_page("refund", facts).await?;
     }
     // Whatever the processor gave up delivering, within its retention.
     let retained = (now - Duration::days(EVENT_RETENTION_DAYS)).max(from);
@@ -240,7 +240,7 @@ async fn walk(
                 .iter()
                 .map(|e| (e.id.clone(), mapping::facts_of_event(e, source)))
                 .collect();
-            run.record_page(facts).await?;
+            run.record_page("event", facts).await?;
         }
     }
     run.check_refunds().await
@@ -265,7 +265,7 @@ async fn walk_billing(
             .iter()
             .map(|s| (s.id.clone(), facts_of_subscription(s, now, false)))
             .collect();
-        run.record_page(facts).await?;
+        run.record_page("subscription", facts).await?;
     }
     let mut invoices = processor.invoices(ListFilter {
         extra: vec![("status".into(), "paid".into())],
@@ -279,7 +279,7 @@ async fn walk_billing(
                 (i.id.clone(), fact.map(|f| f.into_iter().collect()))
             })
             .collect();
-        run.record_page(facts).await?;
+        run.record_page("invoice", facts).await?;
     }
     Ok(())
 }

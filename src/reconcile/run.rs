@@ -8,7 +8,9 @@ use crate::processor::mapping::ProcessorFact;
 use crate::processor::stripe::Charge;
 use crate::store::{EventStore, ExpectedVersion, PgEventStore, StreamAppend};
 use chrono::{DateTime, Utc};
-use payledger_events::{DomainEvent, EventData, ProcessorDisagreement, StreamId};
+use payledger_events::{
+    DomainEvent, EventData, ProcessorDisagreement, ProcessorObjectUnreadable, StreamId,
+};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -84,9 +86,13 @@ impl<'a> Run<'a> {
     }
 
     fn data(&self, fact: &ProcessorFact) -> Result<EventData, ReconcileError> {
+        self.data_of(&fact.event, &fact.object_id)
+    }
+
+    fn data_of(&self, event: &DomainEvent, object_id: &str) -> Result<EventData, ReconcileError> {
         Ok(EventData::for_processor_fact(
-            &fact.event,
-            &fact.object_id,
+            event,
+            object_id,
             metadata(self.report.run_id, RunKind::Manual),
         )?)
     }
@@ -95,19 +101,23 @@ impl<'a> Run<'a> {
     /// it states none that payledger can record).
     pub async fn record_page(
         &mut self,
+        object: &str,
         objects: Vec<(String, Result<Vec<ProcessorFact>, String>)>,
     ) -> Result<(), ReconcileError> {
         self.seen(objects.len() as u64);
         let mut facts = vec![];
+        let mut unreadable = vec![];
         for (object_id, stated) in objects {
             match stated {
                 Ok(f) => facts.extend(f),
                 Err(reason) => {
                     self.report.differences += 1;
                     self.report.problems.push(format!("{object_id}: {reason}"));
+                    unreadable.push((object_id, reason));
                 }
             }
         }
+        self.record_unreadable(object, unreadable).await?;
         let mut candidates = Vec::with_capacity(facts.len());
         for fact in facts {
             let data = self.data(&fact)?;
@@ -122,6 +132,46 @@ impl<'a> Run<'a> {
         let disagreements = verdict.disagreements;
         self.record_disagreements(disagreements).await?;
         crate::failpoint::hit("reconcile.after_page");
+        Ok(())
+    }
+
+    /// Objects whose facts cannot be read may be money taken: each is
+    /// recorded once (its id names the fact), which opens a discrepancy for
+    /// a person — a count in the run's summary would be the only trace.
+    async fn record_unreadable(
+        &mut self,
+        object: &str,
+        unreadable: Vec<(String, String)>,
+    ) -> Result<(), ReconcileError> {
+        use crate::processor::mapping::{printable, storable_object_id};
+        for (object_id, reason) in unreadable {
+            let object_id = storable_object_id(&object_id);
+            let event: DomainEvent = ProcessorObjectUnreadable {
+                object_id: object_id.clone(),
+                object: object.to_string(),
+                reason: printable(&reason),
+                run_id: self.report.run_id,
+            }
+            .into();
+            let data = self.data_of(&event, &object_id)?;
+            if self.report.dry_run {
+                if self.would_append.insert(data.event_id) {
+                    self.report.appended.push(label(&event, &object_id));
+                }
+                continue;
+            }
+            let outcome = self
+                .store
+                .append(vec![StreamAppend::new(
+                    StreamId::processor_object(&object_id),
+                    ExpectedVersion::Any,
+                    vec![data],
+                )])
+                .await?;
+            if outcome.stored() > 0 {
+                self.report.appended.push(label(&event, &object_id));
+            }
+        }
         Ok(())
     }
 

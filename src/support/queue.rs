@@ -54,6 +54,7 @@ fn command_for(
         DiscrepancyKind::RefundWithoutCharge => "payledger reconcile --since 30d".into(),
         DiscrepancyKind::EmailUndeliverable => format!("payledger support resend-email {subject} --as NAME"),
         DiscrepancyKind::UnparsedProcessorEvent | DiscrepancyKind::ProcessorEventConflict => format!("payledger audit log --stream {} --json", shell_word(&format!("processor-event-{}", raw_subject))),
+        DiscrepancyKind::UnreadableProcessorObject => format!("payledger audit log --stream {} --json   (then look the object up at the processor)", shell_word(&format!("processor-object-{}", raw_subject))),
         DiscrepancyKind::ProcessorDisagreement => format!("payledger support find {}", shell_word(raw_subject.split(':').next().unwrap_or(raw_subject))),
         DiscrepancyKind::DisputeOpened => format!("payledger support find {subject}"),
         DiscrepancyKind::RenewalOrphan => format!("payledger support find {email}   (then grant access or refund: the processor renewed a subscription no checkout bought)"),

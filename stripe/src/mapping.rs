@@ -196,6 +196,25 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), String> {
 
 /// At most `max` characters, control characters replaced, for names kept
 /// beside an unparsed body.
+/// A processor object's id as payledger can file it: the id itself, or —
+/// when it cannot name a stream (empty, too long, odd characters) — its
+/// digest, so that the object is still recorded.
+pub fn storable_object_id(id: &str) -> String {
+    match check_id("object id", id) {
+        Ok(()) => id.to_string(),
+        Err(_) => format!(
+            "digest-{}",
+            &hex::encode(Sha256::digest(id.as_bytes()))[..32]
+        ),
+    }
+}
+
+/// Text from outside, cut to what a fact's field holds and without
+/// control characters.
+pub fn printable(text: &str) -> String {
+    printable_prefix(text, MAX_TEXT_CHARS)
+}
+
 fn printable_prefix(text: &str, max: usize) -> String {
     text.chars()
         .take(max)

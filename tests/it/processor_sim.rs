@@ -316,3 +316,37 @@ async fn the_next_page_comes_even_when_the_cursor_event_was_delivered_meanwhile(
     let second = undelivered(Some(cursor)).await;
     assert_eq!(second, all[2..4], "the page after the cursor, in order");
 }
+
+/// A misspelt switch (`dorp`) used to be ignored and every fault switched
+/// off, while the caller believed events were being dropped.
+#[tokio::test]
+async fn a_fault_switch_the_simulator_does_not_know_is_refused_and_changes_nothing() {
+    let (sim, sim_base) = start_sim(None, 31).await;
+    let http = reqwest::Client::new();
+    let on = http
+        .post(format!("{sim_base}/_sim/faults"))
+        .json(&serde_json::json!({"drop": 0.5, "reorder": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), 200);
+    let refused = http
+        .post(format!("{sim_base}/_sim/faults"))
+        .json(&serde_json::json!({"dorp": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unknown field `dorp`"), "{message}");
+    let now = sim.lock().faults.clone();
+    assert_eq!(
+        now,
+        Faults {
+            drop: 0.5,
+            reorder: true,
+            ..Faults::default()
+        }
+    );
+}

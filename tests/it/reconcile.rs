@@ -401,3 +401,62 @@ async fn a_thousand_charges_across_pages_are_all_seen_through_a_500_and_a_429() 
         "both faults were hit and retried"
     );
 }
+
+/// A charge at the processor whose facts payledger cannot read (a currency
+/// its table lacks) and whose webhooks never came: reconciliation's summary
+/// counted it and nothing else remembered it. It must reach a person, once
+/// however often reconciliation meets it.
+#[tokio::test]
+async fn a_charge_reconciliation_cannot_read_opens_one_discrepancy_however_often_it_runs() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    let (_sim, sim_base) = start_sim(None, 23).await;
+    let paid = sim_charge(
+        &sim_base,
+        serde_json::json!({"email": "xyz@example.com", "amount": 24900, "currency": "xyz"}),
+    )
+    .await;
+    let charge = paid["charge_id"].as_str().unwrap();
+    let session = paid["session_id"].as_str().unwrap();
+    let processor = processor_client(&sim_base);
+    let (from, to) = window();
+    for _ in 0..2 {
+        let report = reconcile(&store, &processor, from, to, false)
+            .await
+            .unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.contains("ISO 4217")),
+            "{:?}",
+            report.problems
+        );
+    }
+    assert_eq!(count_events(&t, "ChargeSucceeded").await, 0);
+    // The session, the charge and the three events no webhook delivered.
+    assert_eq!(count_events(&t, "ProcessorObjectUnreadable").await, 5);
+
+    project_everything(&t.db.pool).await;
+    let rows = t
+        .client()
+        .await
+        .query(
+            "SELECT id, status, suggested_action FROM discrepancies WHERE kind = 'unreadable_processor_object' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(
+        ids.contains(&format!("unreadable_processor_object:{charge}")),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&format!("unreadable_processor_object:{session}")),
+        "{ids:?}"
+    );
+    for row in &rows {
+        assert_eq!(row.get::<_, String>(1), "open");
+        let action: String = row.get(2);
+        assert!(action.contains("ISO 4217"), "{action}");
+    }
+}
