@@ -14,7 +14,14 @@
 
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+/// The row maps are hashed on every lookup of every rule: SipHash was ~7%
+/// of `bench projections --rebuild-all-only`'s samples (`perf`, 188,577
+/// events). foldhash is seeded per process, as the standard hasher is, so
+/// keys from outside (emails, processor ids) cannot be chosen to collide.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::quality::RandomState>;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Error;
@@ -63,7 +70,11 @@ pub trait Record: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Columns the rules look rows up by, besides the key.
     const INDEXES: &'static [&'static str] = &[];
     fn key(&self) -> String;
-    fn index_value(&self, _index: usize) -> Option<String> {
+    fn index_value(&self, index: usize) -> Option<String> {
+        self.index_ref(index).map(str::to_owned)
+    }
+    /// The value of `R::INDEXES[index]`, borrowed.
+    fn index_ref(&self, _index: usize) -> Option<&str> {
         None
     }
     fn values(&self) -> Values<'_>;
@@ -103,7 +114,7 @@ pub struct Table<R: Record> {
 /// before the batch is applied for real. Lookups that depend on a row read
 /// are not in it; those are read one by one as before. A query per lookup
 /// was most of the statements a burst cost the database.
-pub type Wanted = HashMap<&'static str, TableWanted>;
+pub type Wanted = std::collections::HashMap<&'static str, TableWanted>;
 
 #[derive(Debug, Default, Clone)]
 pub struct TableWanted {
@@ -115,13 +126,13 @@ pub struct TableWanted {
 impl<R: Record> Default for Table<R> {
     fn default() -> Self {
         Table {
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             changed: BTreeSet::new(),
             track_changes: true,
-            indexes: vec![HashMap::new(); R::INDEXES.len()],
+            indexes: vec![HashMap::default(); R::INDEXES.len()],
             bytes: 0,
-            recent: HashSet::new(),
-            complete: vec![HashSet::new(); R::INDEXES.len()],
+            recent: HashSet::default(),
+            complete: vec![HashSet::default(); R::INDEXES.len()],
             rehearsing: false,
             wanted: TableWanted::default(),
         }
@@ -290,12 +301,12 @@ impl<R: Record> Table<R> {
     /// again from the tables when needed. Only after they were written.
     pub fn evict(&mut self) {
         debug_assert!(self.changed.is_empty(), "evicting unwritten rows");
-        self.rows = HashMap::new();
+        self.rows = HashMap::default();
         self.changed = BTreeSet::new();
-        self.indexes = vec![HashMap::new(); R::INDEXES.len()];
+        self.indexes = vec![HashMap::default(); R::INDEXES.len()];
         self.bytes = 0;
-        self.recent = HashSet::new();
-        self.complete = vec![HashSet::new(); R::INDEXES.len()];
+        self.recent = HashSet::default();
+        self.complete = vec![HashSet::default(); R::INDEXES.len()];
     }
 
     /// Forgets the rows not read or written since the last call (written
@@ -352,23 +363,30 @@ impl<R: Record> Table<R> {
 
     fn remember(&mut self, key: String, row: Option<R>) {
         self.touch(&key);
-        if let Some(old) = self.rows.get(&key) {
+        let old = self.rows.get(&key);
+        if let Some(old) = old {
             self.bytes = self.bytes.saturating_sub(entry_bytes(&key, old));
         }
         self.bytes += entry_bytes(&key, &row);
-        if let Some(Some(old)) = self.rows.get(&key) {
-            for (i, index) in self.indexes.iter_mut().enumerate() {
-                if let Some(v) = old.index_value(i) {
-                    if let Some(keys) = index.get_mut(&v) {
-                        keys.remove(&key);
-                    }
-                }
+        let old = old.and_then(Option::as_ref);
+        for (i, index) in self.indexes.iter_mut().enumerate() {
+            let before = old.and_then(|o| o.index_ref(i));
+            let after = row.as_ref().and_then(|r| r.index_ref(i));
+            // Most writes change no indexed column: the sets stay as they are.
+            if before == after {
+                continue;
             }
-        }
-        if let Some(new) = &row {
-            for (i, index) in self.indexes.iter_mut().enumerate() {
-                if let Some(v) = new.index_value(i) {
-                    index.entry(v).or_default().insert(key.clone());
+            if let Some(keys) = before.and_then(|v| index.get_mut(v)) {
+                keys.remove(&key);
+            }
+            if let Some(v) = after {
+                match index.get_mut(v) {
+                    Some(keys) => {
+                        keys.insert(key.clone());
+                    }
+                    None => {
+                        index.insert(v.to_owned(), BTreeSet::from([key.clone()]));
+                    }
                 }
             }
         }
@@ -576,18 +594,18 @@ impl<R: Record> TableJson for Table<R> {
 
 /// A value rows are found by: absent values are not indexed.
 pub trait IndexValue {
-    fn index_value(&self) -> Option<String>;
+    fn index_ref(&self) -> Option<&str>;
 }
 
 impl IndexValue for String {
-    fn index_value(&self) -> Option<String> {
-        Some(self.clone())
+    fn index_ref(&self) -> Option<&str> {
+        Some(self)
     }
 }
 
 impl IndexValue for Option<String> {
-    fn index_value(&self) -> Option<String> {
-        self.clone()
+    fn index_ref(&self) -> Option<&str> {
+        self.as_deref()
     }
 }
 
@@ -617,10 +635,10 @@ macro_rules! record {
                 [$(self.$key.to_string()),+].join("\u{1f}")
             }
             #[allow(unused_variables)]
-            fn index_value(&self, index: usize) -> Option<String> {
-                let values: &[Option<String>] =
-                    &[$($crate::table::IndexValue::index_value(&self.$index)),*];
-                values.get(index).cloned().flatten()
+            fn index_ref(&self, index: usize) -> Option<&str> {
+                let values: &[Option<&str>] =
+                    &[$($crate::table::IndexValue::index_ref(&self.$index)),*];
+                values.get(index).copied().flatten()
             }
             fn values(&self) -> $crate::table::Values<'_> {
                 vec![$(&self.$field),+]

@@ -30,6 +30,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The rules alone, no database: each projection's in-memory fold over
+    /// one generated history, beside the payment rules every one repeats.
+    Fold {
+        /// Customers of the generated mixed history (as `bench projections`).
+        #[arg(long, default_value_t = 50_000)]
+        purchases: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Projection rebuild speed beside a plain read, and append-to-row latency.
     Projections {
         /// Customers of the generated mixed history (about 3 events each:
@@ -93,6 +102,10 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             let report =
                 bench::app_webhooks::run_app_webhook_bench(&url, rate, seconds, messages).await?;
             output::print(json, &report, bench::app_webhooks::print_app_webhook_report)?;
+        }
+        BenchCommand::Fold { purchases, json } => {
+            let report = bench::fold::run_fold_bench(&url, purchases).await?;
+            output::print(json, &report, bench::fold::print_fold_report)?;
         }
         BenchCommand::Projections {
             purchases,

@@ -4,6 +4,7 @@
 
 pub mod app_webhooks;
 pub mod append;
+pub mod fold;
 pub mod projections;
 pub mod reconcile;
 pub mod renewals;

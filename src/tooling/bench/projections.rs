@@ -64,7 +64,7 @@ fn orphan(i: u64) -> anyhow::Result<Vec<StreamAppend>> {
 }
 
 /// Appends `history` in statements of about `chunk` events, in order.
-async fn append_history(
+pub(super) async fn append_history(
     store: &PgEventStore,
     history: Vec<(StreamId, EventData)>,
     chunk: usize,

@@ -35,6 +35,11 @@ pub struct RenewalBenchRow {
     pub seed_seconds: f64,
     /// Callbacks the simulator sent for the burst.
     pub burst_callbacks: usize,
+    /// Until the simulator had every burst callback answered 2xx: what
+    /// `run` ingested while its projections and sender worked beside it.
+    pub delivered_seconds: f64,
+    /// Delivery attempts beyond one per callback (timeouts, non-2xx).
+    pub redeliveries: u64,
     pub applied_seconds: f64,
     pub visible_seconds: f64,
     pub emailed_seconds: f64,
@@ -157,6 +162,33 @@ async fn until_count(
     }
 }
 
+/// When the simulator had delivered every event recorded after `before`
+/// (or given it up), and how many attempts it took beyond one each.
+fn watch_deliveries(
+    sim: payledger_sim::Simulator,
+    before: usize,
+    since: Instant,
+) -> tokio::task::JoinHandle<(f64, u64)> {
+    tokio::spawn(async move {
+        loop {
+            let (done, extra) = {
+                let state = sim.lock();
+                let burst = state.events.get(before..).unwrap_or_default();
+                let done = burst.iter().all(|e| e.delivered || e.dropped);
+                let extra = burst
+                    .iter()
+                    .map(|e| u64::from(e.attempts.saturating_sub(1)))
+                    .sum();
+                (done, extra)
+            };
+            if done || since.elapsed() > LIMIT {
+                return (since.elapsed().as_secs_f64(), extra);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// The burst's callbacks through the webhook alone: a fresh database, the
 /// server in this process, 32 clients.
 async fn webhook_only(database_url: &str, bodies: Vec<String>) -> anyhow::Result<f64> {
@@ -273,6 +305,7 @@ async fn one_size(
     stage
         .sim_post("/_sim/clock/advance", serde_json::json!({"days": 366}))
         .await?;
+    let delivered = watch_deliveries(stage.sim.clone(), before, burst);
     let applied_seconds = until_count(
         &stage,
         bar,
@@ -303,6 +336,7 @@ async fn one_size(
         burst,
     )
     .await?;
+    let (delivered_seconds, redeliveries) = delivered.await?;
     let api_sample_checked = api_sample(&stage, n, first_end).await?;
     let run_peak_rss_mb = proc_kb(pid, "VmHWM:") / 1024.0;
     let bodies: Vec<String> = stage.sim.lock().events[before..]
@@ -316,6 +350,8 @@ async fn one_size(
         renewals: n,
         seed_seconds,
         burst_callbacks,
+        delivered_seconds,
+        redeliveries,
         applied_seconds,
         visible_seconds,
         emailed_seconds,
@@ -345,10 +381,11 @@ pub async fn run_renewal_bench(
 pub fn print_renewal_report(rows: &[RenewalBenchRow]) {
     println!("renewal burst benchmark (every renewal due at one instant of the simulator's clock)");
     println!(
-        "{:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13} {:>6} {:>14}",
+        "{:>9} {:>9} {:>10} {:>11} {:>9} {:>9} {:>9} {:>13} {:>6} {:>14}",
         "renewals",
         "callbacks",
         "seed s",
+        "delivered s",
         "applied s",
         "visible s",
         "emailed s",
@@ -358,10 +395,11 @@ pub fn print_renewal_report(rows: &[RenewalBenchRow]) {
     );
     for r in rows {
         println!(
-            "{:>9} {:>9} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>13.1} {:>6.2} {:>7.0}/{:<6.0}",
+            "{:>9} {:>9} {:>10.1} {:>11.1} {:>9.1} {:>9.1} {:>9.1} {:>13.1} {:>6.2} {:>7.0}/{:<6.0}",
             r.renewals,
             r.burst_callbacks,
             r.seed_seconds,
+            r.delivered_seconds,
             r.applied_seconds,
             r.visible_seconds,
             r.emailed_seconds,
