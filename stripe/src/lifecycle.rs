@@ -191,7 +191,10 @@ pub fn facts_of_subscription(
 fn currency(code: &str) -> Result<Currency, String> {
     let c = Currency::new(code).map_err(|e| e.to_string())?;
     if !c.is_iso4217() {
-        return Err(format!("currency {c:?} is not an ISO 4217 currency"));
+        return Err(format!(
+            "currency {:?} is not an ISO 4217 currency",
+            c.as_str()
+        ));
     }
     Ok(c)
 }

@@ -336,7 +336,10 @@ fn money(amount: i64, currency: &str) -> Result<(i64, Currency), String> {
     }
     let currency = Currency::new(currency).map_err(|e| e.to_string())?;
     if !currency.is_iso4217() {
-        return Err(format!("currency {currency:?} is not an ISO 4217 currency"));
+        return Err(format!(
+            "currency {:?} is not an ISO 4217 currency",
+            currency.as_str()
+        ));
     }
     Ok((amount, currency))
 }
