@@ -296,14 +296,22 @@ pub struct ProcessorEventConflict {
 /// charge, refund, dispute, subscription, invoice or undelivered event)
 /// whose facts payledger cannot read: a currency its table lacks, a field
 /// out of range. It may be money taken; nothing it says became a fact, so
-/// a person must look. Id: `ProcessorObjectUnreadable:<object id>` (once
-/// per object, however often reconciliation meets it).
+/// a person must look. Id: `ProcessorObjectUnreadable:<payment id>` when
+/// the object names its payment (the session, the charge and their events
+/// are one thing for a person), else `…:<object id>` — once however often
+/// reconciliation meets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorObjectUnreadable {
     /// The processor's id of the object (`ch_…`, `cs_…`, `in_…`, `evt_…`).
     pub object_id: String,
     /// What kind of object it is (`charge`, `checkout session`, …).
     pub object: String,
+    /// The payment (PaymentIntent) it is about, when it says.
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    /// The customer's address, when it gives one.
+    #[serde(default)]
+    pub customer_email: Option<String>,
     /// Why its facts cannot be read.
     pub reason: String,
     /// The reconciliation run that met it (its stream).

@@ -156,6 +156,8 @@ fn one_of_each() -> Vec<DomainEvent> {
         ProcessorObjectUnreadable {
             object_id: "ch_1".into(),
             object: "charge".into(),
+            payment_id: Some("pi_1".into()),
+            customer_email: Some("ann@example.com".into()),
             reason: "currency \"xyz\" is not an ISO 4217 currency".into(),
             run_id: id,
         }

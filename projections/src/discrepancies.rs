@@ -192,16 +192,21 @@ impl DiscrepancyRows {
                 return self.open(db, event, opening).await;
             }
             DomainEvent::ProcessorObjectUnreadable(u) => {
+                let payment = u
+                    .payment_id
+                    .as_ref()
+                    .map(|p| format!(" (payment {p})"))
+                    .unwrap_or_default();
                 let action = format!(
-                    "reconciliation found {} {} at the processor and cannot read it ({}); it may be a payment: look at it in the processor's dashboard, then rescue, refund or grant by hand, and payledger support resolve",
+                    "reconciliation found {} {}{payment} at the processor and cannot read it ({}); it may be money taken: look at it in the processor's dashboard, then rescue, refund or grant by hand, and payledger support resolve",
                     article(&u.object), u.object_id, u.reason
                 );
                 let opening = Opening {
                     kind: DiscrepancyKind::UnreadableProcessorObject.as_str(),
-                    subject: &u.object_id,
+                    subject: u.payment_id.as_deref().unwrap_or(&u.object_id),
                     amount: None,
                     currency: None,
-                    email: None,
+                    email: u.customer_email.as_deref(),
                     action,
                 };
                 return self.open(db, event, opening).await;

@@ -23,7 +23,7 @@ use payledger_events::{
     Actor, ChargeSource, DomainEvent, EventData, Metadata, ReconciliationCompleted,
     ReconciliationFailed, StreamId,
 };
-use run::Run;
+use run::{Listed, Run};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -166,7 +166,7 @@ async fn walk(
             .iter()
             .map(|s| {
                 let fact = mapping::charge_of_session(s, at(s.created), source);
-                (s.id.clone(), fact.map(|f| f.into_iter().collect()))
+                Listed::new(&s.id, fact.map(|f| f.into_iter().collect()), s)
             })
             .collect();
         run.record_page("checkout session", facts).await?;
@@ -183,9 +183,10 @@ async fn walk(
             if c.amount_refunded > 0 {
                 run.refunded_at_processor(c);
             }
-            facts.push((
-                c.id.clone(),
+            facts.push(Listed::new(
+                &c.id,
                 mapping::charge_of_charge(c, source).map(|f| vec![f]),
+                c,
             ));
         }
         run.record_page("charge", facts).await?;
@@ -199,7 +200,7 @@ async fn walk(
                 if mapping::dispute_is_closed(&d.status) {
                     facts.push(mapping::dispute_closed(d, now));
                 }
-                (d.id.clone(), facts.into_iter().collect())
+                Listed::new(&d.id, facts.into_iter().collect(), d)
             })
             .collect();
         run.record_page("dispute", facts).await?;
@@ -219,9 +220,10 @@ async fn walk(
                 .or(r.charge.as_ref().and_then(|c| c.id()))
                 .unwrap_or_default()
                 .to_string();
-            facts.push((
-                r.id.clone(),
+            facts.push(Listed::new(
+                &r.id,
                 mapping::refund_fact(r, &payment, source).map(|f| vec![f]),
+                r,
             ));
         }
         run.record_page("refund", facts).await?;
@@ -238,7 +240,7 @@ async fn walk(
         while let Some(page) = events.next_page().await? {
             let facts = page
                 .iter()
-                .map(|e| (e.id.clone(), mapping::facts_of_event(e, source)))
+                .map(|e| Listed::new(&e.id, mapping::facts_of_event(e, source), e))
                 .collect();
             run.record_page("event", facts).await?;
         }
@@ -263,7 +265,7 @@ async fn walk_billing(
     while let Some(page) = subscriptions.next_page().await? {
         let facts = page
             .iter()
-            .map(|s| (s.id.clone(), facts_of_subscription(s, now, false)))
+            .map(|s| Listed::new(&s.id, facts_of_subscription(s, now, false), s))
             .collect();
         run.record_page("subscription", facts).await?;
     }
@@ -276,7 +278,7 @@ async fn walk_billing(
             .iter()
             .map(|i| {
                 let fact = invoice_paid(i, ChargeSource::Reconciliation);
-                (i.id.clone(), fact.map(|f| f.into_iter().collect()))
+                Listed::new(&i.id, fact.map(|f| f.into_iter().collect()), i)
             })
             .collect();
         run.record_page("invoice", facts).await?;

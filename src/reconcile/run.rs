@@ -14,6 +14,67 @@ use payledger_events::{
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
+/// One object a page listed, and what it states.
+pub(super) struct Listed {
+    pub object_id: String,
+    pub stated: Result<Vec<ProcessorFact>, String>,
+    /// The object as the processor sent it, kept only when nothing it
+    /// states can be read: which payment and customer it is about.
+    wire: serde_json::Value,
+}
+
+impl Listed {
+    pub fn new(
+        object_id: &str,
+        stated: Result<Vec<ProcessorFact>, String>,
+        object: &impl serde::Serialize,
+    ) -> Self {
+        let wire = match stated {
+            Ok(_) => serde_json::Value::Null,
+            Err(_) => serde_json::to_value(object).unwrap_or_default(),
+        };
+        Listed {
+            object_id: object_id.to_string(),
+            stated,
+            wire,
+        }
+    }
+}
+
+/// The payment (PaymentIntent) and the customer's address an object names,
+/// as far as it can be trusted to name a stream and fill a column.
+fn about(object: &serde_json::Value) -> (Option<String>, Option<String>) {
+    use crate::processor::mapping::{printable, storable_object_id};
+    let id = |v: &serde_json::Value| {
+        v.as_str()
+            .or_else(|| v.get("id").and_then(|i| i.as_str()))
+            .map(str::to_string)
+    };
+    // An undelivered event is about the object it carries.
+    let object = object.pointer("/data/object").unwrap_or(object);
+    let payment = match object.get("object").and_then(|o| o.as_str()) {
+        Some("payment_intent") => object.get("id").and_then(id),
+        Some(kind) => object.get("payment_intent").and_then(id).or_else(|| {
+            (kind == "charge")
+                .then(|| object.get("id").and_then(id))
+                .flatten()
+        }),
+        None => None,
+    }
+    .filter(|p| storable_object_id(p) == *p);
+    let email = [
+        "/customer_details/email",
+        "/customer_email",
+        "/receipt_email",
+        "/billing_details/email",
+    ]
+    .iter()
+    .find_map(|path| object.pointer(path).and_then(|e| e.as_str()))
+    .filter(|e| !e.is_empty())
+    .map(|e| printable(e).to_lowercase());
+    (payment, email)
+}
+
 pub(super) struct Run<'a> {
     store: &'a PgEventStore,
     report: ReconcileReport,
@@ -102,22 +163,32 @@ impl<'a> Run<'a> {
     pub async fn record_page(
         &mut self,
         object: &str,
-        objects: Vec<(String, Result<Vec<ProcessorFact>, String>)>,
+        objects: Vec<Listed>,
     ) -> Result<(), ReconcileError> {
         self.seen(objects.len() as u64);
         let mut facts = vec![];
         let mut unreadable = vec![];
-        for (object_id, stated) in objects {
-            match stated {
+        for listed in objects {
+            match listed.stated {
                 Ok(f) => facts.extend(f),
                 Err(reason) => {
                     self.report.differences += 1;
-                    self.report.problems.push(format!("{object_id}: {reason}"));
-                    unreadable.push((object_id, reason));
+                    self.report
+                        .problems
+                        .push(format!("{}: {reason}", listed.object_id));
+                    let (payment_id, customer_email) = about(&listed.wire);
+                    unreadable.push(ProcessorObjectUnreadable {
+                        object_id: listed.object_id,
+                        object: object.to_string(),
+                        payment_id,
+                        customer_email,
+                        reason,
+                        run_id: self.report.run_id,
+                    });
                 }
             }
         }
-        self.record_unreadable(object, unreadable).await?;
+        self.record_unreadable(unreadable).await?;
         let mut candidates = Vec::with_capacity(facts.len());
         for fact in facts {
             let data = self.data(&fact)?;
@@ -140,36 +211,33 @@ impl<'a> Run<'a> {
     /// a person — a count in the run's summary would be the only trace.
     async fn record_unreadable(
         &mut self,
-        object: &str,
-        unreadable: Vec<(String, String)>,
+        unreadable: Vec<ProcessorObjectUnreadable>,
     ) -> Result<(), ReconcileError> {
         use crate::processor::mapping::{printable, storable_object_id};
-        for (object_id, reason) in unreadable {
-            let object_id = storable_object_id(&object_id);
-            let event: DomainEvent = ProcessorObjectUnreadable {
-                object_id: object_id.clone(),
-                object: object.to_string(),
-                reason: printable(&reason),
-                run_id: self.report.run_id,
-            }
-            .into();
-            let data = self.data_of(&event, &object_id)?;
+        for mut fact in unreadable {
+            fact.object_id = storable_object_id(&fact.object_id);
+            fact.reason = printable(&fact.reason);
+            // One payment is one thing to look at, however many of its
+            // objects (session, charge, their events) cannot be read.
+            let key = fact.payment_id.clone().unwrap_or(fact.object_id.clone());
+            let event: DomainEvent = fact.into();
+            let data = self.data_of(&event, &key)?;
             if self.report.dry_run {
                 if self.would_append.insert(data.event_id) {
-                    self.report.appended.push(label(&event, &object_id));
+                    self.report.appended.push(label(&event, &key));
                 }
                 continue;
             }
             let outcome = self
                 .store
                 .append(vec![StreamAppend::new(
-                    StreamId::processor_object(&object_id),
+                    StreamId::processor_object(&key),
                     ExpectedVersion::Any,
                     vec![data],
                 )])
                 .await?;
             if outcome.stored() > 0 {
-                self.report.appended.push(label(&event, &object_id));
+                self.report.appended.push(label(&event, &key));
             }
         }
         Ok(())
