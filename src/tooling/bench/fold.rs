@@ -7,8 +7,8 @@
 use super::fresh_bench_database;
 use payledger::clock::{Clock, SystemClock};
 use payledger::store::PgEventStore;
-use payledger_events::{Checkpoint, DomainEvent, RecordedEvent};
-use payledger_projections::{feed, ledger::Ledger, renewals::Renewals};
+use payledger_events::{DomainEvent, RecordedEvent};
+use payledger_projections::{ledger::Ledger, renewals::Renewals};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,15 +66,7 @@ pub async fn run_fold_bench(database_url: &str, customers: u64) -> anyhow::Resul
     super::projections::append_history(&store, history, 500).await?;
     let mut client = db.pool.get().await?;
     let mut events = vec![];
-    let mut checkpoint = Checkpoint::START;
-    loop {
-        let tx = client.transaction().await?;
-        let page = feed::read_after(&tx, checkpoint, 5_000).await?;
-        tx.commit().await?;
-        let Some(last) = page.last() else { break };
-        checkpoint = last.checkpoint();
-        events.extend(page);
-    }
+    super::projections::read_whole_log(&mut client, |page| events.extend(page)).await?;
     let started = Instant::now();
     let decoded: Vec<(RecordedEvent, DomainEvent)> = events
         .into_iter()

@@ -63,6 +63,23 @@ fn orphan(i: u64) -> anyhow::Result<Vec<StreamAppend>> {
     )])
 }
 
+/// Reads the whole log in the gap-safe order, in the rebuild's pages.
+pub(super) async fn read_whole_log(
+    client: &mut deadpool_postgres::Object,
+    mut each_page: impl FnMut(Vec<RecordedEvent>),
+) -> anyhow::Result<()> {
+    let mut checkpoint = Checkpoint::START;
+    loop {
+        let tx = client.transaction().await?;
+        let page = feed::read_after(&tx, checkpoint, 5_000).await?;
+        tx.commit().await?;
+        let Some(last) = page.last() else { break };
+        checkpoint = last.checkpoint();
+        each_page(page);
+    }
+    Ok(())
+}
+
 /// Appends `history` in statements of about `chunk` events, in order.
 pub(super) async fn append_history(
     store: &PgEventStore,
@@ -130,15 +147,12 @@ pub async fn run_projection_bench(
 
     // The baseline: the same rows in the same order, in the rebuild's pages.
     let started = Instant::now();
-    let mut checkpoint = Checkpoint::START;
-    loop {
-        let tx = client.transaction().await?;
-        let page = feed::read_after(&tx, checkpoint, 5_000).await?;
-        tx.commit().await?;
-        let Some(last) = page.last() else { break };
-        checkpoint = last.checkpoint();
-        at(checkpoint);
-    }
+    read_whole_log(&mut client, |page| {
+        if let Some(last) = page.last() {
+            at(last.checkpoint());
+        }
+    })
+    .await?;
     let plain = events as f64 / started.elapsed().as_secs_f64();
     drop(client);
 
