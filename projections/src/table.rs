@@ -15,6 +15,9 @@
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use std::collections::BTreeSet;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Error;
 
 /// The row maps are hashed on every lookup of every rule: SipHash was ~7%
 /// of `bench projections --rebuild-all-only`'s samples (`perf`, 188,577
@@ -22,9 +25,6 @@ use std::collections::BTreeSet;
 /// keys from outside (emails, processor ids) cannot be chosen to collide.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::quality::RandomState>;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Error;
 
 /// Where rows not yet in memory are: a live transaction, or nowhere (the
 /// tables are being built from empty).
@@ -70,10 +70,7 @@ pub trait Record: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Columns the rules look rows up by, besides the key.
     const INDEXES: &'static [&'static str] = &[];
     fn key(&self) -> String;
-    fn index_value(&self, index: usize) -> Option<String> {
-        self.index_ref(index).map(str::to_owned)
-    }
-    /// The value of `R::INDEXES[index]`, borrowed.
+    /// The value of `R::INDEXES[index]`.
     fn index_ref(&self, _index: usize) -> Option<&str> {
         None
     }
@@ -144,7 +141,7 @@ impl<R: Record> Default for Table<R> {
 fn entry_bytes<R: Record>(key: &str, row: &Option<R>) -> usize {
     let indexed = row.as_ref().map_or(0, |r| {
         (0..R::INDEXES.len())
-            .filter_map(|i| r.index_value(i))
+            .filter_map(|i| r.index_ref(i))
             .map(|v| v.len() + key.len() + 2 * ENTRY_OVERHEAD)
             .sum()
     });
@@ -345,15 +342,15 @@ impl<R: Record> Table<R> {
         self.bytes = self.bytes.saturating_sub(entry_bytes(key, &old));
         if let Some(old) = old {
             for (i, index) in self.indexes.iter_mut().enumerate() {
-                if let Some(v) = old.index_value(i) {
+                if let Some(v) = old.index_ref(i) {
                     // A value missing one of its rows must be asked again.
-                    if self.complete[i].remove(&v) {
+                    if self.complete[i].remove(v) {
                         self.bytes = self.bytes.saturating_sub(v.len() + ENTRY_OVERHEAD);
                     }
-                    if let Some(keys) = index.get_mut(&v) {
+                    if let Some(keys) = index.get_mut(v) {
                         keys.remove(key);
                         if keys.is_empty() {
-                            index.remove(&v);
+                            index.remove(v);
                         }
                     }
                 }

@@ -104,7 +104,8 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> anyhow::Result<ExitCode> 
             output::print(json, &report, bench::app_webhooks::print_app_webhook_report)?;
         }
         BenchCommand::Fold { purchases, json } => {
-            let report = bench::fold::run_fold_bench(&url, purchases).await?;
+            let bar = output::progress_unless(json, purchases, "generating the history");
+            let report = bench::fold::run_fold_bench(&url, purchases, &bar).await?;
             output::print(json, &report, bench::fold::print_fold_report)?;
         }
         BenchCommand::Projections {

@@ -9,9 +9,9 @@ use crate::mapping::{at, check_id, ProcessorFact};
 use crate::objects::{self as stripe, CHECKOUT_REFERENCE_KEY};
 use chrono::{DateTime, Utc};
 use payledger_events::{
-    ChargeSource, Currency, InvoicePaid, InvoicePaymentFailed, StreamId,
-    SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionEnded,
-    SubscriptionPlanChanged, SubscriptionStarted,
+    ChargeSource, InvoicePaid, InvoicePaymentFailed, StreamId, SubscriptionCancellationScheduled,
+    SubscriptionCancellationUndone, SubscriptionEnded, SubscriptionPlanChanged,
+    SubscriptionStarted,
 };
 
 /// The facts of a billing callback; `None` for a type this module does not
@@ -188,17 +188,6 @@ pub fn facts_of_subscription(
     Ok(facts)
 }
 
-fn currency(code: &str) -> Result<Currency, String> {
-    let c = Currency::new(code).map_err(|e| e.to_string())?;
-    if !c.is_iso4217() {
-        return Err(format!(
-            "currency {:?} is not an ISO 4217 currency",
-            c.as_str()
-        ));
-    }
-    Ok(c)
-}
-
 /// A paid invoice of a subscription as one period of access; `None` for an
 /// invoice of no subscription, or one not paid.
 pub fn invoice_paid(i: &Invoice, source: ChargeSource) -> Result<Option<ProcessorFact>, String> {
@@ -231,7 +220,7 @@ pub fn invoice_paid(i: &Invoice, source: ChargeSource) -> Result<Option<Processo
                 .cloned(),
             customer_email: i.customer_email.clone(),
             amount: i.amount_paid,
-            currency: currency(&i.currency)?,
+            currency: crate::mapping::iso_currency(&i.currency)?,
             period_start: at(start)?,
             period_end: at(end)?,
             paid_at: at(paid_at)?,
@@ -258,7 +247,7 @@ pub fn payment_failed(i: &Invoice, when: DateTime<Utc>) -> Result<Option<Process
             next_attempt: i.next_payment_attempt.map(at).transpose()?,
             customer_email: i.customer_email.clone(),
             amount: i.amount_due.max(0),
-            currency: currency(&i.currency)?,
+            currency: crate::mapping::iso_currency(&i.currency)?,
             failed_at: when,
         }
         .into(),

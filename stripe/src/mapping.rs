@@ -334,14 +334,19 @@ fn money(amount: i64, currency: &str) -> Result<(i64, Currency), String> {
     if amount > MAX_AMOUNT {
         return Err(format!("amount {amount} is larger than any payment"));
     }
-    let currency = Currency::new(currency).map_err(|e| e.to_string())?;
-    if !currency.is_iso4217() {
+    Ok((amount, iso_currency(currency)?))
+}
+
+/// A currency code the processor sent, if it is one payledger can book.
+pub(crate) fn iso_currency(code: &str) -> Result<Currency, String> {
+    let c = Currency::new(code).map_err(|e| e.to_string())?;
+    if !c.is_iso4217() {
         return Err(format!(
             "currency {:?} is not an ISO 4217 currency",
-            currency.as_str()
+            c.as_str()
         ));
     }
-    Ok((amount, currency))
+    Ok(c)
 }
 
 fn object<T: serde::de::DeserializeOwned>(event: &stripe::Event) -> Result<T, String> {

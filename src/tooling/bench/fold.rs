@@ -58,12 +58,16 @@ fn now_or_never<T>(
         .map_err(Into::into)
 }
 
-pub async fn run_fold_bench(database_url: &str, customers: u64) -> anyhow::Result<FoldReport> {
+pub async fn run_fold_bench(
+    database_url: &str,
+    customers: u64,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<FoldReport> {
     let db = fresh_bench_database(database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = PgEventStore::new(db.pool.clone(), clock);
-    let history = payledger_testkit::history::mixed_history_range(0, customers)?;
-    super::projections::append_history(&store, history, 500).await?;
+    super::projections::generate_history(&store, customers, progress).await?;
+    progress.finish_and_clear();
     let mut client = db.pool.get().await?;
     let mut events = vec![];
     super::projections::read_whole_log(&mut client, |page| events.extend(page)).await?;

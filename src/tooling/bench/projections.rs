@@ -63,6 +63,25 @@ fn orphan(i: u64) -> anyhow::Result<Vec<StreamAppend>> {
     )])
 }
 
+/// Appends the mixed history of `customers`, in slices so that it is
+/// never all in memory at once, telling `progress` the customers done.
+pub(super) async fn generate_history(
+    store: &PgEventStore,
+    customers: u64,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let slice = 20_000u64;
+    let mut from = 0;
+    while from < customers {
+        let n = slice.min(customers - from);
+        let history = payledger_testkit::history::mixed_history_range(from, n)?;
+        append_history(store, history, 500).await?;
+        from += n;
+        progress.set_position(from);
+    }
+    Ok(())
+}
+
 /// Reads the whole log in the gap-safe order, in the rebuild's pages.
 pub(super) async fn read_whole_log(
     client: &mut deadpool_postgres::Object,
@@ -81,7 +100,7 @@ pub(super) async fn read_whole_log(
 }
 
 /// Appends `history` in statements of about `chunk` events, in order.
-pub(super) async fn append_history(
+async fn append_history(
     store: &PgEventStore,
     history: Vec<(StreamId, EventData)>,
     chunk: usize,
@@ -117,16 +136,7 @@ pub async fn run_projection_bench(
     let db = fresh_bench_database(database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = PgEventStore::new(db.pool.clone(), clock);
-    // In slices, so the generated history is never all in memory at once.
-    let slice = 20_000u64;
-    let mut from = 0;
-    while from < customers {
-        let n = slice.min(customers - from);
-        let history = payledger_testkit::history::mixed_history_range(from, n)?;
-        append_history(&store, history, 500).await?;
-        from += n;
-        progress.set_position(from);
-    }
+    generate_history(&store, customers, progress).await?;
     let mut client = db.pool.get().await?;
     client.batch_execute("ANALYZE events").await?;
     let (events, last): (i64, i64) = {
