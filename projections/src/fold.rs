@@ -42,3 +42,38 @@ pub fn fold_in_memory(events: &[RecordedEvent]) -> Result<Vec<(&'static str, Tab
     }
     Ok(out)
 }
+
+/// [`fold_in_memory`] with one ledger shared by every projection
+/// (`crate::group`), each projection's tables without its (unused) ledger.
+pub fn fold_shared_in_memory(
+    events: &[RecordedEvent],
+) -> Result<Vec<(&'static str, TableRows)>, String> {
+    use futures_util::FutureExt;
+    let mut group = crate::group::GroupRows::new(&crate::all());
+    group.in_memory_only();
+    for event in events {
+        if !group.handles(&event.event_type) {
+            continue;
+        }
+        let where_ = || format!("position {} ({})", event.position, event.event_type);
+        let decoded = event.decode().map_err(|e| format!("{}: {e}", where_()))?;
+        group
+            .apply(None, event, &decoded)
+            .now_or_never()
+            .ok_or_else(|| format!("{}: the rule waited with no database", where_()))?
+            .map_err(|e| format!("{}: {e}", where_()))?;
+    }
+    Ok(group.snapshots())
+}
+
+/// Each projection's tables but its private ledger: what a group of them
+/// sharing one ledger must equal.
+pub fn without_ledgers(folded: Vec<(&'static str, TableRows)>) -> Vec<(&'static str, TableRows)> {
+    folded
+        .into_iter()
+        .map(|(name, mut tables)| {
+            tables.retain(|(table, _)| *table != "ledger");
+            (name, tables)
+        })
+        .collect()
+}

@@ -187,12 +187,15 @@ impl Payment {
     }
 }
 
-/// The checkouts and payments a projection reasons about (each projection
-/// keeps its own copy, so each rebuilds on its own).
+/// The checkouts and payments a projection reasons about: each projection's
+/// own copy, or one shared by a group of projections (`crate::group`).
 #[derive(Default)]
 pub struct Ledger {
     pub checkouts: Table<Checkout>,
     pub payments: Table<Payment>,
+    /// Shared: the event already tracked and what it changed. A member's
+    /// `track` of that event answers this instead of tracking it again.
+    tracked: Option<(i64, Vec<LedgerChange>)>,
 }
 
 /// The ledger's tables are never public: a replay never asks for them.
@@ -279,7 +282,56 @@ impl Ledger {
             .and_then(|p| p.email()))
     }
 
+    /// Applies `event` to the rows and says what changed. A shared ledger
+    /// that tracked it already answers what it said then, and from then on
+    /// shows the calling projection the rows as they are after it.
     pub async fn track(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<Vec<LedgerChange>, Error> {
+        if let Some((position, changes)) = &self.tracked {
+            if *position == event.position {
+                let changes = changes.clone();
+                self.view_before(false);
+                return Ok(changes);
+            }
+        }
+        self.apply_rules(db, event, decoded).await
+    }
+
+    /// The shared ledger's own application of `event`, before any member
+    /// sees it: what each write replaces is remembered, so that a member's
+    /// reads before its own `track` see the rows as they were.
+    pub async fn track_shared(
+        &mut self,
+        db: Db<'_>,
+        event: &RecordedEvent,
+        decoded: &DomainEvent,
+    ) -> Result<(), Error> {
+        self.tracked = None;
+        self.checkouts.record_before();
+        self.payments.record_before();
+        let changes = self.apply_rules(db, event, decoded).await;
+        self.checkouts.stop_recording();
+        self.payments.stop_recording();
+        self.tracked = Some((event.position, changes?));
+        Ok(())
+    }
+
+    /// A member is about to apply the event the ledger tracked: until it
+    /// calls `track`, it sees the rows as they were before the event.
+    pub fn begin_member(&mut self) {
+        self.view_before(self.tracked.is_some());
+    }
+
+    fn view_before(&mut self, before: bool) {
+        self.checkouts.view_before(before);
+        self.payments.view_before(before);
+    }
+
+    async fn apply_rules(
         &mut self,
         db: Db<'_>,
         event: &RecordedEvent,

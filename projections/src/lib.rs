@@ -7,6 +7,7 @@ pub mod customer_status;
 pub mod discrepancies;
 pub use payledger_store::feed;
 pub mod fold;
+pub mod group;
 pub mod ledger;
 pub mod outgoing_emails;
 pub mod projection;

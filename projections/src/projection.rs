@@ -51,6 +51,12 @@ pub trait ProjectionRows: Send {
         event: &'a RecordedEvent,
         decoded: &'a DomainEvent,
     ) -> ApplyFuture<'a>;
+    /// The ledger the payment rules run on, when they do: a group of
+    /// projections swaps one shared ledger in for each event
+    /// (`crate::group`).
+    fn ledger_slot(&mut self) -> Option<&mut crate::ledger::Ledger> {
+        None
+    }
     /// Writes the rows changed since the last write (live).
     fn flush<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
     /// Look nothing up from now on; remember what was wanted (a rehearsal

@@ -102,6 +102,14 @@ pub struct Table<R: Record> {
     /// reading it.
     rehearsing: bool,
     wanted: TableWanted,
+    /// The shared ledger (see [`crate::group`]): the rows the event being
+    /// applied changed, as they were before it (`None` inside: absent;
+    /// outer `None`: not in memory then). Reads in the before view see
+    /// these, so a projection that looks a row up before its own `track`
+    /// sees what its private copy would have held at that moment.
+    before: HashMap<String, Option<Option<R>>>,
+    recording: bool,
+    before_view: bool,
 }
 
 /// What a rehearsal of a batch looked up, per table: the keys of `get` and
@@ -132,6 +140,9 @@ impl<R: Record> Default for Table<R> {
             complete: vec![HashSet::default(); R::INDEXES.len()],
             rehearsing: false,
             wanted: TableWanted::default(),
+            before: HashMap::default(),
+            recording: false,
+            before_view: false,
         }
     }
 }
@@ -211,6 +222,26 @@ impl<R: Record> Table<R> {
     /// only tables with a one-column key are read this way (the timeline's
     /// two-column rows are only ever written).
     pub async fn get(&mut self, db: Db<'_>, key: &str) -> Result<Option<R>, Error> {
+        if self.before_view {
+            if let Some(before) = self.before.get(key) {
+                return match before {
+                    Some(known) => Ok(known.clone()),
+                    // Written without being read first: what it was is
+                    // the database's (nothing earlier in the batch wrote it).
+                    None => match db {
+                        Some(tx) => {
+                            let statement =
+                                tx.prepare_cached(&select_by::<R>(R::KEY[0], false)).await?;
+                            match tx.query_opt(&statement, &[&key]).await? {
+                                Some(row) => Ok(Some(R::from_row(&row)?)),
+                                None => Ok(None),
+                            }
+                        }
+                        None => Ok(None),
+                    },
+                };
+            }
+        }
         if let Some(known) = self.rows.get(key) {
             let known = known.clone();
             self.touch(key);
@@ -254,7 +285,45 @@ impl<R: Record> Table<R> {
         for key in &keys {
             self.touch(key);
         }
-        Ok(found)
+        Ok(self.as_before(index, value, found))
+    }
+
+    /// `found` (the rows with `value` now) as the before view sees them.
+    fn as_before(&self, index: usize, value: &str, found: Vec<R>) -> Vec<R> {
+        if !self.before_view || self.before.is_empty() {
+            return found;
+        }
+        let mut rows: std::collections::BTreeMap<String, R> = found
+            .into_iter()
+            .map(|r| (r.key(), r))
+            .filter(|(k, _)| !self.before.contains_key(k))
+            .collect();
+        for (key, before) in &self.before {
+            if let Some(Some(row)) = before {
+                if row.index_ref(index) == Some(value) {
+                    rows.insert(key.clone(), row.clone());
+                }
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// From now on, remember what each write replaces (the shared ledger
+    /// applying an event); forgets what the previous event replaced.
+    pub fn record_before(&mut self) {
+        self.before.clear();
+        self.recording = true;
+        self.before_view = false;
+    }
+
+    /// Stop remembering what writes replace.
+    pub fn stop_recording(&mut self) {
+        self.recording = false;
+    }
+
+    /// Reads see the rows as they were before the event (`true`) or now.
+    pub fn view_before(&mut self, before: bool) {
+        self.before_view = before;
     }
 
     /// Every row in memory, `Debug`-printed, in key order: for comparing two
@@ -271,6 +340,10 @@ impl<R: Record> Table<R> {
 
     pub fn put(&mut self, row: R) {
         let key = row.key();
+        if self.recording && !self.before.contains_key(&key) {
+            let was = self.rows.get(&key).cloned();
+            self.before.insert(key.clone(), was);
+        }
         if self.track_changes {
             self.changed.insert(key.clone());
         }
@@ -656,8 +729,20 @@ macro_rules! record {
 /// with an inherent `async fn apply_event(&mut self, db, event, decoded)`.
 #[macro_export]
 macro_rules! projection_rows {
+    // A projection whose payment rules run on a ledger a group may share.
+    ($rows:ty { ledger, $($table:ident),+ }) => {
+        $crate::projection_rows!(@impl $rows { ledger, $($table),+ } {
+            fn ledger_slot(&mut self) -> Option<&mut $crate::ledger::Ledger> {
+                Some(&mut self.ledger)
+            }
+        });
+    };
     ($rows:ty { $($table:ident),+ }) => {
+        $crate::projection_rows!(@impl $rows { $($table),+ } {});
+    };
+    (@impl $rows:ty { $($table:ident),+ } { $($extra:tt)* }) => {
         impl $crate::projection::ProjectionRows for $rows {
+            $($extra)*
             fn apply<'a>(
                 &'a mut self,
                 db: $crate::table::Db<'a>,

@@ -49,7 +49,19 @@ impl Scenario {
     /// Folds the history; panics with the rule's own words if one fails
     /// (a rule must be total).
     pub fn then(&self) -> Folded {
-        match fold_in_memory(&self.events) {
+        let folded = fold_in_memory(&self.events);
+        if let Ok(alone) = &folded {
+            // Every scenario also proves the shared ledger changes nothing.
+            match crate::fold::fold_shared_in_memory(&self.events) {
+                Ok(shared) => assert_eq!(
+                    crate::fold::without_ledgers(alone.clone()),
+                    shared,
+                    "one ledger shared by every projection gives the rows private ledgers give"
+                ),
+                Err(e) => panic!("a rule failed with the ledger shared: {e}"),
+            }
+        }
+        match folded {
             Ok(projections) => Folded {
                 tables: projections
                     .into_iter()

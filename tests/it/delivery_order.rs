@@ -361,6 +361,13 @@ fn stored(arrivals: &[Arrival]) -> Vec<RecordedEvent> {
 /// delivery order by design.
 fn state_of(log: &[RecordedEvent]) -> Vec<String> {
     let folded = payledger_projections::fold::fold_in_memory(log).expect("every rule is total");
+    let shared =
+        payledger_projections::fold::fold_shared_in_memory(log).expect("every rule is total");
+    assert_eq!(
+        payledger_projections::fold::without_ledgers(folded.clone()),
+        shared,
+        "one ledger shared by every projection gives the rows private ledgers give"
+    );
     // A declined attempt learnt only after its invoice was paid is old news
     // and not emailed; learnt before, it was (the customer was told at the
     // time). Whether that email exists depends on delivery order by nature.

@@ -34,6 +34,12 @@ pub struct FoldReport {
     pub ledger_copies: usize,
     /// `ledger_copies × ledger_seconds / Σ projections' seconds`.
     pub ledger_share: f64,
+    /// The five folded as one group over one shared ledger
+    /// (`payledger_projections::group`), and `Σ alone / group`.
+    pub group_seconds: f64,
+    pub group_speedup: f64,
+    /// The group's rows equal the five folded alone (private ledgers).
+    pub group_equal: bool,
 }
 
 /// Runs `rule` over every decoded event with no database; a rule that
@@ -80,6 +86,7 @@ pub async fn run_fold_bench(
 
     let mut rows = vec![];
     let mut ledger_copies = 0;
+    let mut alone = vec![];
     for projection in payledger_projections::all() {
         let handled: Vec<(RecordedEvent, DomainEvent)> = decoded
             .iter()
@@ -89,6 +96,7 @@ pub async fn run_fold_bench(
         let mut state = projection.rows();
         state.in_memory_only();
         let seconds = fold_with(&handled, |e, d| now_or_never(state.apply(None, e, d)))?;
+        alone.push((projection.name(), state.snapshot()));
         if handled
             .iter()
             .any(|(e, _)| e.event_type == "ChargeSucceeded")
@@ -117,7 +125,27 @@ pub async fn run_fold_bench(
         events_per_s: decoded.len() as f64 / ledger_seconds.max(1e-9),
     });
     let projections_seconds: f64 = rows[..rows.len() - 1].iter().map(|r| r.seconds).sum();
+    let mut group = payledger_projections::group::GroupRows::new(&payledger_projections::all());
+    group.in_memory_only();
+    let group_seconds = fold_with(&decoded, |e, d| {
+        use futures_util::FutureExt;
+        group
+            .apply(None, e, d)
+            .now_or_never()
+            .ok_or_else(|| anyhow::anyhow!("a rule waited with no database"))?
+            .map_err(|f| anyhow::anyhow!("{f}"))
+    })?;
+    let group_equal = payledger_projections::fold::without_ledgers(alone) == group.snapshots();
+    rows.push(FoldRow {
+        name: "five, one shared ledger".into(),
+        events: decoded.len(),
+        seconds: group_seconds,
+        events_per_s: decoded.len() as f64 / group_seconds.max(1e-9),
+    });
     Ok(FoldReport {
+        group_seconds,
+        group_speedup: projections_seconds / group_seconds.max(1e-9),
+        group_equal,
         events: decoded.len(),
         decode_seconds,
         ledger_share: ledger_copies as f64 * ledger_seconds / projections_seconds.max(1e-9),
@@ -147,5 +175,15 @@ pub fn print_fold_report(r: &FoldReport) {
         r.ledger_share * 100.0,
         r.ledger_copies,
         r.ledger_seconds
+    );
+    println!(
+        "the five over one shared ledger: {:.2} s, {:.2}× the five alone; rows {}",
+        r.group_seconds,
+        r.group_speedup,
+        if r.group_equal {
+            "equal to theirs"
+        } else {
+            "DIFFER from theirs (a defect)"
+        }
     );
 }
