@@ -43,6 +43,9 @@ impl Projection for CustomerStatus {
         // v7: indexes for the columns the rules find rows by.
         7
     }
+    fn shares_ledger(&self) -> bool {
+        true
+    }
     fn handles(&self, event_type: &str) -> bool {
         matches!(
             event_type,

@@ -66,6 +66,9 @@ impl Projection for Discrepancies {
         // v10: unreadable_processor_object.
         10
     }
+    fn shares_ledger(&self) -> bool {
+        true
+    }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }

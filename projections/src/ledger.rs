@@ -12,6 +12,19 @@ use tokio_postgres::Error;
 
 pub const SCHEMA_SQL: &str = include_str!("ledger.sql");
 
+/// The event types the payment rules apply; `track` of any other changes
+/// nothing. A shared ledger applies exactly these (a type missing here
+/// would make every scenario's shared fold differ from its private one).
+pub const TYPES: &[&str] = &[
+    "CheckoutStarted",
+    "ChargeSucceeded",
+    "InvoicePaid",
+    "ChargeMatched",
+    "ChargeRefunded",
+    "DisputeOpened",
+    "DisputeClosed",
+];
+
 /// A second charge for the same email and plan within this window is a
 /// duplicate, not a renewal.
 pub const DUPLICATE_WINDOW_HOURS: i64 = 24;
@@ -244,6 +257,11 @@ impl Ledger {
         self.payments.track_changes();
     }
 
+    pub fn set_schema(&mut self, schema: &std::sync::Arc<str>) {
+        self.checkouts.set_schema(schema);
+        self.payments.set_schema(schema);
+    }
+
     pub fn resident_bytes(&self) -> usize {
         self.checkouts.resident_bytes() + self.payments.resident_bytes()
     }
@@ -322,8 +340,9 @@ impl Ledger {
 
     /// A member is about to apply the event the ledger tracked: until it
     /// calls `track`, it sees the rows as they were before the event.
-    pub fn begin_member(&mut self) {
-        self.view_before(self.tracked.is_some());
+    pub fn begin_member(&mut self, position: i64) {
+        let tracked_it = self.tracked.as_ref().is_some_and(|(p, _)| *p == position);
+        self.view_before(tracked_it);
     }
 
     fn view_before(&mut self, before: bool) {

@@ -9,6 +9,7 @@ pub use payledger_store::feed;
 pub mod fold;
 pub mod group;
 pub mod ledger;
+pub mod lockstep;
 pub mod outgoing_emails;
 pub mod projection;
 pub mod read;

@@ -37,6 +37,9 @@ impl Projection for OutgoingEmails {
         //     receipts, failed payments, cancellations and endings.
         5
     }
+    fn shares_ledger(&self) -> bool {
+        true
+    }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }

@@ -28,6 +28,11 @@ pub trait Projection: Send + Sync + 'static {
     fn public_sql(&self) -> &'static str {
         ""
     }
+    /// Its rules run on the payment ledger, which it then shares with the
+    /// other such projections (`crate::group`): they run in lockstep.
+    fn shares_ledger(&self) -> bool {
+        false
+    }
     /// Empty working rows: for one live batch (rows come from the
     /// database as needed) or for a whole rebuild (everything in memory).
     fn rows(&self) -> Box<dyn ProjectionRows>;
@@ -81,6 +86,9 @@ pub trait ProjectionRows: Send {
     fn in_memory_only(&mut self);
     /// Remember changed rows again, to `flush` them (a rebuild that spilled).
     fn track_changes(&mut self) {}
+    /// From now on every statement names its table in `schema` (a group's
+    /// members share one transaction, each in its own schema).
+    fn set_schema(&mut self, _schema: &std::sync::Arc<str>) {}
     /// About how many bytes the rows in memory take.
     fn resident_bytes(&self) -> usize {
         0

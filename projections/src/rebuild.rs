@@ -6,6 +6,8 @@
 //! views, move the checkpoint — takes the projection's lock, one at a time.
 
 use crate::feed;
+use crate::group::{sharing, GroupRows, SharedLedger, SHARED_LEDGER};
+use crate::lockstep::{advance_group, apply_group_batch, group_lock};
 use crate::projection::{Projection, ProjectionRows};
 use crate::runner::{
     apply_batch, create_generation, lock_key, point_views, schema_name, RunnerError,
@@ -123,52 +125,56 @@ pub async fn rebuild_many_within(
     progress: &RebuildProgress<'_>,
 ) -> Result<RebuildReport, RunnerError> {
     let mut client = pool.get().await?;
-    let mut schemas = vec![];
-    for projection in projections {
-        let tx = client.transaction().await?;
-        let current: Option<i32> = tx
-            .query_opt(
-                "SELECT generation FROM projection_state WHERE name = $1",
-                &[&projection.name()],
-            )
-            .await?
-            .map(|r| r.get(0));
-        let next = current.unwrap_or(0) + 1;
-        create_generation(&tx, *projection, next).await?;
-        tx.commit().await?;
-        schemas.push((next, schema_name(projection.name(), next)));
+    let jobs = plan_jobs(projections);
+    let mut generations = vec![];
+    for job in &jobs {
+        let mut mine = vec![];
+        for projection in job.projections() {
+            let tx = client.transaction().await?;
+            let current: Option<i32> = tx
+                .query_opt(
+                    "SELECT generation FROM projection_state WHERE name = $1",
+                    &[&projection.name()],
+                )
+                .await?
+                .map(|r| r.get(0));
+            let next = current.unwrap_or(0) + 1;
+            create_generation(&tx, projection, next).await?;
+            tx.commit().await?;
+            mine.push(next);
+        }
+        generations.push(mine);
     }
     let started = std::time::Instant::now();
     let page = page_events(budget);
     let pages_bytes = PAGES_IN_MEMORY * EVENT_BYTES * usize::try_from(page).unwrap_or(0);
     let share = budget.saturating_sub(pages_bytes) * ROWS_ESTIMATE_SHARE.0
         / ROWS_ESTIMATE_SHARE.1
-        / projections.len().max(1);
+        / jobs.len().max(1);
     let mut pages = vec![];
     let mut tasks = vec![];
-    for (projection, (_, schema)) in projections.iter().zip(&schemas) {
+    for (job, mine) in jobs.iter().zip(&generations) {
         let (send, receive) = mpsc::channel::<(Arc<Page>, Vec<usize>)>(2);
         pages.push(send);
+        let schemas: Vec<String> = job
+            .projections()
+            .iter()
+            .zip(mine)
+            .map(|(p, g)| schema_name(p.name(), *g))
+            .collect();
+        let (rows, rehearsal) = job.rows(&schemas);
         tasks.push(tokio::spawn(fold_and_write(
             pool.clone(),
-            projection.name(),
-            {
-                let mut rows = projection.rows();
-                rows.in_memory_only();
-                rows
-            },
-            {
-                let mut rehearsal = projection.rows();
-                rehearsal.rehearse();
-                rehearsal
-            },
+            job.reader().name(),
+            rows,
+            rehearsal,
             receive,
-            schema.clone(),
+            schemas,
             share,
         )));
     }
-    let (checkpoint, mut read) =
-        read_into(&mut client, projections, &pages, page, progress).await?;
+    let readers: Vec<&dyn Projection> = jobs.iter().map(|j| j.reader()).collect();
+    let (checkpoint, mut read) = read_into(&mut client, &readers, &pages, page, progress).await?;
     drop(pages);
     let mut report = RebuildReport {
         share_bytes: share,
@@ -188,11 +194,85 @@ pub async fn rebuild_many_within(
         seconds = started.elapsed().as_secs_f64(),
         "rebuild: log folded and rows written"
     );
-    for (projection, (generation, _)) in projections.iter().zip(schemas) {
-        read += swap_in(&mut client, *projection, generation, checkpoint, batch).await?;
+    for (job, mine) in jobs.iter().zip(generations) {
+        read += match job {
+            Job::Alone(p) if p.shares_ledger() => {
+                swap_member_in(&mut client, *p, mine[0], checkpoint, batch).await?
+            }
+            Job::Alone(p) => swap_in(&mut client, *p, mine[0], checkpoint, batch).await?,
+            Job::Group(members) => {
+                swap_group_in(&mut client, members, &mine, checkpoint, batch).await?
+            }
+        };
     }
     report.read = read;
     Ok(report)
+}
+
+/// What one fold task rebuilds: a projection on its own, or the shared
+/// ledger with every projection that shares it (one fold of the payment
+/// rules, one copy of the ledger's rows).
+enum Job<'a> {
+    Alone(&'a dyn Projection),
+    Group(Vec<Arc<dyn Projection>>),
+}
+
+impl Job<'_> {
+    /// The projections it writes; a group's ledger first.
+    fn projections(&self) -> Vec<&dyn Projection> {
+        match self {
+            Job::Alone(p) => vec![*p],
+            Job::Group(members) => {
+                let mut all: Vec<&dyn Projection> = vec![&SharedLedger];
+                all.extend(members.iter().map(|m| m.as_ref()));
+                all
+            }
+        }
+    }
+
+    /// Whose event types the task reads.
+    fn reader(&self) -> &dyn Projection {
+        match self {
+            Job::Alone(p) => *p,
+            Job::Group(_) => &SharedLedger,
+        }
+    }
+
+    /// Empty rows to fold into, and a rehearsal of them, in `schemas`.
+    fn rows(&self, schemas: &[String]) -> (Box<dyn ProjectionRows>, Box<dyn ProjectionRows>) {
+        let make = || -> Box<dyn ProjectionRows> {
+            match self {
+                Job::Alone(p) => p.rows(),
+                Job::Group(members) => {
+                    Box::new(GroupRows::in_schemas(members, &schemas[0], &schemas[1..]))
+                }
+            }
+        };
+        let mut rows = make();
+        rows.in_memory_only();
+        let mut rehearsal = make();
+        rehearsal.rehearse();
+        (rows, rehearsal)
+    }
+}
+
+/// Every projection that shares the ledger, rebuilt together, is one job
+/// (so is the ledger asked for alone); any other projection is its own.
+fn plan_jobs<'a>(projections: &[&'a dyn Projection]) -> Vec<Job<'a>> {
+    let named = |name: &str| projections.iter().any(|p| p.name() == name);
+    let sharing = sharing();
+    let together = named(SHARED_LEDGER) || sharing.iter().all(|s| named(s.name()));
+    let mut jobs = vec![];
+    if together {
+        jobs.push(Job::Group(sharing));
+    }
+    for p in projections {
+        if p.name() == SHARED_LEDGER || (together && p.shares_ledger()) {
+            continue;
+        }
+        jobs.push(Job::Alone(*p));
+    }
+    jobs
 }
 
 /// Reads the log to its readable end, decoding each event once, and hands
@@ -265,7 +345,11 @@ async fn fold_page(
     for &i in handled {
         let (event, decoded) = &page[i];
         let stopped = |reason: String| RunnerError::RebuildStopped {
-            projection: name.into(),
+            projection: if name == SHARED_LEDGER {
+                crate::group::concerned(&event.event_type)
+            } else {
+                name.into()
+            },
             position: event.position,
             reason,
         };
@@ -292,9 +376,11 @@ async fn fold_and_write(
     mut rows: Box<dyn ProjectionRows>,
     mut rehearsal: Box<dyn ProjectionRows>,
     mut pages: mpsc::Receiver<(Arc<Page>, Vec<usize>)>,
-    schema: String,
+    schemas: Vec<String>,
     budget: usize,
 ) -> Result<(u32, usize), RunnerError> {
+    // A group's statements name their schemas; one projection's use this.
+    let schema = schemas.first().cloned().unwrap_or_default();
     let search_path = format!(
         "SET LOCAL search_path = {schema}, public; {}",
         crate::runner::KEYED_READS
@@ -353,7 +439,10 @@ async fn fold_and_write(
             budget_mb = budget / (1024 * 1024),
             "rebuild: rows outgrew the memory budget and were written as it went"
         );
-        return analyze(&client, &schema).await.map(|()| (spills, peak));
+        for schema in &schemas {
+            analyze(&client, schema).await?;
+        }
+        return Ok((spills, peak));
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -362,12 +451,18 @@ async fn fold_and_write(
     ))
     .await?;
     // A bulk load is faster into bare tables, with the indexes built after.
-    let rebuild_indexes = drop_indexes(&tx, &schema).await?;
+    let mut rebuild_indexes = String::new();
+    for schema in &schemas {
+        rebuild_indexes.push_str(&drop_indexes(&tx, schema).await?);
+    }
     rows.copy_into(&tx).await?;
     drop(rows);
     tx.batch_execute(&rebuild_indexes).await?;
     tx.commit().await?;
-    analyze(&client, &schema).await.map(|()| (spills, peak))
+    for schema in &schemas {
+        analyze(&client, schema).await?;
+    }
+    Ok((spills, peak))
 }
 
 /// Frees the rows not used since the last time (written already); all of
@@ -419,7 +514,7 @@ async fn drop_indexes(
     let (mut drop, mut create) = (String::new(), String::new());
     for r in &indexes {
         let (name, definition): (String, String) = (r.get(0), r.get(1));
-        drop.push_str(&format!("DROP INDEX {name};"));
+        drop.push_str(&format!("DROP INDEX {schema}.{name};"));
         create.push_str(&format!("{definition};"));
     }
     for r in &constraints {
@@ -459,7 +554,21 @@ async fn swap_in(
     }
     tx.batch_execute("SET LOCAL search_path = public").await?;
     point_views(&tx, projection, generation).await?;
-    let old: Option<i32> = tx
+    let old = record_swap(&tx, projection, generation, checkpoint).await?;
+    tx.commit().await?;
+    drop_old(client, projection, old, generation).await?;
+    Ok(read)
+}
+
+/// The projection now reads and writes `generation`, at `checkpoint`,
+/// running; returns the generation it had.
+async fn record_swap(
+    tx: &deadpool_postgres::Transaction<'_>,
+    projection: &dyn Projection,
+    generation: i32,
+    checkpoint: Checkpoint,
+) -> Result<Option<i32>, RunnerError> {
+    Ok(tx
         .query_opt(
             "INSERT INTO projection_state (name, version, generation, checkpoint_tx, checkpoint_pos)
              VALUES ($1, $2, $3, $4, $5)
@@ -469,14 +578,137 @@ async fn swap_in(
             &[&projection.name(), &projection.version(), &generation, &checkpoint.transaction_id, &checkpoint.position, &ProjectionState::Running.as_str()],
         )
         .await?
-        .and_then(|r| r.get(0));
-    tx.commit().await?;
+        .and_then(|r| r.get(0)))
+}
+
+async fn drop_old(
+    client: &Object,
+    projection: &dyn Projection,
+    old: Option<i32>,
+    generation: i32,
+) -> Result<(), RunnerError> {
     if let Some(old) = old.filter(|g| *g != generation) {
         let schema = schema_name(projection.name(), old);
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await?;
     }
+    Ok(())
+}
+
+/// The group rebuilt together (`generations`: the ledger's, then each
+/// member's): under the group's lock it catches up what arrived meanwhile,
+/// then every view and checkpoint moves at once.
+async fn swap_group_in(
+    client: &mut Object,
+    members: &[Arc<dyn Projection>],
+    generations: &[i32],
+    mut checkpoint: Checkpoint,
+    batch: i64,
+) -> Result<u64, RunnerError> {
+    let ledger_generation = generations[0];
+    let in_new: Vec<(Arc<dyn Projection>, i32)> = members
+        .iter()
+        .cloned()
+        .zip(generations[1..].iter().copied())
+        .collect();
+    let mut read = 0u64;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&group_lock()])
+        .await?;
+    let unread = crate::projection::unread_types(&[&SharedLedger]);
+    loop {
+        let events = feed::read_after_without(&tx, checkpoint, batch, &unread).await?;
+        let Some(last) = events.last().map(|e| e.checkpoint()) else {
+            break;
+        };
+        if let Err(poison) = apply_group_batch(&tx, ledger_generation, &in_new, &events).await? {
+            return Err(RunnerError::RebuildStopped {
+                projection: poison
+                    .members
+                    .first()
+                    .copied()
+                    .unwrap_or(SHARED_LEDGER)
+                    .into(),
+                position: poison.position,
+                reason: poison.reason,
+            });
+        }
+        read += events.len() as u64;
+        checkpoint = last;
+    }
+    tx.batch_execute("SET LOCAL search_path = public").await?;
+    let mut olds = vec![];
+    let mut all: Vec<(&dyn Projection, i32)> = vec![(&SharedLedger, ledger_generation)];
+    all.extend(in_new.iter().map(|(p, g)| (p.as_ref(), *g)));
+    for (projection, generation) in &all {
+        point_views(&tx, *projection, *generation).await?;
+        olds.push(record_swap(&tx, *projection, *generation, checkpoint).await?);
+    }
+    tx.commit().await?;
+    for ((projection, generation), old) in all.into_iter().zip(olds) {
+        drop_old(client, projection, old, generation).await?;
+    }
+    Ok(read)
+}
+
+/// A member rebuilt alone (on its private ledger) joins the group: under
+/// the group's lock the group first goes as far as the log does, then the
+/// member catches up to exactly the group's checkpoint, and runs at it from
+/// then on. Its private ledger's rows are emptied: the group's serve it.
+async fn swap_member_in(
+    client: &mut Object,
+    projection: &dyn Projection,
+    generation: i32,
+    mut checkpoint: Checkpoint,
+    batch: i64,
+) -> Result<u64, RunnerError> {
+    let mut read = 0u64;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&group_lock()])
+        .await?;
+    let group = advance_group(&tx, batch).await?;
+    if group < checkpoint {
+        return Err(RunnerError::RebuildStopped {
+            projection: projection.name().into(),
+            position: group.position,
+            reason: "the shared ledger is stopped behind the rebuilt rows; they cannot join it until it runs again".into(),
+        });
+    }
+    let unread = crate::projection::unread_types(&[projection]);
+    loop {
+        let events = feed::read_after_without(&tx, checkpoint, batch, &unread).await?;
+        let fetched = events.len();
+        let mine: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.checkpoint() <= group)
+            .collect();
+        let Some(last) = mine.last().map(|e| e.checkpoint()) else {
+            break;
+        };
+        if let Err((position, _, reason)) = apply_batch(&tx, projection, generation, &mine).await? {
+            return Err(RunnerError::RebuildStopped {
+                projection: projection.name().into(),
+                position,
+                reason,
+            });
+        }
+        read += mine.len() as u64;
+        checkpoint = last;
+        if mine.len() < fetched || (fetched as i64) < batch {
+            break;
+        }
+    }
+    let schema = schema_name(projection.name(), generation);
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = public;
+         TRUNCATE {schema}.ledger_checkouts, {schema}.ledger_payments"
+    ))
+    .await?;
+    point_views(&tx, projection, generation).await?;
+    let old = record_swap(&tx, projection, generation, group).await?;
+    tx.commit().await?;
+    drop_old(client, projection, old, generation).await?;
     Ok(read)
 }
 

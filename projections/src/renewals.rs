@@ -243,6 +243,11 @@ impl Renewals {
         self.prices.track_changes();
     }
 
+    pub fn set_schema(&mut self, schema: &std::sync::Arc<str>) {
+        self.subscriptions.set_schema(schema);
+        self.prices.set_schema(schema);
+    }
+
     pub fn resident_bytes(&self) -> usize {
         self.subscriptions.resident_bytes() + self.prices.resident_bytes()
     }

@@ -71,6 +71,41 @@ pub async fn install(
     projection: &dyn Projection,
     batch: i64,
 ) -> Result<(), RunnerError> {
+    if projection.shares_ledger() {
+        Box::pin(install_one(pool, &crate::group::SharedLedger, batch)).await?;
+        install_one(pool, projection, batch).await?;
+        // New beside a ledger that has moved on, or from before the group
+        // (an upgrade): it joins by a rebuild.
+        if !in_lockstep(pool, projection.name()).await? {
+            tracing::info!(
+                projection = projection.name(),
+                "not at the shared ledger's checkpoint; rebuilding to join it"
+            );
+            rebuild(pool, projection, batch).await?;
+        }
+        return Ok(());
+    }
+    install_one(pool, projection, batch).await
+}
+
+/// Whether `name` runs at the shared ledger's checkpoint (stopped or not).
+async fn in_lockstep(pool: &Pool, name: &str) -> Result<bool, RunnerError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT (m.checkpoint_tx, m.checkpoint_pos) = (l.checkpoint_tx, l.checkpoint_pos)
+             FROM projection_state m, projection_state l WHERE m.name = $1 AND l.name = $2",
+            &[&name, &crate::group::SHARED_LEDGER],
+        )
+        .await?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+async fn install_one(
+    pool: &Pool,
+    projection: &dyn Projection,
+    batch: i64,
+) -> Result<(), RunnerError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
@@ -283,12 +318,27 @@ pub(crate) async fn apply_batch(
     Ok(Ok(()))
 }
 
-/// One batch of one projection.
+/// One batch of one projection. A projection that shares the ledger runs
+/// in its group: this steps the group (unless that projection is stopped).
 pub async fn step(
     client: &mut Object,
     projection: &dyn Projection,
     batch: i64,
 ) -> Result<Step, RunnerError> {
+    if projection.shares_ledger() {
+        let status: String = client
+            .query_opt(
+                "SELECT status FROM projection_state WHERE name = $1",
+                &[&projection.name()],
+            )
+            .await?
+            .ok_or_else(|| RunnerError::NotInstalled(projection.name().into()))?
+            .get(0);
+        if status == ProjectionState::Stopped.as_str() {
+            return Ok(Step::Stopped);
+        }
+        return crate::lockstep::step_group(client, batch).await;
+    }
     match step_once(client, projection, batch).await {
         // Writing the batch's rows failed for good: go one event at a time,
         // so the event that causes it is the one that stops the projection.
@@ -425,7 +475,15 @@ pub async fn run_paced(
         linger,
     } = pace;
     let mut tasks = vec![];
+    // The members of the ledger's group are stepped together, by one task.
+    let mut grouped = false;
     for projection in projections {
+        if projection.shares_ledger() {
+            if grouped {
+                continue;
+            }
+            grouped = true;
+        }
         let (pool, mut wake, mut stop) = (pool.clone(), wake.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -433,6 +491,9 @@ pub async fn run_paced(
                     return;
                 }
                 let outcome = match pool.get().await {
+                    Ok(mut client) if projection.shares_ledger() => {
+                        crate::lockstep::step_group(&mut client, batch).await
+                    }
                     Ok(mut client) => step(&mut client, projection.as_ref(), batch).await,
                     Err(e) => Err(e.into()),
                 };
@@ -463,18 +524,64 @@ pub async fn run_paced(
 
 /// On start, a projection stopped by a poison event gets another try: the
 /// code may have been fixed. It resumes from the event it stopped on.
+/// A member of the ledger's group that the group left behind rejoins by a
+/// rebuild (docs/projections.md); if that stops at an event, the member
+/// stays stopped there.
 pub async fn resume_stopped(pool: &Pool) -> Result<u64, RunnerError> {
-    let client = pool.get().await?;
-    Ok(client
-        .execute(
-            "UPDATE projection_state SET status = $1, updated_at = now() WHERE status = $2",
-            &[
-                &ProjectionState::Running.as_str(),
-                &ProjectionState::Stopped.as_str(),
-            ],
-        )
-        .await?)
+    let resumed = {
+        let client = pool.get().await?;
+        client
+            .execute(
+                "UPDATE projection_state SET status = $1, updated_at = now() WHERE status = $2",
+                &[
+                    &ProjectionState::Running.as_str(),
+                    &ProjectionState::Stopped.as_str(),
+                ],
+            )
+            .await?
+    };
+    for member in crate::group::sharing() {
+        let installed = pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM projection_state WHERE name = $1",
+                &[&member.name()],
+            )
+            .await?
+            .is_some();
+        if !installed || in_lockstep(pool, member.name()).await? {
+            continue;
+        }
+        match rebuild(pool, member.as_ref(), REJOIN_BATCH).await {
+            Ok(_) => tracing::info!(projection = member.name(), "rejoined the shared ledger"),
+            Err(RunnerError::RebuildStopped {
+                position, reason, ..
+            }) => {
+                let client = pool.get().await?;
+                client
+                    .execute(
+                        "UPDATE projection_state SET status = $4, last_error = $2, error_position = $3,
+                             error_event_type = (SELECT event_type FROM events WHERE position = $3),
+                             updated_at = now()
+                         WHERE name = $1",
+                        &[
+                            &member.name(),
+                            &reason,
+                            &position,
+                            &ProjectionState::Stopped.as_str(),
+                        ],
+                    )
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resumed)
 }
+
+/// Events per batch while a member rebuilt to rejoin catches up.
+const REJOIN_BATCH: i64 = 500;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {

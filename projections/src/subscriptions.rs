@@ -43,6 +43,9 @@ impl Projection for Subscriptions {
         // v7: an index for the column the rules find rows by.
         7
     }
+    fn shares_ledger(&self) -> bool {
+        true
+    }
     fn handles(&self, event_type: &str) -> bool {
         TYPES.contains(&event_type) || crate::renewals::LIFECYCLE.contains(&event_type)
     }

@@ -110,6 +110,10 @@ pub struct Table<R: Record> {
     before: HashMap<String, Option<Option<R>>>,
     recording: bool,
     before_view: bool,
+    /// The schema the table is in, when its statements name it (a group's
+    /// members and their ledger live in several schemas of one
+    /// transaction); else the `search_path`'s.
+    schema: Option<std::sync::Arc<str>>,
 }
 
 /// What a rehearsal of a batch looked up, per table: the keys of `get` and
@@ -119,7 +123,21 @@ pub struct Table<R: Record> {
 /// before the batch is applied for real. Lookups that depend on a row read
 /// are not in it; those are read one by one as before. A query per lookup
 /// was most of the statements a burst cost the database.
-pub type Wanted = std::collections::HashMap<&'static str, TableWanted>;
+pub type Wanted = std::collections::HashMap<String, TableWanted>;
+
+/// Adds what `from` wanted to `into`.
+pub fn merge_wanted(into: &mut Wanted, from: Wanted) {
+    for (table, mine) in from {
+        let theirs = into.entry(table).or_default();
+        theirs.keys.extend(mine.keys);
+        theirs
+            .finds
+            .resize_with(mine.finds.len().max(theirs.finds.len()), BTreeSet::new);
+        for (i, values) in mine.finds.into_iter().enumerate() {
+            theirs.finds[i].extend(values);
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct TableWanted {
@@ -143,6 +161,7 @@ impl<R: Record> Default for Table<R> {
             before: HashMap::default(),
             recording: false,
             before_view: false,
+            schema: None,
         }
     }
 }
@@ -173,12 +192,11 @@ fn column_list<R: Record>() -> String {
 /// `SELECT` of every column by one column: `= $1`, or `= ANY($1)` for
 /// many values at once (an index's rows, a prefetch). Index columns are
 /// text (`IndexValue`).
-fn select_by<R: Record>(column: &str, many: bool) -> String {
+fn select_by<R: Record>(table: &str, column: &str, many: bool) -> String {
     let condition = if many { "ANY($1::text[])" } else { "$1" };
     format!(
-        "SELECT {} FROM {} WHERE {column} = {condition}",
+        "SELECT {} FROM {table} WHERE {column} = {condition}",
         column_list::<R>(),
-        R::TABLE
     )
 }
 
@@ -190,7 +208,7 @@ fn select_by<R: Record>(column: &str, many: bool) -> String {
 const UPSERT_CHUNKS: [usize; 3] = [64, 8, 1];
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT (key) DO UPDATE` for `rows` rows.
-fn upsert_sql<R: Record>(rows: usize) -> String {
+fn upsert_sql<R: Record>(table: &str, rows: usize) -> String {
     let n = R::COLUMNS.len();
     let tuples: Vec<String> = (0..rows)
         .map(|r| {
@@ -208,8 +226,7 @@ fn upsert_sql<R: Record>(rows: usize) -> String {
         .map(|(c, _)| format!("{c} = EXCLUDED.{c}"))
         .collect();
     format!(
-        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
-        R::TABLE,
+        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
         column_list::<R>(),
         tuples.join(", "),
         R::KEY.join(", "),
@@ -230,8 +247,9 @@ impl<R: Record> Table<R> {
                     // the database's (nothing earlier in the batch wrote it).
                     None => match db {
                         Some(tx) => {
-                            let statement =
-                                tx.prepare_cached(&select_by::<R>(R::KEY[0], false)).await?;
+                            let statement = tx
+                                .prepare_cached(&select_by::<R>(&self.name(), R::KEY[0], false))
+                                .await?;
                             match tx.query_opt(&statement, &[&key]).await? {
                                 Some(row) => Ok(Some(R::from_row(&row)?)),
                                 None => Ok(None),
@@ -253,7 +271,9 @@ impl<R: Record> Table<R> {
             }
             return Ok(None);
         };
-        let statement = tx.prepare_cached(&select_by::<R>(R::KEY[0], false)).await?;
+        let statement = tx
+            .prepare_cached(&select_by::<R>(&self.name(), R::KEY[0], false))
+            .await?;
         let found = match tx.query_opt(&statement, &[&key]).await? {
             Some(row) => Some(R::from_row(&row)?),
             None => None,
@@ -336,6 +356,19 @@ impl<R: Record> Table<R> {
             .collect();
         rows.sort_by(|a, b| a.0.cmp(b.0));
         rows.into_iter().map(|(_, r)| format!("{r:?}")).collect()
+    }
+
+    /// The table as its statements name it.
+    pub fn name(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", R::TABLE),
+            None => R::TABLE.to_string(),
+        }
+    }
+
+    /// From now on the statements name the table in `schema`.
+    pub fn set_schema(&mut self, schema: &std::sync::Arc<str>) {
+        self.schema = Some(schema.clone());
     }
 
     pub fn put(&mut self, row: R) {
@@ -474,13 +507,14 @@ impl<R: Record> Table<R> {
             .iter()
             .filter_map(|k| self.rows.get(k).and_then(Option::as_ref))
             .collect();
+        let name = self.name();
         let mut statements = vec![];
         let mut rest = rows.as_slice();
         for size in UPSERT_CHUNKS {
             if rest.len() < size {
                 continue;
             }
-            let statement = tx.prepare_cached(&upsert_sql::<R>(size)).await?;
+            let statement = tx.prepare_cached(&upsert_sql::<R>(&name, size)).await?;
             while rest.len() >= size {
                 let (chunk, after) = rest.split_at(size);
                 statements.push((statement.clone(), chunk));
@@ -500,7 +534,7 @@ impl<R: Record> Table<R> {
     pub async fn copy_into(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
         let sql = format!(
             "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            R::TABLE,
+            self.name(),
             column_list::<R>()
         );
         let sink = tx.copy_in(&sql).await?;
@@ -532,7 +566,9 @@ impl<R: Record> Table<R> {
         column: &str,
         values: &[&String],
     ) -> Result<(), Error> {
-        let statement = tx.prepare_cached(&select_by::<R>(column, true)).await?;
+        let statement = tx
+            .prepare_cached(&select_by::<R>(&self.name(), column, true))
+            .await?;
         for row in tx.query(&statement, &[&values]).await? {
             let row = R::from_row(&row)?;
             let key = row.key();
@@ -562,7 +598,7 @@ impl<R: Record> Table<R> {
     /// Reads in one statement per key and index what a rehearsal wanted
     /// and is not in memory yet; keys not found are remembered as absent.
     pub async fn prefetch(&mut self, tx: &Transaction<'_>, wanted: &Wanted) -> Result<(), Error> {
-        let Some(wanted) = wanted.get(R::TABLE) else {
+        let Some(wanted) = wanted.get(&self.name()) else {
             return Ok(());
         };
         let keys: Vec<&String> = wanted
@@ -599,7 +635,7 @@ impl<R: Record> Table<R> {
     /// What the rehearsal wanted, added to `into`.
     pub fn wanted_into(&mut self, into: &mut Wanted) {
         let mine = std::mem::take(&mut self.wanted);
-        let theirs = into.entry(R::TABLE).or_default();
+        let theirs = into.entry(self.name()).or_default();
         theirs.keys.extend(mine.keys);
         theirs
             .finds
@@ -730,8 +766,8 @@ macro_rules! record {
 #[macro_export]
 macro_rules! projection_rows {
     // A projection whose payment rules run on a ledger a group may share.
-    ($rows:ty { ledger, $($table:ident),+ }) => {
-        $crate::projection_rows!(@impl $rows { ledger, $($table),+ } {
+    ($rows:ty { ledger $(, $table:ident)* }) => {
+        $crate::projection_rows!(@impl $rows { ledger $(, $table)* } {
             fn ledger_slot(&mut self) -> Option<&mut $crate::ledger::Ledger> {
                 Some(&mut self.ledger)
             }
@@ -792,6 +828,9 @@ macro_rules! projection_rows {
             }
             fn track_changes(&mut self) {
                 $(self.$table.track_changes();)+
+            }
+            fn set_schema(&mut self, schema: &std::sync::Arc<str>) {
+                $(self.$table.set_schema(schema);)+
             }
             fn resident_bytes(&self) -> usize {
                 0 $(+ self.$table.resident_bytes())+

@@ -22,6 +22,9 @@ impl Projection for Timeline {
         // v7: subscription disagreements found before access ended.
         7
     }
+    fn shares_ledger(&self) -> bool {
+        true
+    }
     fn handles(&self, event_type: &str) -> bool {
         // Only the processor's raw callbacks and reconciliation runs concern
         // no one customer.
