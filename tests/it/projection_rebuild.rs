@@ -78,3 +78,83 @@ async fn a_rebuild_in_a_small_memory_budget_writes_as_it_goes_and_equals_live() 
         assert!(a == b, "{table}: live and rebuilt-in-budget rows differ");
     }
 }
+
+/// The rows of both ledger tables in every generation schema that holds
+/// them, by projection name: the shared ledger's and each member's own.
+async fn ledger_rows(t: &TestDb) -> Vec<(String, i64)> {
+    let client = t.client().await;
+    let rows = client
+        .query(
+            "SELECT s.name, s.generation FROM projection_state s ORDER BY s.name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = vec![];
+    for r in rows {
+        let (name, generation): (String, i32) = (r.get(0), r.get(1));
+        let schema = runner::schema_name(&name, generation);
+        let has: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{schema}.ledger_payments")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !has {
+            continue;
+        }
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {schema}.ledger_payments)
+                          + (SELECT count(*) FROM {schema}.ledger_checkouts)"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        out.push((name, n));
+    }
+    out
+}
+
+/// Issue 19: the payment rules' rows exist once — in the shared ledger —
+/// live, after `rebuild --all`, and after one projection is rebuilt alone
+/// and joins the group; every member's own ledger tables stay empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ledger_rows_are_written_once_live_and_by_every_rebuild() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append_batched(&store, mixed_history(300), 200).await;
+    project_everything(&t.db.pool).await;
+    let once = |rows: Vec<(String, i64)>, when: &str| {
+        let (shared, own): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(n, _)| n == "ledger");
+        assert!(shared.len() == 1 && shared[0].1 > 0, "{when}: {shared:?}");
+        assert_eq!(own.len(), 5, "{when}: {own:?}");
+        assert!(own.iter().all(|(_, n)| *n == 0), "{when}: {own:?}");
+    };
+    once(ledger_rows(&t).await, "live");
+
+    let all = payledger_projections::all();
+    let refs: Vec<&dyn payledger_projections::Projection> =
+        all.iter().map(|p| p.as_ref()).collect();
+    runner::rebuild_many(&t.db.pool, &refs, 500).await.unwrap();
+    once(ledger_rows(&t).await, "after rebuild --all");
+
+    append_batched(&store, mixed_history(50), 200).await;
+    runner::rebuild(&t.db.pool, &payledger_projections::timeline::Timeline, 500)
+        .await
+        .unwrap();
+    once(ledger_rows(&t).await, "after rebuild timeline");
+    let status = runner::status(&t.db.pool).await.unwrap();
+    let at: Vec<_> = status.iter().map(|s| s.checkpoint).collect();
+    assert!(
+        at.iter().all(|c| *c == at[0]),
+        "the group and the rebuilt member run at one checkpoint: {status:?}"
+    );
+    project_everything(&t.db.pool).await;
+    assert_rebuild_equals_live(&t).await;
+}
