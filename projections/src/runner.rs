@@ -76,12 +76,9 @@ pub async fn install(
         install_one(pool, projection, batch).await?;
         // New beside a ledger that has moved on, or from before the group
         // (an upgrade): it joins by a rebuild.
-        if !in_lockstep(pool, projection.name()).await? {
-            tracing::info!(
-                projection = projection.name(),
-                "not at the shared ledger's checkpoint; rebuilding to join it"
-            );
-            rebuild(pool, projection, batch).await?;
+        // (A stopped one rejoins when `resume_stopped` retries it.)
+        if !in_lockstep(pool, projection.name()).await? && !is_stopped(pool, projection).await? {
+            rejoin(pool, projection, batch).await?;
         }
         return Ok(());
     }
@@ -553,31 +550,58 @@ pub async fn resume_stopped(pool: &Pool) -> Result<u64, RunnerError> {
         if !installed || in_lockstep(pool, member.name()).await? {
             continue;
         }
-        match rebuild(pool, member.as_ref(), REJOIN_BATCH).await {
-            Ok(_) => tracing::info!(projection = member.name(), "rejoined the shared ledger"),
-            Err(RunnerError::RebuildStopped {
-                position, reason, ..
-            }) => {
-                let client = pool.get().await?;
-                client
-                    .execute(
-                        "UPDATE projection_state SET status = $4, last_error = $2, error_position = $3,
-                             error_event_type = (SELECT event_type FROM events WHERE position = $3),
-                             updated_at = now()
-                         WHERE name = $1",
-                        &[
-                            &member.name(),
-                            &reason,
-                            &position,
-                            &ProjectionState::Stopped.as_str(),
-                        ],
-                    )
-                    .await?;
-            }
-            Err(e) => return Err(e),
-        }
+        rejoin(pool, member.as_ref(), REJOIN_BATCH).await?;
     }
     Ok(resumed)
+}
+
+async fn is_stopped(pool: &Pool, projection: &dyn Projection) -> Result<bool, RunnerError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM projection_state WHERE name = $1 AND status = $2",
+            &[&projection.name(), &ProjectionState::Stopped.as_str()],
+        )
+        .await?
+        .is_some())
+}
+
+/// A member the group left behind (or new beside it) rebuilds to join it;
+/// if the rebuild stops at an event, the member stays stopped there, as a
+/// live batch would have left it.
+async fn rejoin(pool: &Pool, member: &dyn Projection, batch: i64) -> Result<(), RunnerError> {
+    tracing::info!(
+        projection = member.name(),
+        "not at the shared ledger's checkpoint; rebuilding to join it"
+    );
+    match rebuild(pool, member, batch).await {
+        Ok(_) => {
+            tracing::info!(projection = member.name(), "joined the shared ledger");
+            Ok(())
+        }
+        Err(RunnerError::RebuildStopped {
+            position, reason, ..
+        }) => {
+            tracing::error!(projection = member.name(), position, %reason, "rebuilding to rejoin stopped: projection stays stopped");
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "UPDATE projection_state SET status = $4, last_error = $2, error_position = $3,
+                         error_event_type = (SELECT event_type FROM events WHERE position = $3),
+                         updated_at = now()
+                     WHERE name = $1",
+                    &[
+                        &member.name(),
+                        &reason,
+                        &position,
+                        &ProjectionState::Stopped.as_str(),
+                    ],
+                )
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Events per batch while a member rebuilt to rejoin catches up.

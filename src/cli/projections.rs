@@ -66,7 +66,7 @@ async fn rebuild(cli: &Cli, name: Option<&str>, all: bool) -> anyhow::Result<Exi
             .map(|p| p.name())
             .collect();
         anyhow::bail!(
-            "name a projection to rebuild ({}) or pass --all; got {:?}",
+            "name a projection to rebuild ({}) or pass --all (which also rebuilds the ledger they share); got {:?}",
             names.join(", "),
             name.unwrap_or("nothing")
         );
