@@ -236,11 +236,6 @@ impl GroupRows {
             })
             .collect()
     }
-
-    /// The shared ledger's rows, printed.
-    pub fn ledger_snapshot(&self) -> Vec<String> {
-        self.ledger.snapshot()
-    }
 }
 
 /// A group is folded as one projection's rows by a rebuild. A failure keeps

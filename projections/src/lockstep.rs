@@ -85,6 +85,23 @@ pub(crate) struct GroupPoison {
     pub members: Vec<&'static str>,
 }
 
+/// A poison event met while a rebuild catches up: the rebuild stops there,
+/// naming whom it concerns.
+impl From<GroupPoison> for RunnerError {
+    fn from(poison: GroupPoison) -> RunnerError {
+        RunnerError::RebuildStopped {
+            projection: poison
+                .members
+                .first()
+                .copied()
+                .unwrap_or(SHARED_LEDGER)
+                .into(),
+            position: poison.position,
+            reason: poison.reason,
+        }
+    }
+}
+
 /// Applies `events` to the group (the ledger in `ledger_generation`, each
 /// member in its generation) inside `tx`; the caller moves the checkpoints.
 pub(crate) async fn apply_group_batch(
@@ -302,16 +319,7 @@ pub(crate) async fn advance_group(
         if let Err(poison) =
             apply_group_batch(tx, state.ledger_generation, &state.members, &events).await?
         {
-            return Err(RunnerError::RebuildStopped {
-                projection: poison
-                    .members
-                    .first()
-                    .copied()
-                    .unwrap_or(SHARED_LEDGER)
-                    .into(),
-                position: poison.position,
-                reason: poison.reason,
-            });
+            return Err(poison.into());
         }
         move_checkpoints(tx, &state.members, last).await?;
     }

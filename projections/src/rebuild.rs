@@ -623,16 +623,7 @@ async fn swap_group_in(
             break;
         };
         if let Err(poison) = apply_group_batch(&tx, ledger_generation, &in_new, &events).await? {
-            return Err(RunnerError::RebuildStopped {
-                projection: poison
-                    .members
-                    .first()
-                    .copied()
-                    .unwrap_or(SHARED_LEDGER)
-                    .into(),
-                position: poison.position,
-                reason: poison.reason,
-            });
+            return Err(poison.into());
         }
         read += events.len() as u64;
         checkpoint = last;

@@ -128,13 +128,17 @@ pub type Wanted = std::collections::HashMap<String, TableWanted>;
 /// Adds what `from` wanted to `into`.
 pub fn merge_wanted(into: &mut Wanted, from: Wanted) {
     for (table, mine) in from {
-        let theirs = into.entry(table).or_default();
-        theirs.keys.extend(mine.keys);
-        theirs
-            .finds
-            .resize_with(mine.finds.len().max(theirs.finds.len()), BTreeSet::new);
+        into.entry(table).or_default().absorb(mine);
+    }
+}
+
+impl TableWanted {
+    fn absorb(&mut self, mine: TableWanted) {
+        self.keys.extend(mine.keys);
+        self.finds
+            .resize_with(mine.finds.len().max(self.finds.len()), BTreeSet::new);
         for (i, values) in mine.finds.into_iter().enumerate() {
-            theirs.finds[i].extend(values);
+            self.finds[i].extend(values);
         }
     }
 }
@@ -309,6 +313,8 @@ impl<R: Record> Table<R> {
     }
 
     /// `found` (the rows with `value` now) as the before view sees them.
+    /// A row written without being read first counts as absent before: only
+    /// the ledger's own rules `find`, and they run in the current view.
     fn as_before(&self, index: usize, value: &str, found: Vec<R>) -> Vec<R> {
         if !self.before_view || self.before.is_empty() {
             return found;
@@ -635,14 +641,7 @@ impl<R: Record> Table<R> {
     /// What the rehearsal wanted, added to `into`.
     pub fn wanted_into(&mut self, into: &mut Wanted) {
         let mine = std::mem::take(&mut self.wanted);
-        let theirs = into.entry(self.name()).or_default();
-        theirs.keys.extend(mine.keys);
-        theirs
-            .finds
-            .resize_with(mine.finds.len().max(theirs.finds.len()), BTreeSet::new);
-        for (i, values) in mine.finds.into_iter().enumerate() {
-            theirs.finds[i].extend(values);
-        }
+        into.entry(self.name()).or_default().absorb(mine);
     }
 }
 
