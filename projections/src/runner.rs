@@ -73,6 +73,24 @@ pub async fn install(
 ) -> Result<(), RunnerError> {
     if projection.shares_ledger() {
         Box::pin(install_one(pool, &crate::group::SharedLedger, batch)).await?;
+        if group_left_alone(pool).await? {
+            // An upgrade from before the group (or a log imported before
+            // any `work`): one fold of the group instead of one rebuild per
+            // member, each of which would first walk the ledger live.
+            tracing::info!(
+                "no projection runs at the shared ledger's checkpoint; rebuilding the group once"
+            );
+            match Box::pin(rebuild(pool, &crate::group::SharedLedger, batch)).await {
+                Ok(_) => {}
+                // Each member then rejoins alone and stops where it must.
+                Err(RunnerError::RebuildStopped {
+                    position, reason, ..
+                }) => {
+                    tracing::error!(position, %reason, "rebuilding the group stopped; its members rejoin one by one")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         install_one(pool, projection, batch).await?;
         // New beside a ledger that has moved on, or from before the group
         // (an upgrade): it joins by a rebuild.
@@ -83,6 +101,33 @@ pub async fn install(
         return Ok(());
     }
     install_one(pool, projection, batch).await
+}
+
+/// Whether the running shared ledger is behind the log's head while every
+/// installed member is elsewhere (a database from before the group): no
+/// one would fold it live, and each member's rejoin would walk it first.
+async fn group_left_alone(pool: &Pool) -> Result<bool, RunnerError> {
+    let client = pool.get().await?;
+    let head = feed::head(&client).await?;
+    let members: Vec<&str> = crate::group::sharing().iter().map(|p| p.name()).collect();
+    let row = client
+        .query_opt(
+            "SELECT EXISTS (SELECT 1 FROM projection_state m WHERE m.name = ANY($2))
+                    AND NOT EXISTS (SELECT 1 FROM projection_state m
+                                WHERE m.name = ANY($2)
+                                  AND (m.checkpoint_tx, m.checkpoint_pos) = (l.checkpoint_tx, l.checkpoint_pos))
+                    AND (l.checkpoint_tx, l.checkpoint_pos) < ($3, $4)
+             FROM projection_state l WHERE l.name = $1 AND l.status = $5",
+            &[
+                &crate::group::SHARED_LEDGER,
+                &members,
+                &head.transaction_id,
+                &head.position,
+                &ProjectionState::Running.as_str(),
+            ],
+        )
+        .await?;
+    Ok(row.is_some_and(|r| r.get(0)))
 }
 
 /// Whether `name` runs at the shared ledger's checkpoint (stopped or not).

@@ -158,3 +158,86 @@ async fn the_ledger_rows_are_written_once_live_and_by_every_rebuild() {
     project_everything(&t.db.pool).await;
     assert_rebuild_equals_live(&t).await;
 }
+
+/// An upgrade from before the shared ledger: every member has its rows and
+/// a checkpoint, the ledger does not exist. Starting `work` folds the group
+/// once (the ledger gets a generation of its own rows, each member one new
+/// generation) instead of walking the ledger event by event for the first
+/// member that rejoins; afterwards all run at one checkpoint and equal a
+/// rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_from_before_the_shared_ledger_joins_it_by_one_fold() {
+    let t = TestDb::new().await;
+    let store = t.store();
+    append_batched(&store, mixed_history(300), 200).await;
+    project_everything(&t.db.pool).await;
+    let client = t.client().await;
+    let ledger_generation: i32 = client
+        .query_one(
+            "SELECT generation FROM projection_state WHERE name = 'ledger'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "DELETE FROM projection_state WHERE name = 'ledger';
+             DROP SCHEMA {} CASCADE;
+             UPDATE projection_state SET version = version - 1",
+            runner::schema_name("ledger", ledger_generation)
+        ))
+        .await
+        .unwrap();
+    let before: Vec<(String, i32)> = client
+        .query(
+            "SELECT name, generation FROM projection_state ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    append_batched(&store, mixed_history(50), 200).await;
+
+    for p in payledger_projections::all() {
+        runner::install(&t.db.pool, p.as_ref(), 100).await.unwrap();
+    }
+    runner::resume_stopped(&t.db.pool).await.unwrap();
+
+    let after: Vec<(String, i32)> = client
+        .query(
+            "SELECT name, generation FROM projection_state ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let ledger = after.iter().find(|(n, _)| n == "ledger").unwrap();
+    assert_eq!(
+        ledger.1, 2,
+        "the ledger is folded once (a generation of its own), not walked live: {after:?}"
+    );
+    for (name, generation) in &before {
+        let now = after.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(now.1, generation + 1, "{name} rebuilt once: {after:?}");
+    }
+    let status = runner::status(&t.db.pool).await.unwrap();
+    assert!(
+        status.iter().all(|s| s.checkpoint == status[0].checkpoint),
+        "the group runs at one checkpoint: {status:?}"
+    );
+    let (shared, own): (Vec<_>, Vec<_>) = ledger_rows(&t)
+        .await
+        .into_iter()
+        .partition(|(n, _)| n == "ledger");
+    assert!(
+        shared[0].1 > 0 && own.iter().all(|(_, n)| *n == 0),
+        "{shared:?} {own:?}"
+    );
+    project_everything(&t.db.pool).await;
+    assert_rebuild_equals_live(&t).await;
+}
