@@ -283,6 +283,12 @@ impl ProjectionRows for GroupRows {
             Ok(())
         })
     }
+    fn into_parts(self: Box<Self>) -> Vec<Box<dyn ProjectionRows>> {
+        let GroupRows { ledger, members } = *self;
+        let mut parts: Vec<Box<dyn ProjectionRows>> = vec![Box::new(LedgerRows { ledger })];
+        parts.extend(members.into_iter().map(|m| m.rows));
+        parts
+    }
     fn in_memory_only(&mut self) {
         GroupRows::in_memory_only(self);
     }

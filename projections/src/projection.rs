@@ -81,6 +81,9 @@ pub trait ProjectionRows: Send {
     }
     /// Writes every row into empty tables (rebuild, replay).
     fn copy_into<'a>(&'a mut self, tx: &'a Transaction<'a>) -> ApplyFuture<'a>;
+    /// The rows as parts each written to its own schema (a group: its
+    /// ledger, then each member), so a rebuild can write them at once.
+    fn into_parts(self: Box<Self>) -> Vec<Box<dyn ProjectionRows>>;
     /// The rows will be written whole by `copy_into`: stop remembering
     /// which changed (memory a large rebuild would otherwise spend).
     fn in_memory_only(&mut self);

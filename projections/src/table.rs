@@ -804,6 +804,11 @@ macro_rules! projection_rows {
                     Ok(())
                 })
             }
+            fn into_parts(
+                self: Box<Self>,
+            ) -> Vec<Box<dyn $crate::projection::ProjectionRows>> {
+                vec![self]
+            }
             fn in_memory_only(&mut self) {
                 $(self.$table.in_memory_only();)+
             }

@@ -371,6 +371,11 @@ impl payledger_projections::projection::ProjectionRows for PanickingRows {
     ) -> payledger_projections::projection::ApplyFuture<'a> {
         Box::pin(async { Ok(()) })
     }
+    fn into_parts(
+        self: Box<Self>,
+    ) -> Vec<Box<dyn payledger_projections::projection::ProjectionRows>> {
+        vec![self]
+    }
     fn in_memory_only(&mut self) {}
 }
 
