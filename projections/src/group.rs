@@ -16,6 +16,7 @@ use crate::ledger::Ledger;
 use crate::projection::{Projection, ProjectionRows};
 use crate::runner::caught;
 use crate::table::Db;
+use futures_util::future::{try_join, try_join_all};
 use payledger_events::{DomainEvent, RecordedEvent};
 use std::sync::Arc;
 
@@ -263,11 +264,11 @@ impl ProjectionRows for GroupRows {
         &'a mut self,
         tx: &'a deadpool_postgres::Transaction<'a>,
     ) -> crate::projection::ApplyFuture<'a> {
+        // Each writes its own tables: sent at once, as the reads are.
         Box::pin(async move {
-            self.ledger.flush(tx).await?;
-            for m in &mut self.members {
-                m.rows.flush(tx).await?;
-            }
+            let GroupRows { ledger, members } = self;
+            let members = try_join_all(members.iter_mut().map(|m| m.rows.flush(tx)));
+            try_join(ledger.flush(tx), members).await?;
             Ok(())
         })
     }
@@ -311,11 +312,12 @@ impl ProjectionRows for GroupRows {
         tx: &'a deadpool_postgres::Transaction<'a>,
         wanted: &'a crate::table::Wanted,
     ) -> crate::projection::ApplyFuture<'a> {
+        // The members' reads are independent: sent at once, they share the
+        // round trips (one task steps the whole group).
         Box::pin(async move {
-            self.ledger.prefetch(tx, wanted).await?;
-            for m in &mut self.members {
-                m.rows.prefetch(tx, wanted).await?;
-            }
+            let GroupRows { ledger, members } = self;
+            let members = try_join_all(members.iter_mut().map(|m| m.rows.prefetch(tx, wanted)));
+            try_join(ledger.prefetch(tx, wanted), members).await?;
             Ok(())
         })
     }

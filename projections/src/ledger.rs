@@ -224,8 +224,8 @@ impl crate::table::TableJson for Ledger {
 
 impl Ledger {
     pub async fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
-        self.checkouts.flush(tx).await?;
-        self.payments.flush(tx).await
+        futures_util::future::try_join(self.checkouts.flush(tx), self.payments.flush(tx)).await?;
+        Ok(())
     }
 
     pub fn in_memory_only(&mut self) {
@@ -248,8 +248,12 @@ impl Ledger {
         tx: &Transaction<'_>,
         wanted: &crate::table::Wanted,
     ) -> Result<(), Error> {
-        self.checkouts.prefetch(tx, wanted).await?;
-        self.payments.prefetch(tx, wanted).await
+        futures_util::future::try_join(
+            self.checkouts.prefetch(tx, wanted),
+            self.payments.prefetch(tx, wanted),
+        )
+        .await?;
+        Ok(())
     }
 
     pub fn track_changes(&mut self) {

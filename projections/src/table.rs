@@ -791,7 +791,9 @@ macro_rules! projection_rows {
                 tx: &'a deadpool_postgres::Transaction<'a>,
             ) -> $crate::projection::ApplyFuture<'a> {
                 Box::pin(async move {
-                    $(self.$table.flush(tx).await?;)+
+                    let writes: Vec<$crate::projection::ApplyFuture<'_>> =
+                        vec![$(Box::pin(self.$table.flush(tx))),+];
+                    futures_util::future::try_join_all(writes).await?;
                     Ok(())
                 })
             }
@@ -825,8 +827,11 @@ macro_rules! projection_rows {
                 tx: &'a deadpool_postgres::Transaction<'a>,
                 wanted: &'a $crate::table::Wanted,
             ) -> $crate::projection::ApplyFuture<'a> {
+                // Independent reads, sent at once: one round trip's wait.
                 Box::pin(async move {
-                    $(self.$table.prefetch(tx, wanted).await?;)+
+                    let reads: Vec<$crate::projection::ApplyFuture<'_>> =
+                        vec![$(Box::pin(self.$table.prefetch(tx, wanted))),+];
+                    futures_util::future::try_join_all(reads).await?;
                     Ok(())
                 })
             }
