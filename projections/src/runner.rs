@@ -74,9 +74,9 @@ pub async fn install(
     if projection.shares_ledger() {
         Box::pin(install_one(pool, &crate::group::SharedLedger, batch)).await?;
         if group_left_alone(pool).await? {
-            // An upgrade from before the group (or a log imported before
-            // any `work`): one fold of the group instead of one rebuild per
-            // member, each of which would first walk the ledger live.
+            // An upgrade from before the group: one fold of the group
+            // instead of one rebuild per member, the first of which would
+            // walk the ledger through the whole log live.
             tracing::info!(
                 "no projection runs at the shared ledger's checkpoint; rebuilding the group once"
             );
