@@ -189,16 +189,7 @@ async fn a_database_from_before_the_shared_ledger_joins_it_by_one_fold() {
         ))
         .await
         .unwrap();
-    let before: Vec<(String, i32)> = client
-        .query(
-            "SELECT name, generation FROM projection_state ORDER BY name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let before = generations(&t).await;
     append_batched(&store, mixed_history(50), 200).await;
 
     for p in payledger_projections::all() {
@@ -206,16 +197,7 @@ async fn a_database_from_before_the_shared_ledger_joins_it_by_one_fold() {
     }
     runner::resume_stopped(&t.db.pool).await.unwrap();
 
-    let after: Vec<(String, i32)> = client
-        .query(
-            "SELECT name, generation FROM projection_state ORDER BY name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let after = generations(&t).await;
     let ledger = after.iter().find(|(n, _)| n == "ledger").unwrap();
     assert_eq!(
         ledger.1, 2,

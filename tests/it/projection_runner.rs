@@ -224,18 +224,7 @@ async fn a_rebuild_that_meets_a_poison_event_stops_there_and_the_live_tables_kee
         text.contains("discrepancies") && text.contains(&format!("position {poison_at}")),
         "{text}"
     );
-    let generations: Vec<(String, i32)> = t
-        .client()
-        .await
-        .query(
-            "SELECT name, generation FROM projection_state ORDER BY name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let generations = crate::common::runner::generations(&t).await;
     assert!(
         generations.iter().all(|(_, g)| *g == 1),
         "nothing was swapped in: {generations:?}"

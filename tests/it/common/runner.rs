@@ -43,6 +43,21 @@ pub async fn assert_rebuild_equals_live(t: &TestDb) {
     }
 }
 
+/// Every projection's generation, by name.
+pub async fn generations(t: &TestDb) -> Vec<(String, i32)> {
+    t.client()
+        .await
+        .query(
+            "SELECT name, generation FROM projection_state ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 pub async fn checkpoints(t: &TestDb) -> Vec<(String, i64)> {
     t.client()
         .await
